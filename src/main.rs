@@ -1,0 +1,5 @@
+//! The `fderiv` command line: see `fderiv --help`.
+
+fn main() -> std::process::ExitCode {
+    fderiv::cli::main()
+}
