@@ -4,4 +4,7 @@
 //! symbolic differentiation engine built on `egg`. See `docs/ARCHITECTURE.md`.
 
 pub mod cli;
+pub mod ir;
+pub mod rules;
 pub mod scalar;
+pub mod tensor;

@@ -1,0 +1,112 @@
+//! The operators of the IR and its text form (s-expressions, parsed and printed by egg).
+//!
+//! All tensors are rank 3, h×m×n (head, row, column); numbers are scalars that
+//! broadcast. `bmm` and `rowsum` act head by head: they are the headwise (`pi`) maps of
+//! the spec. Softmax is a *definition* that the rules unfold, never a primitive
+//! derivative.
+
+use crate::scalar::{parse_rational, Rational};
+use egg::{define_language, Id, RecExpr, Symbol};
+use std::fmt;
+use std::str::FromStr;
+
+/// An exact rational constant leaf, written `3`, `-1`, `1/2` or `0.25`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Const(pub Rational);
+
+impl FromStr for Const {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Only text that starts like a number is a number: names stay names.
+        let starts_numeric = s
+            .trim_start_matches('-')
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit());
+        if !starts_numeric {
+            return Err(format!("{s} is not a number"));
+        }
+        parse_rational(s)
+            .map(Const)
+            .ok_or_else(|| format!("{s} is not a rational number"))
+    }
+}
+
+impl fmt::Display for Const {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+define_language! {
+    /// One operator of the tensor IR: `+ - * /` entrywise (a number broadcasts),
+    /// `neg`, `inv` (reciprocal), `exp`; `rowsum` (row sum along the last axis,
+    /// broadcast back); `bmm` (batched matmul (h×m×n)·(h×n×p), head by head); `T`
+    /// (transpose of the last two axes); `softmax` (along the last axis, a definition
+    /// the rules unfold); `tan` (the tangent dA of input A); `jvp` (Fréchet derivative
+    /// applied to the tangents); `vjp e G` (its adjoint applied to the cotangent G);
+    /// `adj E G` (adjoint of a tangent-linear E applied to G); `grad A W` (W in input
+    /// A's slot); `g+` (sum of gradients); rational numbers; input names.
+    pub enum Op {
+        "+" = Add([Id; 2]),
+        "-" = Sub([Id; 2]),
+        "*" = Mul([Id; 2]),
+        "/" = Div([Id; 2]),
+        "neg" = Neg([Id; 1]),
+        "inv" = Inv([Id; 1]),
+        "exp" = Exp([Id; 1]),
+        "rowsum" = RowSum([Id; 1]),
+        "bmm" = Bmm([Id; 2]),
+        "T" = Transpose([Id; 1]),
+        "softmax" = Softmax([Id; 1]),
+        "tan" = Tan([Id; 1]),
+        "jvp" = Jvp([Id; 1]),
+        "vjp" = Vjp([Id; 2]),
+        "adj" = Adj([Id; 2]),
+        "grad" = Grad([Id; 2]),
+        "g+" = GAdd([Id; 2]),
+        Num(Const),
+        Input(Symbol),
+    }
+}
+
+/// A term of the IR.
+pub type Expr = RecExpr<Op>;
+
+/// Parses a term from its s-expression text.
+pub fn parse_term(text: &str) -> Result<Expr, String> {
+    text.parse::<Expr>().map_err(|e| e.to_string())
+}
+
+impl Op {
+    /// The operators that must not survive derivation.
+    pub fn is_derivative_operator(&self) -> bool {
+        matches!(self, Op::Jvp(_) | Op::Vjp(..) | Op::Adj(..))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_terms_reparse_to_themselves() {
+        for text in [
+            "(jvp (softmax X))",
+            "(- (* (softmax X) (tan X)) (* (softmax X) (rowsum (* (softmax X) (tan X)))))",
+            "(g+ (grad A (bmm G (T B))) (grad B (bmm (T A) G)))",
+            "(* -1/2 (exp X))",
+        ] {
+            let e = parse_term(text).unwrap();
+            assert_eq!(e.to_string(), text);
+            assert_eq!(parse_term(&e.to_string()).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn unknown_operators_and_arity_are_rejected() {
+        assert!(parse_term("(frob X)").is_err());
+        assert!(parse_term("(bmm X)").is_err());
+        assert!(parse_term("(+ X").is_err());
+    }
+}

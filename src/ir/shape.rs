@@ -1,0 +1,560 @@
+//! Typing and shape inference for terms and rule patterns.
+//!
+//! Every term has a type: a scalar (numbers, broadcast), a rank-3 tensor h×m×n whose
+//! dims are symbolic names (`h`, `m`), concrete sizes, or unknowns (in patterns), or a
+//! gradient (what `vjp`, `adj`, `grad` and `g+` produce). Inference is unification
+//! over dims; an ill-shaped term is an error naming both shapes.
+
+use super::lang::Op;
+use egg::{ENodeOrVar, Id, Language, RecExpr, Symbol, Var};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One dimension as the user wrote it: a symbolic name or a concrete size.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dim {
+    /// A symbolic dimension such as `h`.
+    Named(String),
+    /// A concrete size.
+    Size(usize),
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Named(s) => write!(f, "{s}"),
+            Dim::Size(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Dim {
+    /// Parses `h` or `3`.
+    pub fn parse(text: &str) -> Result<Dim, ShapeError> {
+        let t = text.trim();
+        if let Ok(n) = t.parse::<usize>() {
+            return Ok(Dim::Size(n));
+        }
+        let ok = t.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            Ok(Dim::Named(t.to_string()))
+        } else {
+            Err(ShapeError::BadDim(t.to_string()))
+        }
+    }
+}
+
+/// A rank-3 shape h×m×n as the user declares it.
+pub type Shape = [Dim; 3];
+
+/// Parses a shape written `h,m,n`, `h×m×n` or `hxmxn`-free forms like `2,3,4`.
+pub fn parse_shape(text: &str) -> Result<Shape, ShapeError> {
+    let parts: Vec<&str> = text.split([',', '×']).collect();
+    if parts.len() != 3 {
+        return Err(ShapeError::Rank(text.to_string()));
+    }
+    Ok([
+        Dim::parse(parts[0])?,
+        Dim::parse(parts[1])?,
+        Dim::parse(parts[2])?,
+    ])
+}
+
+/// `h×m×n`.
+pub fn fmt_shape(s: &Shape) -> String {
+    format!("{}×{}×{}", s[0], s[1], s[2])
+}
+
+/// The declared shapes of a term's inputs.
+pub type ShapeEnv = BTreeMap<Symbol, Shape>;
+
+/// The inferred type of a term or pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ty {
+    /// A number (broadcasts against any tensor).
+    Scalar,
+    /// A rank-3 tensor; unknown dims print as `?`.
+    Tensor([Option<Dim>; 3]),
+    /// A gradient: one tensor per input slot.
+    Grad,
+}
+
+impl fmt::Display for Ty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ty::Scalar => write!(f, "scalar"),
+            Ty::Grad => write!(f, "gradient"),
+            Ty::Tensor(d) => {
+                let s: Vec<String> = d
+                    .iter()
+                    .map(|x| x.as_ref().map_or("?".to_string(), |d| d.to_string()))
+                    .collect();
+                write!(f, "{}", s.join("×"))
+            }
+        }
+    }
+}
+
+/// Why a term or pattern is ill-typed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// Two shapes that must agree do not.
+    #[error("{op}: shapes {left} and {right} disagree")]
+    Mismatch {
+        /// The operator whose operands disagree.
+        op: String,
+        /// The left (or expected) type.
+        left: String,
+        /// The right (or found) type.
+        right: String,
+    },
+    /// An operand has the wrong kind (gradient where a tensor is needed, ...).
+    #[error("{op}: expected {expected}, found {found}")]
+    Kind {
+        /// The operator.
+        op: String,
+        /// What it needs.
+        expected: String,
+        /// What it got.
+        found: String,
+    },
+    /// An input without a declared shape.
+    #[error("input {0} has no declared shape (declare it, e.g. --shape {0}=h,m,n)")]
+    UnknownInput(String),
+    /// A shape that is not rank 3.
+    #[error("shape {0:?} is not h,m,n (three dims)")]
+    Rank(String),
+    /// A dim that is neither a name nor a size.
+    #[error("dim {0:?} is neither a name (h) nor a size (3)")]
+    BadDim(String),
+}
+
+/// Unification state: dim variables with union-find and optional values.
+#[derive(Debug, Default, Clone)]
+pub struct Unifier {
+    parent: Vec<usize>,
+    value: Vec<Option<Dim>>,
+}
+
+type DimVars = [usize; 3];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum VarTy {
+    Scalar,
+    Tensor(DimVars),
+    Grad,
+}
+
+impl Unifier {
+    fn fresh(&mut self, value: Option<Dim>) -> usize {
+        self.parent.push(self.parent.len());
+        self.value.push(value);
+        self.parent.len() - 1
+    }
+    fn fresh3(&mut self) -> DimVars {
+        [self.fresh(None), self.fresh(None), self.fresh(None)]
+    }
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+    /// The value of a dim variable, if known.
+    fn get(&mut self, x: usize) -> Option<Dim> {
+        let r = self.find(x);
+        self.value[r].clone()
+    }
+    fn unify(&mut self, a: usize, b: usize) -> bool {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return true;
+        }
+        match (self.value[ra].clone(), self.value[rb].clone()) {
+            (Some(x), Some(y)) if x != y => false,
+            (va, vb) => {
+                self.parent[ra] = rb;
+                self.value[rb] = va.or(vb);
+                true
+            }
+        }
+    }
+    fn ty(&mut self, t: VarTy) -> Ty {
+        match t {
+            VarTy::Scalar => Ty::Scalar,
+            VarTy::Grad => Ty::Grad,
+            VarTy::Tensor(d) => Ty::Tensor([self.get(d[0]), self.get(d[1]), self.get(d[2])]),
+        }
+    }
+}
+
+/// The result of inferring a pattern: the type of its root and of every variable.
+#[derive(Debug, Clone)]
+pub struct Inferred {
+    /// The root's type.
+    pub root: Ty,
+    /// Each pattern variable's type.
+    pub vars: BTreeMap<Var, Ty>,
+    /// Pattern variables that stand for input names (under `tan` or as `grad`'s slot).
+    pub name_vars: Vec<Var>,
+    /// Dim-variable classes: for each variable of tensor type, its dim-class ids, so
+    /// that callers can pick one concrete size per class.
+    pub var_dims: BTreeMap<Var, [usize; 3]>,
+}
+
+/// Shape inference over patterns (and terms, as patterns without variables).
+#[derive(Debug, Default)]
+pub struct Inference {
+    unifier: Unifier,
+    vars: BTreeMap<Var, VarTy>,
+    inputs: BTreeMap<Symbol, DimVars>,
+    env: ShapeEnv,
+    strict_inputs: bool,
+}
+
+impl Inference {
+    /// Inference for terms whose inputs must all be declared in `env`.
+    pub fn with_env(env: &ShapeEnv) -> Self {
+        Inference {
+            env: env.clone(),
+            strict_inputs: true,
+            ..Default::default()
+        }
+    }
+
+    /// Inference for rule patterns: inputs and variables get fresh shapes.
+    pub fn for_patterns() -> Self {
+        Inference::default()
+    }
+
+    /// The class id of a dim variable (equal ids: the same dim).
+    pub fn dim_class(&mut self, d: usize) -> usize {
+        self.unifier.find(d)
+    }
+
+    /// The known value of a dim class, if any.
+    pub fn dim_value(&mut self, d: usize) -> Option<Dim> {
+        self.unifier.get(d)
+    }
+
+    fn input_dims(&mut self, s: Symbol) -> Result<DimVars, ShapeError> {
+        if let Some(d) = self.inputs.get(&s) {
+            return Ok(*d);
+        }
+        let dims = match self.env.get(&s).cloned() {
+            Some(shape) => shape.map(|d| self.unifier.fresh(Some(d))),
+            None if self.strict_inputs => return Err(ShapeError::UnknownInput(s.to_string())),
+            None => self.unifier.fresh3(),
+        };
+        self.inputs.insert(s, dims);
+        Ok(dims)
+    }
+
+    fn show(&mut self, t: VarTy) -> String {
+        self.unifier.ty(t).to_string()
+    }
+
+    fn same(&mut self, op: &str, a: VarTy, b: VarTy) -> Result<(), ShapeError> {
+        let ok = match (a, b) {
+            (VarTy::Tensor(x), VarTy::Tensor(y)) => {
+                let mut trial = self.unifier.clone();
+                let ok = (0..3).all(|i| trial.unify(x[i], y[i]));
+                if ok {
+                    self.unifier = trial;
+                }
+                ok
+            }
+            (x, y) => x == y,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ShapeError::Mismatch {
+                op: op.to_string(),
+                left: self.show(a),
+                right: self.show(b),
+            })
+        }
+    }
+
+    fn tensor(&mut self, op: &str, t: VarTy) -> Result<DimVars, ShapeError> {
+        match t {
+            VarTy::Tensor(d) => Ok(d),
+            other => Err(ShapeError::Kind {
+                op: op.to_string(),
+                expected: "a tensor".into(),
+                found: self.show(other),
+            }),
+        }
+    }
+
+    fn var_ty(&mut self, v: Var, kind: Kind) -> Result<VarTy, ShapeError> {
+        if let Some(t) = self.vars.get(&v) {
+            return Ok(*t);
+        }
+        let t = match kind {
+            Kind::Grad => VarTy::Grad,
+            Kind::Tensor | Kind::Name => VarTy::Tensor(self.unifier.fresh3()),
+        };
+        self.vars.insert(v, t);
+        Ok(t)
+    }
+
+    /// Infers the type of a pattern (or of a term converted with [`as_pattern`]).
+    pub fn infer(&mut self, pat: &RecExpr<ENodeOrVar<Op>>) -> Result<Ty, ShapeError> {
+        let root = self.infer_raw(pat)?;
+        Ok(self.unifier.ty(root))
+    }
+
+    /// Infers and reports variables too.
+    pub fn infer_pattern(
+        &mut self,
+        pat: &RecExpr<ENodeOrVar<Op>>,
+    ) -> Result<(Ty, Vec<Var>), ShapeError> {
+        let kinds = var_kinds(pat);
+        let root = self.infer_raw(pat)?;
+        let names = kinds
+            .into_iter()
+            .filter(|(_, k)| *k == Kind::Name)
+            .map(|(v, _)| v)
+            .collect();
+        Ok((self.unifier.ty(root), names))
+    }
+
+    /// The summary of everything inferred so far.
+    pub fn summary(&mut self, root: Ty, name_vars: Vec<Var>) -> Inferred {
+        let vars: Vec<(Var, VarTy)> = self.vars.iter().map(|(v, t)| (*v, *t)).collect();
+        let mut out = Inferred {
+            root,
+            vars: BTreeMap::new(),
+            name_vars,
+            var_dims: BTreeMap::new(),
+        };
+        for (v, t) in vars {
+            let ty = self.unifier.ty(t);
+            out.vars.insert(v, ty);
+            if let VarTy::Tensor(d) = t {
+                out.var_dims.insert(v, d.map(|x| self.unifier.find(x)));
+            }
+        }
+        out
+    }
+
+    fn infer_raw(&mut self, pat: &RecExpr<ENodeOrVar<Op>>) -> Result<VarTy, ShapeError> {
+        let kinds = var_kinds(pat);
+        let nodes = pat.as_ref();
+        let mut tys: Vec<VarTy> = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let t = match node {
+                ENodeOrVar::Var(v) => {
+                    let kind = kinds.get(v).copied().unwrap_or(Kind::Tensor);
+                    self.var_ty(*v, kind)?
+                }
+                ENodeOrVar::ENode(op) => {
+                    let c = |i: usize| tys[usize::from(op.children()[i])];
+                    let name = op.to_string();
+                    self.infer_op(op, &name, &c, nodes)?
+                }
+            };
+            tys.push(t);
+        }
+        tys.last().copied().ok_or(ShapeError::Kind {
+            op: "term".into(),
+            expected: "a non-empty term".into(),
+            found: "nothing".into(),
+        })
+    }
+
+    fn infer_op(
+        &mut self,
+        op: &Op,
+        name: &str,
+        c: &dyn Fn(usize) -> VarTy,
+        nodes: &[ENodeOrVar<Op>],
+    ) -> Result<VarTy, ShapeError> {
+        Ok(match op {
+            Op::Num(_) => VarTy::Scalar,
+            Op::Input(s) => VarTy::Tensor(self.input_dims(*s)?),
+            Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => match (c(0), c(1)) {
+                (VarTy::Scalar, VarTy::Scalar) => VarTy::Scalar,
+                (VarTy::Scalar, t) | (t, VarTy::Scalar) => VarTy::Tensor(self.tensor(name, t)?),
+                (a, b) => {
+                    self.tensor(name, a)?;
+                    self.tensor(name, b)?;
+                    self.same(name, a, b)?;
+                    a
+                }
+            },
+            Op::Neg(_) | Op::Inv(_) | Op::Exp(_) => match c(0) {
+                VarTy::Scalar => VarTy::Scalar,
+                t => VarTy::Tensor(self.tensor(name, t)?),
+            },
+            Op::RowSum(_) | Op::Softmax(_) | Op::Jvp(_) => VarTy::Tensor(self.tensor(name, c(0))?),
+            Op::Tan([ch]) => {
+                self.name_child(name, nodes, *ch)?;
+                VarTy::Tensor(self.tensor(name, c(0))?)
+            }
+            Op::Transpose(_) => {
+                let d = self.tensor(name, c(0))?;
+                VarTy::Tensor([d[0], d[2], d[1]])
+            }
+            Op::Bmm(_) => {
+                let a = self.tensor(name, c(0))?;
+                let b = self.tensor(name, c(1))?;
+                let mut trial = self.unifier.clone();
+                if !(trial.unify(a[0], b[0]) && trial.unify(a[2], b[1])) {
+                    return Err(ShapeError::Mismatch {
+                        op: "bmm (h×m×n)·(h×n×p)".into(),
+                        left: self.show(c(0)),
+                        right: self.show(c(1)),
+                    });
+                }
+                self.unifier = trial;
+                VarTy::Tensor([a[0], a[1], b[2]])
+            }
+            Op::Vjp(_) | Op::Adj(_) => {
+                self.tensor(name, c(0))?;
+                self.tensor(name, c(1))?;
+                self.same(name, c(0), c(1))?;
+                VarTy::Grad
+            }
+            Op::Grad([slot, _]) => {
+                self.name_child(name, nodes, *slot)?;
+                self.tensor(name, c(1))?;
+                self.same(name, c(0), c(1))?;
+                VarTy::Grad
+            }
+            Op::GAdd(_) => {
+                for i in 0..2 {
+                    if c(i) != VarTy::Grad {
+                        return Err(ShapeError::Kind {
+                            op: name.into(),
+                            expected: "a gradient".into(),
+                            found: self.show(c(i)),
+                        });
+                    }
+                }
+                VarTy::Grad
+            }
+        })
+    }
+
+    fn name_child(&self, op: &str, nodes: &[ENodeOrVar<Op>], id: Id) -> Result<(), ShapeError> {
+        match &nodes[usize::from(id)] {
+            ENodeOrVar::Var(_) | ENodeOrVar::ENode(Op::Input(_)) => Ok(()),
+            other => Err(ShapeError::Kind {
+                op: op.into(),
+                expected: "an input name".into(),
+                found: other.to_string(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tensor,
+    Grad,
+    Name,
+}
+
+/// What each pattern variable stands for, read from the operators around it.
+fn var_kinds(pat: &RecExpr<ENodeOrVar<Op>>) -> BTreeMap<Var, Kind> {
+    let nodes = pat.as_ref();
+    let mut kinds = BTreeMap::new();
+    let mut mark = |id: Id, k: Kind| {
+        if let ENodeOrVar::Var(v) = nodes[usize::from(id)] {
+            kinds.entry(v).or_insert(k);
+        }
+    };
+    for node in nodes {
+        if let ENodeOrVar::ENode(op) = node {
+            match op {
+                Op::Tan([a]) => mark(*a, Kind::Name),
+                Op::Grad([a, _]) => mark(*a, Kind::Name),
+                Op::GAdd([a, b]) => {
+                    mark(*a, Kind::Grad);
+                    mark(*b, Kind::Grad);
+                }
+                _ => {}
+            }
+        }
+    }
+    kinds
+}
+
+/// A term as a pattern without variables (for inference).
+pub fn as_pattern(expr: &RecExpr<Op>) -> RecExpr<ENodeOrVar<Op>> {
+    expr.as_ref()
+        .iter()
+        .map(|n| ENodeOrVar::ENode(n.clone()))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// The type of a term whose inputs are declared in `env`.
+pub fn infer_term(expr: &RecExpr<Op>, env: &ShapeEnv) -> Result<Ty, ShapeError> {
+    Inference::with_env(env).infer(&as_pattern(expr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::parse_term;
+
+    fn env(pairs: &[(&str, &str)]) -> ShapeEnv {
+        pairs
+            .iter()
+            .map(|(k, v)| (Symbol::from(*k), parse_shape(v).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn batched_matmul_and_its_vjp_have_the_expected_shapes() {
+        let e = env(&[("A", "h,m,n"), ("B", "h,n,p"), ("G", "h,m,p")]);
+        let ty = infer_term(&parse_term("(bmm A B)").unwrap(), &e).unwrap();
+        assert_eq!(ty.to_string(), "h×m×p");
+        let gb = infer_term(&parse_term("(bmm (T A) G)").unwrap(), &e).unwrap();
+        assert_eq!(gb.to_string(), "h×n×p");
+        let vjp = parse_term("(vjp (bmm A B) G)").unwrap();
+        assert_eq!(infer_term(&vjp, &e).unwrap(), Ty::Grad);
+    }
+
+    #[test]
+    fn ill_shaped_terms_name_both_shapes() {
+        let e = env(&[("A", "h,m,n"), ("B", "h,p,n")]);
+        let err = infer_term(&parse_term("(bmm A B)").unwrap(), &e).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bmm (h×m×n)·(h×n×p): shapes h×m×n and h×p×n disagree"
+        );
+        let err = infer_term(&parse_term("(+ A B)").unwrap(), &e).unwrap_err();
+        assert_eq!(err.to_string(), "+: shapes h×m×n and h×p×n disagree");
+        let err = infer_term(&parse_term("(+ A Z)").unwrap(), &e).unwrap_err();
+        assert!(matches!(err, ShapeError::UnknownInput(n) if n == "Z"));
+        let err = infer_term(&parse_term("(tan (exp A))").unwrap(), &e).unwrap_err();
+        assert!(matches!(err, ShapeError::Kind { .. }));
+    }
+
+    #[test]
+    fn concrete_sizes_unify_with_each_other_only_when_equal() {
+        let e = env(&[("A", "2,3,4"), ("B", "2,4,5"), ("C", "2,3,3")]);
+        let ty = infer_term(&parse_term("(bmm A B)").unwrap(), &e).unwrap();
+        assert_eq!(ty.to_string(), "2×3×5");
+        assert!(infer_term(&parse_term("(bmm A C)").unwrap(), &e).is_err());
+    }
+
+    #[test]
+    fn pattern_variables_get_consistent_shapes() {
+        let lhs: RecExpr<ENodeOrVar<Op>> = "(adj (bmm ?e ?b) ?g)".parse().unwrap();
+        let rhs: RecExpr<ENodeOrVar<Op>> = "(adj ?e (bmm ?g (T ?b)))".parse().unwrap();
+        let mut inf = Inference::for_patterns();
+        assert_eq!(inf.infer(&lhs).unwrap(), Ty::Grad);
+        assert_eq!(inf.infer(&rhs).unwrap(), Ty::Grad);
+        // ?e is a tensor: it cannot also be a gradient.
+        let clash: RecExpr<ENodeOrVar<Op>> = "(g+ ?e ?b)".parse().unwrap();
+        assert!(inf.infer(&clash).is_err());
+    }
+}
