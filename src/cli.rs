@@ -1,7 +1,19 @@
 //! The command line interface: argument parsing and dispatch to the library stages.
+//!
+//! Exit codes: 0 success; 1 a check failed (unsound rule, failed verification);
+//! 2 bad input (unparsable term, ill-shaped term, broken rule file, unusable
+//! arguments) or a derivation that could not finish.
 
-use clap::{Parser, Subcommand};
+use crate::derive::{derive, Derivation, Limits, Mode, Request, SpecOp};
+use crate::ir::shape::{parse_shape, ShapeEnv};
+use crate::rules::soundness::{check_rules, CheckConfig};
+use crate::rules::RuleSet;
+use crate::trace::trace;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use egg::Symbol;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Trustworthy derivatives of tensor kernels.
 #[derive(Debug, Parser)]
@@ -12,20 +24,274 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Output formats for data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// JSON (schema in docs/derivation.md).
+    Json,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the verification ladder and print a report table.
-    Verify,
+    Verify(crate::verify::VerifyArgs),
+    /// Derive the JVP or VJP of a spec op or of any term of the IR.
+    Derive(DeriveArgs),
+    /// Derive and print the derivation trace (same as `derive --trace`).
+    Trace(DeriveArgs),
+    /// List or check rule files.
+    Rules {
+        /// list or check.
+        #[command(subcommand)]
+        action: RulesAction,
+    },
+}
+
+/// `fderiv rules ...`.
+#[derive(Debug, Subcommand)]
+pub enum RulesAction {
+    /// List the rules (name, group, lhs => rhs, Lean fact).
+    List {
+        /// A folder of *.toml rule files (default: the embedded rewrites/).
+        dir: Option<PathBuf>,
+    },
+    /// Check every rule for soundness, exactly; exit 1 if one fails.
+    Check {
+        /// A folder of *.toml rule files (default: the embedded rewrites/).
+        dir: Option<PathBuf>,
+        /// Random cases per rule.
+        #[arg(long, default_value_t = 24)]
+        cases: usize,
+        /// Seed of the case generator.
+        #[arg(long, default_value_t = 0x5eed)]
+        seed: u64,
+    },
+}
+
+/// Arguments of `derive` and `trace`.
+#[derive(Debug, Args)]
+pub struct DeriveArgs {
+    /// The spec op to differentiate (or use --expr).
+    #[arg(value_enum, required_unless_present = "expr", conflicts_with = "expr")]
+    pub op: Option<SpecOp>,
+    /// JVP or VJP.
+    #[arg(long, value_enum, default_value_t = Mode::Jvp)]
+    pub mode: Mode,
+    /// Any term of the IR, e.g. '(bmm (softmax (bmm Q (T K))) V)'.
+    #[arg(long)]
+    pub expr: Option<String>,
+    /// An input's shape, NAME=h,m,n (repeat per input; needed with --expr).
+    #[arg(long = "shape", value_name = "NAME=DIMS")]
+    pub shapes: Vec<String>,
+    /// The inputs to differentiate with respect to (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub wrt: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// A folder of *.toml rule files replacing the embedded rewrites/.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Also print the derivation trace.
+    #[arg(long)]
+    pub trace: bool,
+    /// egg's iteration limit.
+    #[arg(long, default_value_t = Limits::default().iterations)]
+    pub iter_limit: usize,
+    /// egg's e-node limit.
+    #[arg(long, default_value_t = Limits::default().nodes)]
+    pub node_limit: usize,
+    /// egg's time limit in seconds.
+    #[arg(long, default_value_t = Limits::default().time.as_secs_f64())]
+    pub time_limit: f64,
+}
+
+/// A command's failure: the message and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// What to print on stderr.
+    pub message: String,
+    /// 1 for a failed check, 2 for bad input.
+    pub code: u8,
+}
+
+impl Failure {
+    /// Bad input (exit 2).
+    pub fn input(e: impl std::fmt::Display) -> Failure {
+        Failure {
+            message: e.to_string(),
+            code: 2,
+        }
+    }
+    /// A failed check (exit 1).
+    pub fn check(e: impl std::fmt::Display) -> Failure {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+/// Loads the rule set: the folder given, or the embedded files.
+pub fn load_rules(dir: Option<&PathBuf>) -> Result<RuleSet, Failure> {
+    match dir {
+        Some(d) => RuleSet::from_dir(d),
+        None => RuleSet::embedded(),
+    }
+    .map_err(Failure::input)
+}
+
+fn request(args: &DeriveArgs) -> Result<Request, Failure> {
+    let wrt = if args.wrt.is_empty() {
+        None
+    } else {
+        Some(args.wrt.iter().map(|w| Symbol::from(w.trim())).collect())
+    };
+    match (&args.op, &args.expr) {
+        (Some(op), _) => {
+            if wrt.is_some() || !args.shapes.is_empty() {
+                return Err(Failure::input(
+                    "--wrt and --shape go with --expr; a spec op fixes its inputs",
+                ));
+            }
+            op.request(args.mode).map_err(Failure::input)
+        }
+        (None, Some(expr)) => {
+            let mut shapes = ShapeEnv::new();
+            for s in &args.shapes {
+                let (name, dims) = s
+                    .split_once('=')
+                    .ok_or_else(|| Failure::input(format!("--shape {s}: expected NAME=h,m,n")))?;
+                let shape =
+                    parse_shape(dims).map_err(|e| Failure::input(format!("--shape {s}: {e}")))?;
+                shapes.insert(Symbol::from(name.trim()), shape);
+            }
+            Request::new(expr, shapes, wrt, args.mode).map_err(Failure::input)
+        }
+        (None, None) => Err(Failure::input("give a spec op or --expr")),
+    }
+}
+
+/// Runs a derivation as `derive`/`trace` do.
+pub fn run_derivation(args: &DeriveArgs) -> Result<(Derivation, RuleSet), Failure> {
+    let rules = load_rules(args.rules.as_ref())?;
+    let req = request(args)?;
+    if !args.time_limit.is_finite() || args.time_limit <= 0.0 {
+        return Err(Failure::input(
+            "--time-limit must be a positive number of seconds",
+        ));
+    }
+    let limits = Limits {
+        iterations: args.iter_limit,
+        nodes: args.node_limit,
+        time: Duration::from_secs_f64(args.time_limit),
+    };
+    let d = derive(&req, &rules, &limits).map_err(|e| match e {
+        crate::derive::DeriveError::Unsound(_) => Failure::check(e),
+        other => Failure::input(other),
+    })?;
+    Ok((d, rules))
+}
+
+fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
+    let (d, rules) = run_derivation(args)?;
+    let t = trace(&d, &rules);
+    match args.format {
+        Format::Json if with_trace => println!("{}", t.to_json()),
+        Format::Json => {
+            let v = serde_json::json!({
+                "mode": t.mode, "forward": t.forward, "start": t.start,
+                "result": t.result, "stop": t.stop,
+            });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Text if with_trace => print!("{}", t.to_text()),
+        Format::Text => println!("{}", t.result),
+    }
+    eprintln!(
+        "egg: {} after {} iterations, {} e-nodes, {} e-classes, {:.1} ms (rules: {})",
+        d.stop,
+        d.iterations,
+        d.egraph_nodes,
+        d.egraph_classes,
+        d.seconds * 1e3,
+        rules.source
+    );
+    Ok(())
+}
+
+fn cmd_rules(action: &RulesAction) -> Result<(), Failure> {
+    match action {
+        RulesAction::List { dir } => {
+            let set = load_rules(dir.as_ref())?;
+            for r in &set.rules {
+                let arrow = if r.bidirectional { "<=>" } else { "=>" };
+                let cond = if r.conditions.0.is_empty() {
+                    String::new()
+                } else {
+                    let c: Vec<String> = r
+                        .conditions
+                        .0
+                        .iter()
+                        .map(|(k, v)| format!("{k:?} {v}"))
+                        .collect();
+                    format!("  if {}", c.join(", "))
+                };
+                println!(
+                    "{:<16} [{}] {} {arrow} {}{cond}",
+                    r.name, r.group, r.lhs, r.rhs
+                );
+                println!("{:<16} lean: {}   ({})", "", r.lean, r.at);
+            }
+            println!("{} rules from {}", set.rules.len(), set.source);
+            Ok(())
+        }
+        RulesAction::Check { dir, cases, seed } => {
+            let set = load_rules(dir.as_ref())?;
+            let config = CheckConfig {
+                cases: *cases,
+                seed: *seed,
+                ..CheckConfig::default()
+            };
+            let reports = check_rules(&set, &config);
+            let failed = reports.iter().filter(|r| !r.passed()).count();
+            for r in &reports {
+                println!("{r}");
+            }
+            println!(
+                "{} rules checked exactly over ℚ from {}: {} sound, {failed} refused",
+                reports.len(),
+                set.source,
+                reports.len() - failed
+            );
+            if failed > 0 {
+                Err(Failure::check(format!(
+                    "{failed} unsound or unchecked rule(s)"
+                )))
+            } else {
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Runs the CLI on the process arguments; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Verify => {
-            println!("nothing to verify yet");
-            ExitCode::SUCCESS
+    let outcome = match &cli.command {
+        Command::Verify(args) => crate::verify::run(args),
+        Command::Derive(args) => cmd_derive(args, args.trace),
+        Command::Trace(args) => cmd_derive(args, true),
+        Command::Rules { action } => cmd_rules(action),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
         }
     }
 }

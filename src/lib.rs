@@ -4,7 +4,10 @@
 //! symbolic differentiation engine built on `egg`. See `docs/ARCHITECTURE.md`.
 
 pub mod cli;
+pub mod derive;
 pub mod ir;
 pub mod rules;
 pub mod scalar;
 pub mod tensor;
+pub mod trace;
+pub mod verify;
