@@ -159,7 +159,7 @@ fn sum_inner(g: &Value<Rational>, env: &Env<Rational>) -> Result<Rational, EvalE
     if let Value::Grad(map) = g {
         for (name, t) in map {
             if let Some(b) = env.inputs.get(name) {
-                total = total + t.inner(&b.tangent)?;
+                total += t.inner(&b.tangent)?;
             }
         }
     }
