@@ -335,7 +335,9 @@ pub fn derive_unchecked(
         Mode::Vjp => keep_slots(&extracted, &request.wrt),
         Mode::Jvp => extracted.clone(),
     };
-    if let Some(residual) = residual(&result) {
+    if let Some(found) = residual(&result) {
+        let stuck = stuck_terms(&runner.egraph);
+        let residual = stuck.first().cloned().unwrap_or(found);
         let hint = if matches!(runner.stop_reason, Some(StopReason::Saturated)) {
             "the rules cannot rewrite it: is a differentiation or adjoint rule missing?"
         } else {
@@ -390,7 +392,20 @@ fn stop_text(reason: Option<&StopReason>) -> String {
     }
 }
 
-/// The smallest subterm that still holds a derivative operator, if any.
+/// The derivative operators no rule could rewrite: e-classes holding nothing but
+/// derivative operators, extracted, smallest first. These name the missing rule.
+fn stuck_terms(egraph: &Graph) -> Vec<Expr> {
+    let extractor = Extractor::new(egraph, KernelCost);
+    let mut stuck: Vec<Expr> = egraph
+        .classes()
+        .filter(|c| c.nodes.iter().all(Op::is_derivative_operator))
+        .map(|c| extractor.find_best(c.id).1)
+        .collect();
+    stuck.sort_by_key(|e| (e.as_ref().len(), e.to_string()));
+    stuck
+}
+
+/// The first subterm that still holds a derivative operator, if any.
 pub fn residual(e: &Expr) -> Option<Expr> {
     let nodes = e.as_ref();
     let id = nodes.iter().position(|n| n.is_derivative_operator())?;

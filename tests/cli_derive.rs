@@ -1,0 +1,247 @@
+//! The derive / trace / rules commands, run as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fderiv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fderiv"))
+        .args(args)
+        .output()
+        .expect("the fderiv binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh folder holding copies of the embedded rule files, edited by `edit`.
+fn rules_dir(tag: &str, edit: impl Fn(&str, String) -> String) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fderiv-rules-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("rewrites");
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(dir.join(&name), edit(&name, text)).unwrap();
+    }
+    dir
+}
+
+/// Removes the `[[rule]]` table named `name` from a rule file's text.
+fn without_rule(text: &str, name: &str) -> String {
+    text.split("[[rule]]")
+        .filter(|chunk| !chunk.contains(&format!("name = \"{name}\"")))
+        .collect::<Vec<_>>()
+        .join("[[rule]]")
+}
+
+#[test]
+fn softmax_last_vjp_is_s_times_g_minus_rowsum() {
+    let o = fderiv(&["derive", "softmax_last", "--mode", "vjp"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "(grad X (* (softmax X) (- G (rowsum (* (softmax X) G)))))"
+    );
+}
+
+#[test]
+fn the_softmax_trace_passes_through_the_calculus_rules() {
+    let o = fderiv(&["trace", "softmax_last", "--mode", "vjp"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for rule in [
+        "jvp-mul",
+        "jvp-inv",
+        "jvp-exp",
+        "jvp-rowsum",
+        "adj-tan",
+        "adj-rowsum",
+        "softmax-def",
+    ] {
+        assert!(
+            text.contains(&format!(". {rule}")),
+            "{rule} missing in\n{text}"
+        );
+    }
+    let json = fderiv(&[
+        "derive",
+        "softmax_last",
+        "--mode",
+        "vjp",
+        "--trace",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        v["result"],
+        "(grad X (* (softmax X) (- G (rowsum (* (softmax X) G)))))"
+    );
+    assert!(v["steps"].as_array().unwrap().len() > 10);
+}
+
+#[test]
+fn an_empty_rules_folder_derives_nothing() {
+    let dir = rules_dir("empty", |_, t| t);
+    for f in std::fs::read_dir(&dir).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let o = fderiv(&["derive", "matmul", "--rules", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty());
+    assert!(
+        stderr(&o).contains("residual subterm (jvp (bmm A B))"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_removed_differentiation_rule_leaves_a_named_residual() {
+    let dir = rules_dir("noexp", |_, t| without_rule(&t, "jvp-exp"));
+    let o = fderiv(&["derive", "softmax_last", "--rules", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(err.contains("residual subterm (jvp (exp X))"), "{err}");
+    assert!(err.contains("saturated"), "{err}");
+}
+
+#[test]
+fn an_unsound_rule_is_refused_by_check_and_by_derive() {
+    let bad = "\n[[rule]]\nname = \"exp-bad\"\nlhs = \"(jvp (exp ?a))\"\nrhs = \"(jvp ?a)\"\nlean = \"none\"\n";
+    let dir = rules_dir("unsound", |name, t| {
+        if name == "differentiation.toml" {
+            t + bad
+        } else {
+            t
+        }
+    });
+    let check = fderiv(&["rules", "check", dir.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(1));
+    let out = stdout(&check);
+    assert!(out.contains("UNSOUND  exp-bad at "), "{out}");
+    assert!(out.contains("differentiation.toml:"), "{out}");
+    let derive = fderiv(&["derive", "softmax_last", "--rules", dir.to_str().unwrap()]);
+    assert_eq!(derive.status.code(), Some(1));
+    assert!(stderr(&derive).contains("refusing to derive with unsound rules"));
+    assert!(stderr(&derive).contains("exp-bad"));
+}
+
+#[test]
+fn the_embedded_rules_check_clean() {
+    let o = fderiv(&["rules", "check"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("0 refused"));
+    let list = fderiv(&["rules", "list"]);
+    assert!(stdout(&list).contains("jvp-bmm"));
+    assert!(stdout(&list).contains("hasFDerivAt_of_bilinear"));
+}
+
+#[test]
+fn a_broken_rule_file_is_located() {
+    let dir = rules_dir("broken", |name, t| {
+        if name == "algebra.toml" {
+            t.replace("lhs  = \"(neg (neg ?a))\"", "lhs  = \"(neg (nag ?a))\"")
+        } else {
+            t
+        }
+    });
+    let o = fderiv(&["rules", "list", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("algebra.toml:"), "{err}");
+    assert!(
+        err.contains("rule neg-neg: lhs is not a pattern of the IR"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_terms_give_clear_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["derive", "--expr", "(frob X)", "--shape", "X=h,m,n"],
+            "cannot parse",
+        ),
+        (
+            &[
+                "derive",
+                "--expr",
+                "(bmm A B)",
+                "--shape",
+                "A=h,m,n",
+                "--shape",
+                "B=h,p,n",
+            ],
+            "shapes h×m×n and h×p×n disagree",
+        ),
+        (
+            &["derive", "--expr", "(exp Y)"],
+            "input Y has no declared shape",
+        ),
+        (
+            &["derive", "--expr", "(exp X)", "--shape", "X=h,m"],
+            "not h,m,n",
+        ),
+        (
+            &[
+                "derive", "--expr", "(exp X)", "--shape", "X=h,m,n", "--wrt", "Z",
+            ],
+            "no input Z",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = fderiv(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn hitting_a_limit_is_reported_with_its_name() {
+    let o = fderiv(&[
+        "derive",
+        "softmax_last",
+        "--mode",
+        "vjp",
+        "--iter-limit",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("iteration limit (2)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--iter-limit"), "{}", stderr(&o));
+}
+
+#[test]
+fn one_attention_head_is_differentiated_by_the_same_rules() {
+    let o = fderiv(&[
+        "derive",
+        "--expr",
+        "(bmm (softmax (bmm Q (T K))) V)",
+        "--shape",
+        "Q=h,m,d",
+        "--shape",
+        "K=h,n,d",
+        "--shape",
+        "V=h,n,e",
+        "--mode",
+        "vjp",
+        "--wrt",
+        "Q,V",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("(grad V (bmm (T (softmax (bmm Q (T K)))) G))"),
+        "{out}"
+    );
+    assert!(out.contains("(grad Q "), "{out}");
+    assert!(!out.contains("(grad K "), "{out}");
+}
