@@ -10,12 +10,15 @@
 
 pub mod batched;
 pub mod bilinear;
+pub mod cases;
 pub mod clm;
 pub mod context;
 pub mod error;
+pub mod facts;
 pub mod heads;
 pub mod matrix;
 pub mod node;
+pub mod report;
 pub mod shape;
 pub mod softmax_last_axis;
 pub mod softmax_vec;
