@@ -82,32 +82,77 @@ pub fn clm_adjoint_identity<S: Scalar>(
     Ok(inner(&map.apply(x)?, delta)? == inner(x, &map.adjoint(delta)?)?)
 }
 
+/// A vector map, as the general checks take them.
+pub type VecMap<'a, S> = &'a dyn Fn(&[S]) -> Result<Vec<S>, SpecError>;
+
+/// `f (g r) = r` and `g (f x) = x`.
+pub fn mutually_inverse<S: Scalar>(
+    f: VecMap<'_, S>,
+    g: VecMap<'_, S>,
+    x: &[S],
+    r: &[S],
+) -> Result<bool, SpecError> {
+    Ok(g(&f(x)?)? == x && f(&g(r)?)? == r)
+}
+
+/// `⟨f x, r⟩ = ⟨x, g r⟩`, `f† = g` at `r` and `g† = f` at `x`.
+pub fn mutually_adjoint<S: Scalar>(
+    f: &dyn Clm<S>,
+    g: &dyn Clm<S>,
+    x: &[S],
+    r: &[S],
+) -> Result<bool, SpecError> {
+    Ok(inner(&f.apply(x)?, r)? == inner(x, &g.apply(r)?)?
+        && f.adjoint(r)? == g.apply(r)?
+        && g.adjoint(x)? == f.apply(x)?)
+}
+
+/// Symmetry of a linear map `J`: `⟨J dx, δ⟩ = ⟨dx, J δ⟩`.
+pub fn symmetric<S: Scalar>(j: VecMap<'_, S>, dx: &[S], delta: &[S]) -> Result<bool, SpecError> {
+    Ok(inner(&j(dx)?, delta)? == inner(dx, &j(delta)?)?)
+}
+
+/// A closed-form jvp agrees with a derivative: `jvp dx = deriv dx`.
+pub fn agrees<S: Scalar>(
+    jvp: VecMap<'_, S>,
+    deriv: &dyn Clm<S>,
+    dx: &[S],
+) -> Result<bool, SpecError> {
+    Ok(jvp(dx)? == deriv.apply(dx)?)
+}
+
+/// `HasFDerivAt f D x`, exactly: the tangent of `f (x + ε·dx)` (f over dual numbers)
+/// equals `D dx`.
+pub fn tangent_matches(
+    f: VecMap<'_, Dual<Rational>>,
+    deriv: &dyn Clm<Rational>,
+    x: &[Rational],
+    dx: &[Rational],
+) -> Result<bool, SpecError> {
+    Ok(tangents(&f(&duals(x, dx)?)?) == deriv.apply(dx)?)
+}
+
 /// `heads`/`unheads` are mutually inverse: `unheads (heads x) = x` and
-/// `heads (unheads r) = r` (`r` given flattened, as a value of `Fin h → Vec n`).
+/// `heads (unheads r) = r` (both flattened).
 pub fn heads_unheads_inverse<S: Scalar>(
     h: usize,
     n: usize,
     x: &[S],
     r: &[S],
 ) -> Result<bool, SpecError> {
-    let r = blocks(h, n, r)?;
-    Ok(unheads(h, n, &heads(h, n, x)?)? == x && heads(h, n, &unheads(h, n, &r)?)? == r)
+    let f = |v: &[S]| Ok(heads(h, n, v)?.concat());
+    let g = |v: &[S]| unheads(h, n, &blocks(h, n, v)?);
+    mutually_inverse(&f, &g, x, r)
 }
 
-/// `headsCLM` and `unheadsCLM` are each the adjoint of the other:
-/// `⟨headsCLM x, r⟩ = ⟨x, unheadsCLM r⟩`, `headsCLM† = unheadsCLM` and
-/// `unheadsCLM† = headsCLM` at the given points.
+/// `headsCLM` and `unheadsCLM` are each the adjoint of the other.
 pub fn heads_clm_adjoint_unheads_clm<S: Scalar>(
     h: usize,
     n: usize,
     x: &[S],
     r: &[S],
 ) -> Result<bool, SpecError> {
-    let hc = heads_clm::<S>(h, n)?;
-    let uc = unheads_clm::<S>(h, n)?;
-    Ok(inner(&hc.apply(x)?, r)? == inner(x, &uc.apply(r)?)?
-        && hc.adjoint(r)? == uc.apply(r)?
-        && uc.adjoint(x)? == hc.apply(x)?)
+    mutually_adjoint(&*heads_clm(h, n)?, &*unheads_clm(h, n)?, x, r)
 }
 
 /// `inner_softmaxJvp_comm`: `⟨softmaxJvp x dx, δ⟩ = ⟨dx, softmaxJvp x δ⟩`.
@@ -117,7 +162,7 @@ pub fn inner_softmax_jvp_comm<S: Scalar>(
     delta: &[S],
     oracle: &ExpOracle,
 ) -> Result<bool, SpecError> {
-    Ok(inner(&softmax_jvp(x, dx, oracle)?, delta)? == inner(dx, &softmax_jvp(x, delta, oracle)?)?)
+    symmetric(&|v: &[S]| softmax_jvp(x, v, oracle), dx, delta)
 }
 
 /// `softmaxJvp_eq_deriv`: `softmaxJvp x dx = softmaxDerivCLM x dx`.
@@ -126,7 +171,11 @@ pub fn softmax_jvp_eq_deriv<S: Scalar>(
     dx: &[S],
     oracle: &ExpOracle,
 ) -> Result<bool, SpecError> {
-    Ok(softmax_jvp(x, dx, oracle)? == softmax_deriv(x, oracle)?.apply(dx)?)
+    agrees(
+        &|v: &[S]| softmax_jvp(x, v, oracle),
+        &*softmax_deriv(x, oracle)?,
+        dx,
+    )
 }
 
 /// `hasFDerivAt_softmaxVec`, exactly: the tangent of `softmaxVec (x + ε·dx)` equals
@@ -136,8 +185,12 @@ pub fn has_fderiv_at_softmax_vec(
     dx: &[Rational],
     oracle: &ExpOracle,
 ) -> Result<bool, SpecError> {
-    let out = softmax_vec(&duals(x, dx)?, oracle)?;
-    Ok(tangents(&out) == softmax_deriv(x, oracle)?.apply(dx)?)
+    tangent_matches(
+        &|v: &[Dual<Rational>]| softmax_vec(v, oracle),
+        &*softmax_deriv(x, oracle)?,
+        x,
+        dx,
+    )
 }
 
 /// `SoftmaxLastAxis.jvpMN_eq_derivMN`: `jvpMN x dx = derivMN x dx`.
@@ -148,7 +201,11 @@ pub fn jvp_mn_eq_deriv_mn<S: Scalar>(
     dx: &[S],
     oracle: &ExpOracle,
 ) -> Result<bool, SpecError> {
-    Ok(jvp_mn(m, n, x, dx, oracle)? == deriv_mn(m, n, x, oracle)?.apply(dx)?)
+    agrees(
+        &|v: &[S]| jvp_mn(m, n, x, v, oracle),
+        &*deriv_mn(m, n, x, oracle)?,
+        dx,
+    )
 }
 
 /// `SoftmaxLastAxis.inner_jvpMN_comm`: `⟨jvpMN x dx, δ⟩ = ⟨dx, jvpMN x δ⟩`.
@@ -160,10 +217,7 @@ pub fn inner_jvp_mn_comm<S: Scalar>(
     delta: &[S],
     oracle: &ExpOracle,
 ) -> Result<bool, SpecError> {
-    Ok(
-        inner(&jvp_mn(m, n, x, dx, oracle)?, delta)?
-            == inner(dx, &jvp_mn(m, n, x, delta, oracle)?)?,
-    )
+    symmetric(&|v: &[S]| jvp_mn(m, n, x, v, oracle), dx, delta)
 }
 
 /// `SoftmaxLastAxis.hasFDerivAt_forwardMN`, exactly: the tangent of
@@ -175,8 +229,12 @@ pub fn has_fderiv_at_forward_mn(
     dx: &[Rational],
     oracle: &ExpOracle,
 ) -> Result<bool, SpecError> {
-    let out = forward_mn(m, n, &duals(x, dx)?, oracle)?;
-    Ok(tangents(&out) == deriv_mn(m, n, x, oracle)?.apply(dx)?)
+    tangent_matches(
+        &|v: &[Dual<Rational>]| forward_mn(m, n, v, oracle),
+        &*deriv_mn(m, n, x, oracle)?,
+        x,
+        dx,
+    )
 }
 
 /// `Batched.size3_eq`, re-exported here with the other facts.
