@@ -9,7 +9,7 @@ use std::rc::Rc;
 use fderiv::scalar::{Dual, ExpOracle, Rational, Scalar};
 use fderiv::spec::batched::{matmul_bilin, matmul_node, softmax_last_node, MatmulBilin};
 use fderiv::spec::bilinear::{precomp_l, precomp_r, Bilinear};
-use fderiv::spec::cases::{NodeCase, NodeKind};
+use fderiv::spec::cases::{context_from_slots, slots, NodeCase, NodeKind};
 use fderiv::spec::clm::{clm_add, smul_right, BoxClm, Clm};
 use fderiv::spec::context::Context;
 use fderiv::spec::facts;
@@ -43,26 +43,8 @@ fn dim() -> impl Strategy<Value = usize> {
 /// the positions of the needed shapes.
 fn context(needed: Vec<Vec<usize>>) -> impl Strategy<Value = (Context, Vec<usize>)> {
     prop::collection::vec(prop::collection::vec(dim(), 0..=3), 0..=2)
-        .prop_flat_map(move |extras| {
-            let mut slots: Vec<(Option<usize>, Vec<usize>)> = needed
-                .iter()
-                .cloned()
-                .enumerate()
-                .map(|(i, s)| (Some(i), s))
-                .collect();
-            slots.extend(extras.into_iter().map(|s| (None, s)));
-            Just(slots).prop_shuffle()
-        })
-        .prop_map(|slots| {
-            let mut positions = vec![0; slots.iter().filter(|s| s.0.is_some()).count()];
-            for (pos, (which, _)) in slots.iter().enumerate() {
-                if let Some(i) = which {
-                    positions[*i] = pos;
-                }
-            }
-            let ctx = Context::new(slots.into_iter().map(|s| s.1).collect()).unwrap();
-            (ctx, positions)
-        })
+        .prop_flat_map(move |extras| Just(slots(&needed, extras)).prop_shuffle())
+        .prop_map(|s| context_from_slots(s).unwrap())
 }
 
 fn with_values(ctx: Context, kind: NodeKind, out: usize) -> impl Strategy<Value = NodeCase> {

@@ -63,6 +63,35 @@ pub struct NodeCase {
     pub delta: Vec<Rational>,
 }
 
+/// A context slot: `Some(i)` for the `i`-th needed input, `None` for an unrelated one.
+pub type Slot = (Option<usize>, Vec<usize>);
+
+/// The needed shapes (tagged with their order) followed by the extra ones.
+pub fn slots(needed: &[Vec<usize>], extras: Vec<Vec<usize>>) -> Vec<Slot> {
+    let tagged = needed
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, s)| (Some(i), s));
+    tagged
+        .chain(extras.into_iter().map(|s| (None, s)))
+        .collect()
+}
+
+/// The context of these slots (in this order) and the positions of the needed inputs.
+pub fn context_from_slots(slots: Vec<Slot>) -> Result<(Context, Vec<usize>), SpecError> {
+    let mut positions = vec![0; slots.iter().filter(|s| s.0.is_some()).count()];
+    for (pos, (which, _)) in slots.iter().enumerate() {
+        if let Some(i) = *which {
+            if let Some(p) = positions.get_mut(i) {
+                *p = pos;
+            }
+        }
+    }
+    let ctx = Context::new(slots.into_iter().map(|(_, s)| s).collect())?;
+    Ok((ctx, positions))
+}
+
 /// The seeded case generator.
 pub struct CaseGen {
     rng: ChaCha8Rng,
@@ -120,25 +149,12 @@ impl CaseGen {
     /// A context holding `needed` (in order of the returned positions) among 0–2 extra
     /// inputs, in a random order.
     fn context_with(&mut self, needed: &[Vec<usize>]) -> Result<(Context, Vec<usize>), SpecError> {
-        let extras = self.rng.gen_range(0..=2);
-        let mut slots: Vec<(Option<usize>, Vec<usize>)> = needed
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, s)| (Some(i), s))
+        let extras: Vec<Vec<usize>> = (0..self.rng.gen_range(0..=2))
+            .map(|_| self.extra_shape())
             .collect();
-        for _ in 0..extras {
-            slots.push((None, self.extra_shape()));
-        }
+        let mut slots = slots(needed, extras);
         slots.shuffle(&mut self.rng);
-        let mut positions = vec![0; needed.len()];
-        for (pos, (which, _)) in slots.iter().enumerate() {
-            if let Some(i) = which {
-                positions[*i] = pos;
-            }
-        }
-        let ctx = Context::new(slots.into_iter().map(|(_, s)| s).collect())?;
-        Ok((ctx, positions))
+        context_from_slots(slots)
     }
 
     fn node_case(
