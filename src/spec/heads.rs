@@ -5,15 +5,16 @@
 
 use super::clm::{comp, headwise, BoxClm, Clm};
 use super::error::SpecError;
-use super::shape::{fin_prod_fin, mat_size};
+use super::shape::mat_size;
 use super::vector::check_len;
 use crate::scalar::Scalar;
 
-/// `Batched.heads`: `heads x k j = x[finProdFinEquiv (k, j)] = x[k·n + j]`.
+/// `Batched.heads`: `heads x k j = x[finProdFinEquiv (k, j)] = x[k·n + j]`
+/// (see [`super::shape::fin_prod_fin`]; in range once `x.len() = h·n` is checked).
 pub fn heads<S: Scalar>(h: usize, n: usize, x: &[S]) -> Result<Vec<Vec<S>>, SpecError> {
     check_len("heads input", &[h, n], mat_size(h, n)?, x.len())?;
     Ok((0..h)
-        .map(|k| (0..n).map(|j| x[fin_prod_fin(n, k, j)].clone()).collect())
+        .map(|k| (0..n).map(|j| x[k * n + j].clone()).collect())
         .collect())
 }
 

@@ -35,20 +35,23 @@ pub fn size3_eq(h: usize, m: usize, n: usize) -> Result<bool, SpecError> {
     Ok(shape_size(&[h, m, n])? == hmat_size(h, m, n)?)
 }
 
-/// `finProdFinEquiv (i, j) = i·n + j` for `i < m`, `j < n` (a row-major flat index).
-/// The caller guarantees `i·n + j < m·n`, which cannot overflow once `m·n` was checked.
-pub fn fin_prod_fin(n: usize, i: usize, j: usize) -> usize {
-    i * n + j
+/// `finProdFinEquiv (i, j) = i·n + j` on `Fin m × Fin n` (row-major); `None` when
+/// `i ≥ m` or `j ≥ n`.
+pub fn fin_prod_fin(m: usize, n: usize, i: usize, j: usize) -> Option<usize> {
+    (i < m && j < n).then(|| i * n + j)
 }
 
-/// `finProdFinEquiv.symm k = (k / n, k % n)` (for `n > 0`).
-pub fn fin_prod_fin_symm(n: usize, k: usize) -> (usize, usize) {
-    (k / n, k % n)
+/// `finProdFinEquiv.symm k = (k / n, k % n)` on `Fin (m*n)`; `None` when `k ≥ m·n`.
+pub fn fin_prod_fin_symm(m: usize, n: usize, k: usize) -> Option<(usize, usize)> {
+    (k < m.checked_mul(n)?).then(|| (k / n, k % n))
 }
 
-/// The flat index of entry `(k, i, j)` of an `h×m×n` tensor: `k·(m·n) + i·n + j`.
-pub fn index3(m: usize, n: usize, k: usize, i: usize, j: usize) -> usize {
-    fin_prod_fin(m * n, k, fin_prod_fin(n, i, j))
+/// The flat index of entry `(k, i, j)` of an `h×m×n` tensor, `k·(m·n) + i·n + j`;
+/// `None` when out of range or when `h·(m·n)` overflows.
+pub fn index3(h: usize, m: usize, n: usize, k: usize, i: usize, j: usize) -> Option<usize> {
+    let mn = m.checked_mul(n)?;
+    h.checked_mul(mn)?;
+    fin_prod_fin(h, mn, k, fin_prod_fin(m, n, i, j)?)
 }
 
 #[cfg(test)]
@@ -77,8 +80,11 @@ mod tests {
 
     #[test]
     fn layout_is_row_major() {
-        assert_eq!(index3(3, 4, 1, 2, 3), 12 + 8 + 3);
-        assert_eq!(fin_prod_fin_symm(4, 11), (2, 3));
-        assert_eq!(fin_prod_fin(4, 2, 3), 11);
+        assert_eq!(index3(2, 3, 4, 1, 2, 3), Some(12 + 8 + 3));
+        assert_eq!(index3(2, 3, 4, 2, 0, 0), None);
+        assert_eq!(fin_prod_fin_symm(3, 4, 11), Some((2, 3)));
+        assert_eq!(fin_prod_fin_symm(3, 0, 0), None);
+        assert_eq!(fin_prod_fin(3, 4, 2, 3), Some(11));
+        assert_eq!(fin_prod_fin(3, 4, 2, 4), None);
     }
 }
