@@ -1,13 +1,16 @@
 //! fderiv: trustworthy derivatives of tensor kernels.
 //!
 //! A Rust mirror of TorchLean's `NN.Proofs.Autograd.Tape.Nodes.Batched` ([`spec`]) and a
-//! symbolic differentiation engine built on `egg`. See `docs/ARCHITECTURE.md`.
+//! symbolic differentiation engine built on `egg`: terms ([`ir`]), rules as data
+//! ([`rules`]), derivation ([`derive`]) with readable traces ([`trace`]), all checked
+//! exactly over ℚ ([`verify`]). See `docs/ARCHITECTURE.md`.
 
 pub mod cli;
 pub mod derive;
 pub mod ir;
 pub mod rules;
 pub mod scalar;
+pub mod spec;
 pub mod tensor;
 pub mod trace;
 pub mod verify;
