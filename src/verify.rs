@@ -1,9 +1,10 @@
 //! The verification ladder behind `fderiv verify`: every stage checked against the
 //! others, exactly over ℚ, on random shapes (sizes 0 and 1 included) and points.
 //!
-//! Rungs: the rules are sound; the derived JVP equals the dual-number derivative of
-//! the forward term (hasFDerivAt made exact); the derived VJP equals the adjoint of
-//! the derivative and satisfies ⟨vjp δ, dx⟩ = ⟨δ, jvp dx⟩ (correct_inner).
+//! Rungs: the spec mirror's facts (correct_inner, jvp_eq, hasFDerivAt made exact, ...);
+//! the rules are sound; the derived JVP equals the dual-number derivative of the
+//! forward term and the spec mirror's jvp; the derived VJP equals the adjoint of the
+//! derivative and the spec mirror's vjp, and satisfies ⟨vjp δ, dx⟩ = ⟨δ, jvp dx⟩.
 
 use crate::cli::{Failure, Format};
 use crate::derive::{derive_unchecked, Derivation, Limits, Mode, SpecOp, COTANGENT};
@@ -13,6 +14,12 @@ use crate::ir::{parse_term, Expr};
 use crate::rules::soundness::{check_rules, random_tensor, CheckConfig};
 use crate::rules::RuleSet;
 use crate::scalar::{ExpOracle, Rational, Scalar};
+use crate::spec;
+use crate::spec::batched::{matmul_node, softmax_last_node};
+use crate::spec::context::Context;
+use crate::spec::node::{Node, OfVec};
+use crate::spec::SpecError;
+use crate::tensor::Tensor;
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -188,6 +195,8 @@ pub fn derived_rungs(
     let mut dual = Row::new("derived JVP = dual-number derivative", &name, "jvp");
     let mut adjoint = Row::new("derived VJP = adjoint of the derivative", &name, "vjp");
     let mut inner = Row::new("⟨vjp δ, dx⟩ = ⟨δ, jvp dx⟩ (derived)", &name, "vjp");
+    let mut spec_jvp = Row::new("derived JVP = spec jvp (Lean mirror)", &name, "jvp");
+    let mut spec_vjp = Row::new("derived VJP = spec vjp (Lean mirror)", &name, "vjp");
     let jvp_start = jvp.start.clone();
     let vjp_start: Expr = vjp.start.clone();
     for case in 0..args.cases {
@@ -220,8 +229,104 @@ pub fn derived_rungs(
         inner.record(lhs == rhs, || {
             format!("{lhs} ≠ {rhs} at {}", case_text(&env))
         });
+        let mirror = SpecPoint::new(op, &env).map_err(Failure::input)?;
+        let (want_jvp, want_vjp) = mirror.jvp_vjp(&delta).map_err(Failure::input)?;
+        let got_jvp = match &derived_jvp {
+            Value::Tensor(t) => t.data().to_vec(),
+            _ => Vec::new(),
+        };
+        spec_jvp.record(got_jvp == want_jvp, || case_text(&env));
+        let got_vjp = mirror.flatten_grad(&derived_vjp);
+        spec_vjp.record(got_vjp == want_vjp, || case_text(&env));
     }
-    Ok(vec![dual, adjoint, inner])
+    Ok(vec![dual, spec_jvp, adjoint, spec_vjp, inner])
+}
+
+/// A point of an op's IR inputs, restated for the spec mirror: the context Γ lists
+/// the op's inputs in order (A, B or X), x and dx concatenate their values and tangents.
+struct SpecPoint {
+    node: OfVec<Rational>,
+    order: Vec<(egg::Symbol, usize)>,
+    x: Vec<Rational>,
+    dx: Vec<Rational>,
+}
+
+impl SpecPoint {
+    fn new(op: SpecOp, env: &Env<Rational>) -> Result<SpecPoint, SpecError> {
+        let names: &[&str] = match op {
+            SpecOp::Matmul => &["A", "B"],
+            SpecOp::SoftmaxLast => &["X"],
+        };
+        let mut shapes = Vec::new();
+        let (mut x, mut dx, mut order) = (Vec::new(), Vec::new(), Vec::new());
+        for n in names {
+            let sym = egg::Symbol::from(*n);
+            let b = env.inputs.get(&sym).ok_or(SpecError::IndexOutOfRange {
+                position: shapes.len(),
+                len: env.inputs.len(),
+            })?;
+            shapes.push(b.value.dims().to_vec());
+            x.extend_from_slice(b.value.data());
+            dx.extend_from_slice(b.tangent.data());
+            order.push((sym, b.value.data().len()));
+        }
+        let ctx = Context::new(shapes.clone())?;
+        let idx = |i: usize| ctx.idx(i, &shapes[i]);
+        let (node, _) = match op {
+            SpecOp::Matmul => matmul_node(&ctx, &idx(0)?, &idx(1)?)?,
+            SpecOp::SoftmaxLast => softmax_last_node(&ctx, &idx(0)?, &env.oracle)?,
+        };
+        Ok(SpecPoint { node, order, x, dx })
+    }
+
+    fn jvp_vjp(
+        &self,
+        delta: &Tensor<Rational>,
+    ) -> Result<(Vec<Rational>, Vec<Rational>), SpecError> {
+        Ok((
+            self.node.jvp(&self.x, &self.dx)?,
+            self.node.vjp(&self.x, delta.data())?,
+        ))
+    }
+
+    /// A derived gradient as a context vector (missing slots are zero).
+    fn flatten_grad(&self, g: &Value<Rational>) -> Vec<Rational> {
+        let mut out = Vec::new();
+        for (sym, len) in &self.order {
+            match g {
+                Value::Grad(map) if map.contains_key(sym) => {
+                    out.extend_from_slice(map[sym].data());
+                }
+                _ => out.extend(std::iter::repeat_n(<Rational as Scalar>::zero(), *len)),
+            }
+        }
+        out
+    }
+}
+
+fn spec_rows(args: &VerifyArgs) -> Result<Vec<Row>, Failure> {
+    let report = spec::report::verify(args.seed, args.cases, &ExpOracle::hashed(args.seed))
+        .map_err(Failure::input)?;
+    Ok(report
+        .facts
+        .iter()
+        .map(|f| {
+            let op = if f.name.starts_with("matmul") {
+                "matmul"
+            } else if f.name.starts_with("softmaxLast") {
+                "softmax_last"
+            } else {
+                "-"
+            };
+            let mut row = Row::new(&format!("spec: {}", f.name), op, "-");
+            row.cases = f.passed + f.failed;
+            row.passed = f.passed;
+            if f.failed > 0 {
+                row.first_failure = Some(format!("{} of {} cases failed", f.failed, row.cases));
+            }
+            row
+        })
+        .collect())
 }
 
 fn rules_row(rules: &RuleSet, args: &VerifyArgs) -> Row {
@@ -239,8 +344,11 @@ fn rules_row(rules: &RuleSet, args: &VerifyArgs) -> Row {
 /// Runs the ladder and returns the report.
 pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
     let rules = RuleSet::embedded().map_err(Failure::input)?;
-    let mut rows = vec![rules_row(&rules, args)];
-    if !rows[0].holds() {
+    progress("spec mirror facts");
+    let mut rows = spec_rows(args)?;
+    progress("rule soundness");
+    rows.push(rules_row(&rules, args));
+    if !rows.iter().all(Row::holds) {
         return Ok(Report {
             seed: args.seed,
             rows,
@@ -312,7 +420,8 @@ mod tests {
     fn the_ladder_holds_for_the_embedded_rules() {
         let report = ladder(&args()).unwrap();
         assert!(report.all_hold(), "{}", report.to_text());
-        assert_eq!(report.rows.len(), 7);
+        // 19 spec facts, the rules, 5 derived rungs for each of the two ops.
+        assert_eq!(report.rows.len(), 19 + 1 + 10, "{}", report.to_text());
     }
 
     #[test]
@@ -328,7 +437,7 @@ mod tests {
         let rows = derived_rungs(SpecOp::Matmul, &jvp, &vjp, &args(), &mut rng);
         // Non-square A makes the flipped term ill-shaped: an error, or a failed check.
         if let Ok(rows) = rows {
-            assert!(!rows[1].holds() && !rows[2].holds());
+            assert!(!rows[2].holds() && !rows[3].holds() && !rows[4].holds());
         }
         // Drop the row-sum term of the softmax JVP.
         let (mut jvp, vjp) = (
@@ -338,7 +447,11 @@ mod tests {
         jvp.result = corrupt("(* (softmax X) (tan X))").unwrap();
         let rows = derived_rungs(SpecOp::SoftmaxLast, &jvp, &vjp, &args(), &mut rng).unwrap();
         assert!(!rows[0].holds(), "dual rung must reject");
-        assert!(!rows[2].holds(), "adjoint identity must reject");
-        assert!(rows[1].holds(), "the VJP itself was not corrupted");
+        assert!(!rows[1].holds(), "spec jvp rung must reject");
+        assert!(!rows[4].holds(), "adjoint identity must reject");
+        assert!(
+            rows[2].holds() && rows[3].holds(),
+            "the VJP itself was not corrupted"
+        );
     }
 }
