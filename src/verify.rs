@@ -149,7 +149,7 @@ pub fn random_env(
             Dim::Size(n) => n,
             Dim::Named(s) => *sizes
                 .entry(s)
-                .or_insert_with(|| rng.gen_range(usize::from(nonempty)..=max)),
+                .or_insert_with(|| rng.gen_range(usize::from(nonempty).min(max)..=max)),
         });
         let value = random_tensor(rng, dims).map_err(Failure::input)?;
         let tangent = random_tensor(rng, dims).map_err(Failure::input)?;

@@ -245,3 +245,50 @@ fn one_attention_head_is_differentiated_by_the_same_rules() {
     assert!(out.contains("(grad Q "), "{out}");
     assert!(!out.contains("(grad K "), "{out}");
 }
+
+#[test]
+fn inputs_outside_wrt_are_held_constant_in_jvps() {
+    let o = fderiv(&[
+        "derive",
+        "--expr",
+        "(bmm A B)",
+        "--shape",
+        "A=h,m,n",
+        "--shape",
+        "B=h,n,p",
+        "--wrt",
+        "A",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "(bmm (tan A) B)");
+}
+
+#[test]
+fn a_times_a_sums_both_contributions_into_one_slot() {
+    let o = fderiv(&[
+        "derive",
+        "--expr",
+        "(bmm A A)",
+        "--shape",
+        "A=h,n,n",
+        "--mode",
+        "vjp",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "(grad A (+ (bmm G (T A)) (bmm (T A) G)))"
+    );
+}
+
+#[test]
+fn printed_results_reparse_to_themselves() {
+    for op in ["matmul", "softmax_last"] {
+        for mode in ["jvp", "vjp"] {
+            let o = fderiv(&["derive", op, "--mode", mode]);
+            let printed = stdout(&o).trim().to_string();
+            let term = fderiv::ir::parse_term(&printed).unwrap();
+            assert_eq!(term.to_string(), printed);
+        }
+    }
+}

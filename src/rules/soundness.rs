@@ -259,7 +259,7 @@ impl<'a> Instantiator<'a> {
             let lhs = self.instantiate(pattern_ast(&self.rule.lhs_pattern), &number);
             let rhs = self.instantiate(pattern_ast(&self.rule.rhs_pattern), &number);
             // The first half of the cases use only non-empty dims.
-            let min = usize::from(case < config.cases / 2);
+            let min = usize::from(case < config.cases / 2).min(config.max_dim);
             let env = match self.random_env(&mut rng, min, config.max_dim, seed) {
                 Ok(env) => env,
                 Err(e) => return Verdict::Unchecked(e.to_string()),
