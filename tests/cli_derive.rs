@@ -18,6 +18,13 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs a derivation that must succeed and returns the printed result.
+fn derived(args: &[&str]) -> String {
+    let o = fderiv(args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    stdout(&o).trim().to_string()
+}
+
 /// A fresh folder holding copies of the embedded rule files, edited by `edit`.
 fn rules_dir(tag: &str, edit: impl Fn(&str, String) -> String) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("fderiv-rules-{tag}-{}", std::process::id()));
@@ -43,10 +50,8 @@ fn without_rule(text: &str, name: &str) -> String {
 
 #[test]
 fn softmax_last_vjp_is_s_times_g_minus_rowsum() {
-    let o = fderiv(&["derive", "softmax_last", "--mode", "vjp"]);
-    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        stdout(&o).trim(),
+        derived(&["derive", "softmax_last", "--mode", "vjp"]),
         "(grad X (* (softmax X) (- G (rowsum (* (softmax X) G)))))"
     );
 }
@@ -248,35 +253,34 @@ fn one_attention_head_is_differentiated_by_the_same_rules() {
 
 #[test]
 fn inputs_outside_wrt_are_held_constant_in_jvps() {
-    let o = fderiv(&[
-        "derive",
-        "--expr",
-        "(bmm A B)",
-        "--shape",
-        "A=h,m,n",
-        "--shape",
-        "B=h,n,p",
-        "--wrt",
-        "A",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o).trim(), "(bmm (tan A) B)");
+    assert_eq!(
+        derived(&[
+            "derive",
+            "--expr",
+            "(bmm A B)",
+            "--shape",
+            "A=h,m,n",
+            "--shape",
+            "B=h,n,p",
+            "--wrt",
+            "A",
+        ]),
+        "(bmm (tan A) B)"
+    );
 }
 
 #[test]
 fn a_times_a_sums_both_contributions_into_one_slot() {
-    let o = fderiv(&[
-        "derive",
-        "--expr",
-        "(bmm A A)",
-        "--shape",
-        "A=h,n,n",
-        "--mode",
-        "vjp",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        stdout(&o).trim(),
+        derived(&[
+            "derive",
+            "--expr",
+            "(bmm A A)",
+            "--shape",
+            "A=h,n,n",
+            "--mode",
+            "vjp",
+        ]),
         "(grad A (+ (bmm G (T A)) (bmm (T A) G)))"
     );
 }
@@ -285,8 +289,7 @@ fn a_times_a_sums_both_contributions_into_one_slot() {
 fn printed_results_reparse_to_themselves() {
     for op in ["matmul", "softmax_last"] {
         for mode in ["jvp", "vjp"] {
-            let o = fderiv(&["derive", op, "--mode", mode]);
-            let printed = stdout(&o).trim().to_string();
+            let printed = derived(&["derive", op, "--mode", mode]);
             let term = fderiv::ir::parse_term(&printed).unwrap();
             assert_eq!(term.to_string(), printed);
         }
