@@ -39,9 +39,42 @@ pub struct VerifyArgs {
     /// Largest size drawn for each dim (sizes start at 0).
     #[arg(long, default_value_t = 3)]
     pub max_dim: usize,
+    /// Fixed sizes `h,m,n,p` to check in addition to the random ones (repeatable;
+    /// softmax_last uses h, m, n). Every fixed shape is run once per op and mode.
+    #[arg(long = "shapes", value_name = "H,M,N,P", value_parser = parse_dims)]
+    pub shapes: Vec<[usize; 4]>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// Parses `h,m,n,p` sizes.
+pub fn parse_dims(text: &str) -> Result<[usize; 4], String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let sizes: Vec<usize> = parts
+        .iter()
+        .map(|p| p.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{text:?}: {e}"))?;
+    match sizes.as_slice() {
+        [h, m, n, p] if sizes.iter().all(|d| *d <= 64) => Ok([*h, *m, *n, *p]),
+        [_, _, _, _] => Err(format!("{text:?}: exact checks take sizes up to 64")),
+        _ => Err(format!("{text:?}: expected four sizes h,m,n,p")),
+    }
+}
+
+/// How a case picks its dims.
+#[derive(Debug, Clone, Copy)]
+pub enum Sizes {
+    /// Random sizes from 0 (or 1 when `nonempty`) to `max`.
+    Random {
+        /// Largest size.
+        max: usize,
+        /// Whether 0 is excluded.
+        nonempty: bool,
+    },
+    /// The given h, m, n, p.
+    Fixed([usize; 4]),
 }
 
 /// One row of the report: a rung checked for one op and mode.
@@ -133,13 +166,12 @@ impl Report {
     }
 }
 
-/// A random point for a term's inputs: a size per named dim (0 to `max`, or 1 to
-/// `max` when `nonempty`), then small rational values and tangents.
+/// A random point for a term's inputs: a size per named dim (`sizes`: random, or
+/// fixed h, m, n, p by name), then small rational values and tangents.
 pub fn random_env(
     shapes: &ShapeEnv,
     rng: &mut ChaCha8Rng,
-    max: usize,
-    nonempty: bool,
+    sizes_from: Sizes,
     oracle: &ExpOracle,
 ) -> Result<Env<Rational>, Failure> {
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
@@ -147,9 +179,15 @@ pub fn random_env(
     for (name, shape) in shapes {
         let dims = shape.clone().map(|d| match d {
             Dim::Size(n) => n,
-            Dim::Named(s) => *sizes
-                .entry(s)
-                .or_insert_with(|| rng.gen_range(usize::from(nonempty).min(max)..=max)),
+            Dim::Named(s) => *sizes.entry(s).or_insert_with_key(|s| match sizes_from {
+                Sizes::Random { max, nonempty } => {
+                    rng.gen_range(usize::from(nonempty).min(max)..=max)
+                }
+                Sizes::Fixed(d) => ["h", "m", "n", "p"]
+                    .iter()
+                    .position(|k| k == s)
+                    .map_or(1, |i| d[i]),
+            }),
         });
         let value = random_tensor(rng, dims).map_err(Failure::input)?;
         let tangent = random_tensor(rng, dims).map_err(Failure::input)?;
@@ -199,14 +237,13 @@ pub fn derived_rungs(
     let mut spec_vjp = Row::new("derived VJP = spec vjp (Lean mirror)", &name, "vjp");
     let jvp_start = jvp.start.clone();
     let vjp_start: Expr = vjp.start.clone();
-    for case in 0..args.cases {
-        let env = random_env(
-            &vjp.request.shapes,
-            rng,
-            args.max_dim,
-            case < args.cases / 2,
-            &oracle,
-        )?;
+    let random = (0..args.cases).map(|case| Sizes::Random {
+        max: args.max_dim,
+        nonempty: case < args.cases / 2,
+    });
+    let fixed = args.shapes.iter().map(|d| Sizes::Fixed(*d));
+    for sizes in random.chain(fixed) {
+        let env = random_env(&vjp.request.shapes, rng, sizes, &oracle)?;
         let run = |e: &Expr| eval(e, &env).map_err(Failure::input);
         let (derived_jvp, semantic_jvp) = (run(&jvp.result)?, run(&jvp_start)?);
         dual.record(values_equal(&derived_jvp, &semantic_jvp), || {
@@ -412,6 +449,7 @@ mod tests {
             cases: 12,
             seed: 7,
             max_dim: 3,
+            shapes: vec![[2, 3, 1, 4], [1, 0, 2, 2]],
             format: Format::Text,
         }
     }

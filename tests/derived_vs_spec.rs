@@ -33,7 +33,7 @@ proptest! {
 
     #[test]
     fn derived_derivatives_equal_the_spec_mirror(seed in any::<u64>(), max_dim in 0usize..=3) {
-        let args = VerifyArgs { cases: 4, seed, max_dim, format: Format::Text };
+        let args = VerifyArgs { cases: 4, seed, max_dim, shapes: vec![], format: Format::Text };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for (op, jvp, vjp) in derivations() {
             let rows = derived_rungs(*op, jvp, vjp, &args, &mut rng).expect("evaluates");
