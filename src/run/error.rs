@@ -39,7 +39,7 @@ pub enum RunError {
         path: PathBuf,
     },
     /// The array does not have rank 3.
-    #[error("{} has rank {} (shape {shape:?}); fderiv run needs rank 3 (h×m×n)", path.display(), shape.len())]
+    #[error("{} has rank {} (shape {}); fderiv run needs rank 3 (h×m×n)", path.display(), shape.len(), fmt_shape(shape))]
     Rank {
         /// The file.
         path: PathBuf,
@@ -47,7 +47,7 @@ pub enum RunError {
         shape: Vec<u64>,
     },
     /// The shape's size does not fit in memory addresses.
-    #[error("{} declares shape {shape:?}, too large to hold", path.display())]
+    #[error("{} declares shape {}, too large to hold", path.display(), fmt_shape(shape))]
     Oversized {
         /// The file.
         path: PathBuf,
@@ -148,6 +148,18 @@ pub enum RunError {
     /// Evaluating the kernel failed (an internal error: inputs were checked).
     #[error("evaluating the kernel failed: {0}")]
     Eval(#[from] EvalError),
+}
+
+/// `3×4`, `6`, or `()` for a 0-d array.
+fn fmt_shape(shape: &[u64]) -> String {
+    if shape.is_empty() {
+        return "()".into();
+    }
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 impl RunError {
