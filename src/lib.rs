@@ -9,6 +9,7 @@ pub mod cli;
 pub mod derive;
 pub mod ir;
 pub mod rules;
+pub mod run;
 pub mod scalar;
 pub mod spec;
 pub mod tensor;

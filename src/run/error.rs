@@ -1,0 +1,183 @@
+//! Everything `fderiv run` can refuse, with the exit code each maps to.
+
+use crate::cli::Failure;
+use crate::derive::DeriveError;
+use crate::ir::eval::EvalError;
+use std::path::PathBuf;
+
+/// Why `fderiv run` stopped. Every variant about a file names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An input file could not be opened or read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a `.npy` file (bad magic, broken header).
+    #[error("{} is not a valid .npy file: {reason}", path.display())]
+    NotNpy {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The dtype is not float64.
+    #[error("{} holds dtype {dtype}; fderiv run needs float64 ('<f8' or '>f8')", path.display())]
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// The dtype as written in the header.
+        dtype: String,
+    },
+    /// The array is stored in Fortran (column-major) order.
+    #[error("{} is stored in Fortran order; fderiv run needs C order (numpy.ascontiguousarray)", path.display())]
+    FortranOrder {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The array does not have rank 3.
+    #[error("{} has rank {} (shape {}); fderiv run needs rank 3 (h×m×n)", path.display(), shape.len(), fmt_shape(shape))]
+    Rank {
+        /// The file.
+        path: PathBuf,
+        /// The shape as written.
+        shape: Vec<u64>,
+    },
+    /// The shape's size does not fit in memory addresses.
+    #[error("{} declares shape {}, too large to hold", path.display(), fmt_shape(shape))]
+    Oversized {
+        /// The file.
+        path: PathBuf,
+        /// The shape as written.
+        shape: Vec<u64>,
+    },
+    /// The data part is shorter than the shape needs.
+    #[error("{} is truncated: its shape needs {expected} bytes of data but the file has {found}", path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the shape needs.
+        expected: usize,
+        /// Bytes present.
+        found: usize,
+    },
+    /// Bytes follow the data.
+    #[error("{} has {extra} bytes after the data its shape declares", path.display())]
+    TrailingBytes {
+        /// The file.
+        path: PathBuf,
+        /// How many.
+        extra: usize,
+    },
+    /// `--input NAME=...` with a name the op and mode do not take.
+    #[error("unknown input {name} for {task} (it takes {expected})")]
+    UnknownInput {
+        /// The name given.
+        name: String,
+        /// `op mode`, e.g. `matmul jvp`.
+        task: String,
+        /// The names it takes.
+        expected: String,
+    },
+    /// A name the op and mode need was not given.
+    #[error("{task} needs input {name}: add --input {name}=FILE.npy")]
+    MissingInput {
+        /// The missing name.
+        name: String,
+        /// `op mode`.
+        task: String,
+    },
+    /// The same name was given twice.
+    #[error("input {name} is given twice ({} and {})", first.display(), second.display())]
+    DuplicateInput {
+        /// The name.
+        name: String,
+        /// The first file.
+        first: PathBuf,
+        /// The second file.
+        second: PathBuf,
+    },
+    /// An input's shape disagrees with the shapes of the inputs given before it.
+    #[error("{name} ({}) has shape {shape} but {fixed_by} {} {name} to be {needed}", path.display(), if fixed_by.contains(" and ") { "need" } else { "needs" })]
+    Shape {
+        /// The offending input.
+        name: String,
+        /// Its file.
+        path: PathBuf,
+        /// Its shape, `h×m×n`.
+        shape: String,
+        /// The inputs that fix its shape, with theirs: `A (2×3×4)`.
+        fixed_by: String,
+        /// The shape it must have, `2×4×p` (letters are still free).
+        needed: String,
+    },
+    /// An output file exists and `--force` was not given.
+    #[error("{} exists; pass --force to overwrite it (nothing was written)", path.display())]
+    OutputExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// An output path exists but is not a regular file.
+    #[error("{} exists and is not a regular file (nothing was written)", path.display())]
+    OutputNotFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The output directory or an output file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The result has non-finite entries that do not come from non-finite inputs.
+    #[error("{output} would hold non-finite values that no NaN or ±inf input explains: the f64 evaluation of {task} overflowed on these inputs (nothing was written)")]
+    NonFinite {
+        /// The output name.
+        output: String,
+        /// `op mode`.
+        task: String,
+    },
+    /// Deriving the kernel with the embedded rules failed (an internal error).
+    #[error("deriving the kernel failed: {0}")]
+    Derive(#[from] DeriveError),
+    /// Evaluating the kernel failed (an internal error: inputs were checked).
+    #[error("evaluating the kernel failed: {0}")]
+    Eval(#[from] EvalError),
+}
+
+/// `3×4`, `6`, or `()` for a 0-d array.
+fn fmt_shape(shape: &[u64]) -> String {
+    if shape.is_empty() {
+        return "()".into();
+    }
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
+}
+
+impl RunError {
+    /// The process exit code: 2 for bad input (files, names, shapes, output paths),
+    /// 1 when the computation itself failed (overflow guard, internal errors).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::NonFinite { .. } | RunError::Derive(_) | RunError::Eval(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Failure {
+        match e.exit_code() {
+            1 => Failure::check(e),
+            _ => Failure::input(e),
+        }
+    }
+}
