@@ -42,6 +42,8 @@ pub enum Command {
     Derive(DeriveArgs),
     /// Derive and print the derivation trace (same as `derive --trace`).
     Trace(DeriveArgs),
+    /// Run a kernel (forward, jvp, vjp) on .npy files; see docs/run.md.
+    Run(crate::run::RunArgs),
     /// List or check rule files.
     Rules {
         /// list or check.
@@ -286,6 +288,7 @@ pub fn main() -> ExitCode {
         Command::Derive(args) => cmd_derive(args, args.trace),
         Command::Trace(args) => cmd_derive(args, true),
         Command::Rules { action } => cmd_rules(action),
+        Command::Run(args) => crate::run::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -137,9 +137,9 @@ def check(root):
     return failed == 0
 
 
-def run_all(root, fderiv):
+def run_all(root, fderiv, seed):
     cmd = shlex.split(fderiv)
-    for c in gen(root, 0):
+    for c in gen(root, seed):
         argv = cmd + ["run", c["op"], c["mode"], "--out", os.path.join(root, c["out"])]
         for k, rel in c["inputs"].items():
             argv += ["--input", f"{k}={os.path.join(root, rel)}"]
@@ -161,12 +161,13 @@ def main():
     a = sub.add_parser("all")
     a.add_argument("dir")
     a.add_argument("--fderiv", default=os.environ.get("FDERIV", "fderiv"))
+    a.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     if args.cmd == "gen":
         cases = gen(args.dir, args.seed)
         print(f"wrote {len(cases)} cases to {args.dir}")
         return 0
-    ok = check(args.dir) if args.cmd == "check" else run_all(args.dir, args.fderiv)
+    ok = check(args.dir) if args.cmd == "check" else run_all(args.dir, args.fderiv, args.seed)
     return 0 if ok else 1
 
 
