@@ -147,3 +147,42 @@ fn rung_c_rejects_an_error_beyond_the_bound() {
     let c = check_f64_bound(&plan, &nudged(&plan, 1 << 20), &CFG).unwrap();
     assert!(c.passed < c.cases / 2, "{c:?}");
 }
+
+#[test]
+fn rung_d_softmax_forward_in_its_enclosure() {
+    let c = fderiv::rungs::rung_softmax_enclosure(&CFG).unwrap();
+    assert!(c.holds(), "{c:?}");
+}
+
+mod exact_on_random_shapes {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    type Lowered = (fderiv::ir::Expr, fderiv::ir::shape::ShapeEnv, Plan);
+
+    fn lowered() -> &'static Vec<Lowered> {
+        static KERNELS: OnceLock<Vec<Lowered>> = OnceLock::new();
+        KERNELS.get_or_init(|| {
+            kernels()
+                .into_iter()
+                .map(|(op, k)| {
+                    let (e, s) = kernel_term(op, k).unwrap();
+                    let p = lower(&e, &s).unwrap();
+                    (e, s, p)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn plan_over_q_equals_expression(seed in any::<u64>(), max_dim in 0usize..4, which in 0usize..6) {
+            let (e, s, p) = &lowered()[which];
+            let cfg = RungConfig { cases: 2, seed, max_dim };
+            let c = check_plan_exact(e, s, p, &cfg).unwrap();
+            prop_assert!(c.holds(), "{:?}", c);
+        }
+    }
+}

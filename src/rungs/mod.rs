@@ -14,6 +14,7 @@ pub mod bounded;
 pub mod enclosure;
 
 pub use bounded::rung_f64_bound;
+pub use enclosure::rung_softmax_enclosure;
 
 use crate::derive::{derive_unchecked, DeriveError, Limits, Mode, SpecOp};
 use crate::exec::{exec_exact, exec_f64, ExecError, Tensors};
@@ -163,7 +164,7 @@ pub fn random_inputs<T: Clone + crate::scalar::Scalar>(
             Dim::Size(n) => n,
             Dim::Named(s) => *sizes
                 .entry(s)
-                .or_insert_with(|| rng.gen_range(usize::from(nonempty)..=max_dim)),
+                .or_insert_with(|| rng.gen_range(usize::from(nonempty).min(max_dim)..=max_dim)),
         });
         let len = crate::tensor::checked_size(dims)?;
         let data = (0..len).map(|_| value(rng)).collect();
