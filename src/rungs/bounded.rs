@@ -26,8 +26,7 @@
 //! are refused; the softmax forward is checked by [`super::enclosure`].
 
 use super::{
-    random_inputs, refuse_exp, saved_plan, show, to_rational, F64Run, Kernel, RungConfig,
-    RungCount, RungError,
+    f64_cases, refuse_exp, saved_plan, show, F64Run, Kernel, RungConfig, RungCount, RungError,
 };
 use crate::derive::SpecOp;
 use crate::exec::{exec_exact, exec_f64, ExecScalar, Tensors};
@@ -35,7 +34,7 @@ use crate::lower::Plan;
 use crate::scalar::{f64_to_rational, ExpOracle, Rational, Scalar, ScalarError};
 use num_bigint::BigInt;
 use num_traits::{One, Signed, ToPrimitive, Zero};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
 use std::ops::{Add, Mul, Neg, Sub};
@@ -242,27 +241,16 @@ pub fn check_f64_bound(
     cfg: &RungConfig,
 ) -> Result<RungCount, RungError> {
     refuse_exp(plan, "f64 within the forward-error bound")?;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut count = RungCount::default();
-    for case in 0..cfg.cases {
-        let inputs = random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, general)?;
-        let exact_in = to_rational(&inputs)?;
+    f64_cases(plan, run, cfg, general, |f, exact_in, count| {
         let bounded_in: Tensors<Bounded> = exact_in
             .iter()
             .map(|(k, t)| (k.clone(), t.map(|q| Bounded::exact(q.clone()))))
             .collect();
-        let failure = match (
-            run(&inputs),
-            exec_exact(plan, &bounded_in, &ExpOracle::None),
-        ) {
-            (Ok(f), Ok(b)) => {
-                within(&f, &b, &mut count).map(|w| format!("{w} at {}", show(&exact_in)))
-            }
-            (Err(x), _) | (_, Err(x)) => Some(format!("run failed: {x}")),
-        };
-        count.record(failure);
-    }
-    Ok(count)
+        match exec_exact(plan, &bounded_in, &ExpOracle::None) {
+            Ok(b) => within(f, &b, count).map(|w| format!("{w} at {}", show(exact_in))),
+            Err(x) => Some(format!("bound run failed: {x}")),
+        }
+    })
 }
 
 /// The first entry of `f` outside its bound, measuring the ratios into `count`.

@@ -348,18 +348,36 @@ pub fn check_f64_exact(
     cfg: &RungConfig,
 ) -> Result<RungCount, RungError> {
     refuse_exp(plan, "f64 = ℚ bit for bit")?;
+    f64_cases(plan, run, cfg, dyadic, |f, exact_in, _| {
+        let q = match exec_exact(plan, exact_in, &ExpOracle::None) {
+            Ok(q) => q,
+            Err(x) => return Some(format!("ℚ run failed: {x}")),
+        };
+        match to_rational(f) {
+            Ok(f) if f == q => None,
+            Ok(_) => Some(format!("f64 and ℚ runs differ at {}", show(exact_in))),
+            Err(x) => Some(format!("f64 output not finite: {x}")),
+        }
+    })
+}
+
+/// Runs `cfg.cases` cases of `run` on random inputs drawn by `value`, each judged by
+/// `check`.
+pub(crate) fn f64_cases(
+    plan: &Plan,
+    run: &F64Run<'_>,
+    cfg: &RungConfig,
+    value: fn(&mut ChaCha8Rng) -> f64,
+    mut check: impl FnMut(&Tensors<f64>, &Tensors<Rational>, &mut RungCount) -> Option<String>,
+) -> Result<RungCount, RungError> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut count = RungCount::default();
     for case in 0..cfg.cases {
-        let inputs = random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, dyadic)?;
+        let inputs = random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, value)?;
         let exact_in = to_rational(&inputs)?;
-        let failure = match (run(&inputs), exec_exact(plan, &exact_in, &ExpOracle::None)) {
-            (Ok(f), Ok(q)) => match to_rational(&f) {
-                Ok(f) if f == q => None,
-                Ok(_) => Some(format!("f64 and ℚ runs differ at {}", show(&exact_in))),
-                Err(x) => Some(format!("f64 output not finite: {x}")),
-            },
-            (Err(x), _) | (_, Err(x)) => Some(format!("run failed: {x}")),
+        let failure = match run(&inputs) {
+            Ok(f) => check(&f, &exact_in, &mut count),
+            Err(x) => Some(format!("f64 run failed: {x}")),
         };
         count.record(failure);
     }
