@@ -7,9 +7,12 @@
 
 pub mod cli;
 pub mod derive;
+pub mod exec;
 pub mod ir;
+pub mod lower;
 pub mod rules;
 pub mod run;
+pub mod rungs;
 pub mod scalar;
 pub mod spec;
 pub mod tensor;

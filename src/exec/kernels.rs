@@ -1,0 +1,249 @@
+//! The kernels behind each plan step, per scalar type.
+//!
+//! Layout everywhere: rank-3 buffers h×r×c, row-major (entry (k, i, j) at
+//! `k·r·c + i·c + j`). A GEMM operand is read through explicit row and column strides,
+//! so a transposed operand is a stride swap, never a copy.
+//!
+//! **Exact scalars** (ℚ, dual numbers) use the provided methods: dot products and row
+//! sums left to right from zero, softmax exactly as the IR defines it
+//! (`exp xᵢ / Σⱼ exp xⱼ`, exp from the oracle); the results equal the IR evaluator's.
+//!
+//! **f64** overrides them:
+//! - GEMM: `matrixmultiply::dgemm` per head, heads in parallel with rayon. Every
+//!   output entry is a dot product of length k summed in some order (blocked, maybe
+//!   with FMA); for any order, `|fl(Σ aᵢbᵢ) − Σ aᵢbᵢ| ≤ γₖ Σ|aᵢbᵢ|` with
+//!   `γₖ = k·u/(1 − k·u)`, `u = 2⁻⁵³` (Higham, *Accuracy and Stability*, §3.1), barring
+//!   underflow (each product may then add ≤ 2⁻¹⁰⁷⁵) and overflow.
+//! - Row passes: rows in parallel chunks, each chunk with its own registers; every
+//!   entrywise operation is one IEEE operation (error ≤ u·|result|), a row sum of n
+//!   terms is summed left to right (error ≤ γₙ₋₁ Σ|xᵢ|).
+//! - Softmax row: `m = max xⱼ`, `eᵢ = exp(xᵢ − m)`, `sᵢ = eᵢ / Σ eⱼ`. The shift makes
+//!   rows with entries of magnitude 1e300 give the right softmax. NaN anywhere in the
+//!   row gives a NaN row; an all −∞ row gives NaN (−∞ − (−∞)), as PyTorch; a +∞ entry
+//!   gives NaN too. The f64 `exp` is the platform's libm (assumed within 1 ulp).
+//!
+//! NaN and ±∞ propagate as IEEE arithmetic does everywhere else.
+
+use super::rows::{run_rows, Compiled, Store};
+use super::ExecError;
+use crate::scalar::{Dual, ExpOracle, Rational, Scalar, ScalarError};
+use crate::tensor::Dims;
+use rayon::prelude::*;
+
+/// The sizes and strides of a batched GEMM `C = op(A)·op(B)`, head by head:
+/// op(A) is m×k, op(B) is k×n, C is m×n row-major; a head of A (B) starts every
+/// `a_head` (`b_head`) values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmShape {
+    /// Heads.
+    pub heads: usize,
+    /// Rows of op(A) and C.
+    pub m: usize,
+    /// The inner dim.
+    pub k: usize,
+    /// Columns of op(B) and C.
+    pub n: usize,
+    /// Rows of op(B): equal to `k` in a well-formed GEMM.
+    pub b_k: usize,
+    /// Row and column strides of op(A).
+    pub a_strides: [usize; 2],
+    /// Row and column strides of op(B).
+    pub b_strides: [usize; 2],
+    /// Values per head of A.
+    pub a_head: usize,
+    /// Values per head of B.
+    pub b_head: usize,
+}
+
+/// The logical sizes and strides of a stored h×r×c operand, transposed or not.
+fn operand(d: Dims, transposed: bool) -> (usize, usize, [usize; 2]) {
+    let [_, r, c] = d;
+    if transposed {
+        (c, r, [1, c])
+    } else {
+        (r, c, [c, 1])
+    }
+}
+
+impl GemmShape {
+    /// The GEMM of stored operands with dims `a` and `b`, transposed as flagged.
+    pub fn new(a: Dims, ta: bool, b: Dims, tb: bool) -> Self {
+        let (m, k, a_strides) = operand(a, ta);
+        let (b_k, n, b_strides) = operand(b, tb);
+        GemmShape {
+            heads: a[0],
+            m,
+            k,
+            n,
+            b_k,
+            a_strides,
+            b_strides,
+            a_head: a[1] * a[2],
+            b_head: b[1] * b[2],
+        }
+    }
+}
+
+impl GemmShape {
+    /// Whether the operands agree (heads and inner dim) and `out` is h×m×n.
+    pub fn fits(&self, b_heads: usize, out: Dims) -> bool {
+        b_heads == self.heads && self.b_k == self.k && out == [self.heads, self.m, self.n]
+    }
+}
+
+/// A scalar a plan can run over: how each step kind is computed.
+pub trait ExecScalar: Scalar {
+    /// `Σ xᵢ` (a row sum).
+    fn sum(xs: impl Iterator<Item = Self>) -> Self {
+        xs.fold(Self::zero(), |acc, x| acc + x)
+    }
+
+    /// `Σ aᵢ·bᵢ` (one GEMM entry).
+    fn dot(pairs: impl Iterator<Item = (Self, Self)>) -> Self {
+        pairs.fold(Self::zero(), |acc, (a, b)| acc + a * b)
+    }
+
+    /// Softmax of one row, in place: `exp xᵢ / Σⱼ exp xⱼ`.
+    fn softmax_in_place(row: &mut [Self], oracle: &ExpOracle) -> Result<(), ScalarError> {
+        for v in row.iter_mut() {
+            *v = v.exp(oracle)?;
+        }
+        let total = Self::sum(row.iter().cloned());
+        for v in row.iter_mut() {
+            *v = v.div(&total)?;
+        }
+        Ok(())
+    }
+
+    /// `c = op(a)·op(b)` head by head; `c` has `heads·m·n` values.
+    fn gemm(s: &GemmShape, a: &[Self], b: &[Self], c: &mut [Self]) {
+        let [ar, ac] = s.a_strides;
+        let [br, bc] = s.b_strides;
+        for (h, ch) in c.chunks_mut((s.m * s.n).max(1)).enumerate().take(s.heads) {
+            let (ah, bh) = (&a[h * s.a_head..], &b[h * s.b_head..]);
+            for i in 0..s.m {
+                for j in 0..s.n {
+                    let pairs = (0..s.k)
+                        .map(|l| (ah[i * ar + l * ac].clone(), bh[l * br + j * bc].clone()));
+                    ch[i * s.n + j] = Self::dot(pairs);
+                }
+            }
+        }
+    }
+
+    /// `out = xᵀ` for a stored h×r×c `x`.
+    fn transpose(d: Dims, x: &[Self], out: &mut [Self]) {
+        let [h, r, c] = d;
+        for k in 0..h {
+            for i in 0..r {
+                for j in 0..c {
+                    out[k * r * c + j * r + i] = x[k * r * c + i * c + j].clone();
+                }
+            }
+        }
+    }
+
+    /// Runs a row program over every row (length `n`) of `out`.
+    fn row_pass(
+        c: &Compiled<'_, Self>,
+        n: usize,
+        store: &Store<'_, Self>,
+        out: &mut [Self],
+        oracle: &ExpOracle,
+    ) -> Result<(), ExecError> {
+        if n == 0 {
+            return Ok(());
+        }
+        run_rows(c, n, 0, out, store, oracle)
+    }
+}
+
+impl ExecScalar for Rational {}
+
+impl<S: Scalar> ExecScalar for Dual<S> {}
+
+/// Rows per parallel task of an f64 row pass: enough work to amortize the task.
+const ROW_CHUNK_VALUES: usize = 1 << 14;
+
+impl ExecScalar for f64 {
+    fn softmax_in_place(row: &mut [f64], _oracle: &ExpOracle) -> Result<(), ScalarError> {
+        let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut total = 0.0;
+        for v in row.iter_mut() {
+            *v = (*v - m).exp();
+            total += *v;
+        }
+        // max ignores NaN: a NaN entry still makes `total` NaN, so the row is NaN.
+        for v in row.iter_mut() {
+            *v /= total;
+        }
+        Ok(())
+    }
+
+    fn gemm(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
+        let per_head = s.m * s.n;
+        if per_head == 0 {
+            return;
+        }
+        c.par_chunks_mut(per_head)
+            .enumerate()
+            .for_each(|(h, ch)| gemm_head(s, &a[h * s.a_head..], &b[h * s.b_head..], ch));
+    }
+
+    fn row_pass(
+        c: &Compiled<'_, f64>,
+        n: usize,
+        store: &Store<'_, f64>,
+        out: &mut [f64],
+        oracle: &ExpOracle,
+    ) -> Result<(), ExecError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let rows = (ROW_CHUNK_VALUES / n).max(1);
+        out.par_chunks_mut(rows * n)
+            .enumerate()
+            .try_for_each(|(i, chunk)| run_rows(c, n, i * rows, chunk, store, oracle))
+    }
+}
+
+/// One head of an f64 GEMM: `c = op(a)·op(b)`, c m×n row-major.
+///
+/// Preconditions (upheld by [`GemmShape::new`] from bound plan dims): `a` holds at
+/// least `(m−1)·ar + (k−1)·ac + 1` values, `b` at least `(k−1)·br + (n−1)·bc + 1`,
+/// `c` exactly `m·n`.
+fn gemm_head(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
+    if s.k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    let [ar, ac] = s.a_strides;
+    let [br, bc] = s.b_strides;
+    assert!(
+        a.len() > (s.m - 1) * ar + (s.k - 1) * ac
+            && b.len() > (s.k - 1) * br + (s.n - 1) * bc
+            && c.len() == s.m * s.n,
+        "gemm operands shorter than their strides"
+    );
+    // SAFETY: m, n, k ≥ 1 here (c is non-empty, k checked); the assertion above shows
+    // every index matrixmultiply forms, i·rs + l·cs, lies inside the slices; c is
+    // exclusively borrowed and β = 0 means c is only written.
+    unsafe {
+        matrixmultiply::dgemm(
+            s.m,
+            s.k,
+            s.n,
+            1.0,
+            a.as_ptr(),
+            ar as isize,
+            ac as isize,
+            b.as_ptr(),
+            br as isize,
+            bc as isize,
+            0.0,
+            c.as_mut_ptr(),
+            s.n as isize,
+            1,
+        );
+    }
+}

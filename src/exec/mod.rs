@@ -1,0 +1,195 @@
+//! Executors: run a lowered [`Plan`] over f64 (fast, multi-core) or over any exact
+//! scalar (ℚ, dual numbers, error-tracking values), with one step dispatcher.
+//!
+//! An executor never interprets expressions: it binds the plan's symbolic dims to
+//! the inputs' sizes (checking every input's shape), allocates every temporary and
+//! output buffer once, then runs the steps in order. The scalar type decides how a
+//! GEMM, a row sum and a softmax row are computed ([`ExecScalar`]): exactly over ℚ as
+//! the IR evaluator defines them; with `matrixmultiply` and `rayon` and a
+//! max-shifted softmax over f64 ([`kernels`]).
+
+pub mod kernels;
+mod rows;
+
+pub use kernels::{ExecScalar, GemmShape};
+pub use rows::{Compiled, Store};
+
+use crate::ir::shape::{fmt_shape, Dim};
+use crate::lower::{Plan, Role, Step};
+use crate::scalar::{ExpOracle, ScalarError};
+use crate::tensor::{checked_size, fmt_dims, Dims, Tensor, TensorError};
+use std::collections::BTreeMap;
+
+/// Why a plan could not be run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExecError {
+    /// An input the plan reads was not given.
+    #[error("input {0} is missing")]
+    Missing(String),
+    /// A tensor was given for a name the plan does not read.
+    #[error("{0} is not an input of the plan")]
+    Unexpected(String),
+    /// An input's shape disagrees with the plan.
+    #[error("input {name}: the plan expects {expected}, found {found}")]
+    Shape {
+        /// The input.
+        name: String,
+        /// The plan's shape, with the sizes bound so far.
+        expected: String,
+        /// The given shape.
+        found: String,
+    },
+    /// A buffer's dim is bound by no input.
+    #[error("dim {0} is not bound by any input")]
+    Unbound(String),
+    /// A hand-edited plan whose steps disagree with its buffers' shapes.
+    #[error("malformed row program: {0}")]
+    Malformed(String),
+    /// Sizes overflow or scalar arithmetic failed (ℚ division by zero, no exp oracle).
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+}
+
+impl From<ScalarError> for ExecError {
+    fn from(e: ScalarError) -> Self {
+        ExecError::Tensor(TensorError::Scalar(e))
+    }
+}
+
+/// Inputs or outputs by buffer name.
+pub type Tensors<S> = BTreeMap<String, Tensor<S>>;
+
+/// The concrete dims of every buffer of `plan`, bound from the inputs' shapes.
+pub fn bind<S: crate::scalar::Scalar>(
+    plan: &Plan,
+    inputs: &Tensors<S>,
+) -> Result<Vec<Dims>, ExecError> {
+    if let Some(extra) = inputs
+        .keys()
+        .find(|k| !plan.with_role(Role::Input).any(|(_, b)| &b.name == *k))
+    {
+        return Err(ExecError::Unexpected(extra.clone()));
+    }
+    let mut sizes: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, b) in plan.with_role(Role::Input) {
+        let t = inputs
+            .get(&b.name)
+            .ok_or_else(|| ExecError::Missing(b.name.clone()))?;
+        let found = t.dims();
+        let mismatch = |sizes: &BTreeMap<&str, usize>| {
+            let bound: Vec<String> = b
+                .shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Named(s) => sizes.get(s.as_str()).map_or(s.clone(), |v| v.to_string()),
+                    Dim::Size(v) => v.to_string(),
+                })
+                .collect();
+            ExecError::Shape {
+                name: b.name.clone(),
+                expected: format!("{} (= {})", fmt_shape(&b.shape), bound.join("×")),
+                found: fmt_dims(&found),
+            }
+        };
+        for (d, &v) in b.shape.iter().zip(&found) {
+            let ok = match d {
+                Dim::Size(s) => *s == v,
+                Dim::Named(s) => *sizes.entry(s.as_str()).or_insert(v) == v,
+            };
+            if !ok {
+                return Err(mismatch(&sizes));
+            }
+        }
+    }
+    plan.buffers
+        .iter()
+        .map(|b| {
+            let mut dims = [0; 3];
+            for (slot, d) in dims.iter_mut().zip(&b.shape) {
+                *slot = match d {
+                    Dim::Size(s) => *s,
+                    Dim::Named(s) => *sizes
+                        .get(s.as_str())
+                        .ok_or_else(|| ExecError::Unbound(s.clone()))?,
+                };
+            }
+            checked_size(dims)?;
+            Ok(dims)
+        })
+        .collect()
+}
+
+/// Runs `plan` over f64: GEMMs by `matrixmultiply` (heads in parallel), fused row
+/// passes in parallel over rows, softmax shifted by the row maximum. See
+/// [`kernels`] for layouts, preconditions and error bounds.
+pub fn exec_f64(plan: &Plan, inputs: &Tensors<f64>) -> Result<Tensors<f64>, ExecError> {
+    run(plan, inputs, &ExpOracle::None)
+}
+
+/// Runs `plan` over an exact scalar (ℚ, dual numbers, ...): the same steps, with
+/// GEMMs and row sums summed left to right and `exp` taken from `oracle`.
+pub fn exec_exact<S: ExecScalar>(
+    plan: &Plan,
+    inputs: &Tensors<S>,
+    oracle: &ExpOracle,
+) -> Result<Tensors<S>, ExecError> {
+    run(plan, inputs, oracle)
+}
+
+fn run<S: ExecScalar>(
+    plan: &Plan,
+    inputs: &Tensors<S>,
+    oracle: &ExpOracle,
+) -> Result<Tensors<S>, ExecError> {
+    let dims = bind(plan, inputs)?;
+    let in_range = |b: usize| b < dims.len() && plan.buffers[b].role != Role::Input;
+    for step in &plan.steps {
+        let reads_ok = match step {
+            Step::Gemm { a, b, .. } => a.buf < dims.len() && b.buf < dims.len(),
+            Step::Transpose { x, .. } => *x < dims.len(),
+            Step::RowPass { .. } => true,
+        };
+        if !reads_ok || !in_range(step.out()) {
+            return Err(ExecError::Malformed(format!("{step:?} names a bad buffer")));
+        }
+    }
+    let mut store = Store::new(plan, inputs, &dims);
+    for step in &plan.steps {
+        let o = step.out();
+        let mut out = store.take(o);
+        match step {
+            Step::Gemm { a, b, .. } => {
+                let shape = GemmShape::new(dims[a.buf], a.transposed, dims[b.buf], b.transposed);
+                if !shape.fits(dims[b.buf][0], dims[o]) {
+                    return Err(ExecError::Malformed(format!(
+                        "gemm of {} and {} into {}",
+                        fmt_dims(&dims[a.buf]),
+                        fmt_dims(&dims[b.buf]),
+                        fmt_dims(&dims[o])
+                    )));
+                }
+                S::gemm(&shape, store.get(a.buf), store.get(b.buf), &mut out);
+            }
+            Step::Transpose { x, .. } => {
+                let [h, r, c] = dims[*x];
+                if dims[o] != [h, c, r] {
+                    return Err(ExecError::Malformed("transpose of the wrong shape".into()));
+                }
+                S::transpose(dims[*x], store.get(*x), &mut out)
+            }
+            Step::RowPass { program, .. } => {
+                let compiled = Compiled::new(program, &dims, o)?;
+                S::row_pass(&compiled, dims[o][2], &store, &mut out, oracle)?;
+            }
+        }
+        store.put(o, out);
+    }
+    let mut outs = BTreeMap::new();
+    for (id, b) in plan.with_role(Role::Output) {
+        outs.insert(b.name.clone(), Tensor::new(dims[id], store.take(id))?);
+    }
+    Ok(outs)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,69 @@
+use super::*;
+use crate::ir::parse_term;
+use crate::ir::shape::parse_shape;
+use crate::lower::lower;
+use egg::Symbol;
+
+fn softmax_plan() -> Plan {
+    let shapes = [(Symbol::from("X"), parse_shape("h,m,n").unwrap())].into();
+    lower(&parse_term("(softmax X)").unwrap(), &shapes).unwrap()
+}
+
+fn run_softmax(row: &[f64]) -> Vec<f64> {
+    let x = Tensor::new([1, 1, row.len()], row.to_vec()).unwrap();
+    let out = exec_f64(&softmax_plan(), &[("X".to_string(), x)].into()).unwrap();
+    out["out"].data().to_vec()
+}
+
+#[test]
+fn softmax_of_huge_logits_is_right_and_an_all_minus_inf_row_is_nan() {
+    assert_eq!(run_softmax(&[1e300, 0.0, -1e300]), [1.0, 0.0, 0.0]);
+    assert_eq!(run_softmax(&[1e300, 1e300]), [0.5, 0.5]);
+    assert!(run_softmax(&[f64::NEG_INFINITY; 3])
+        .iter()
+        .all(|v| v.is_nan()));
+    assert!(run_softmax(&[1.0, f64::NAN]).iter().all(|v| v.is_nan()));
+}
+
+#[test]
+fn input_shapes_are_checked_and_errors_name_both_shapes() {
+    let shapes = [
+        (Symbol::from("A"), parse_shape("h,m,n").unwrap()),
+        (Symbol::from("B"), parse_shape("h,n,p").unwrap()),
+    ]
+    .into();
+    let plan = lower(&parse_term("(bmm A B)").unwrap(), &shapes).unwrap();
+    let t = |d| Tensor::filled(d, 1.0).unwrap();
+    let inputs: Tensors<f64> = [("A".into(), t([2, 3, 4])), ("B".into(), t([2, 5, 6]))].into();
+    let err = exec_f64(&plan, &inputs).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input B: the plan expects h×n×p (= 2×4×p), found 2×5×6"
+    );
+    let missing: Tensors<f64> = [("A".into(), t([2, 3, 4]))].into();
+    assert_eq!(
+        exec_f64(&plan, &missing).unwrap_err(),
+        ExecError::Missing("B".into())
+    );
+    let ok: Tensors<f64> = [("A".into(), t([2, 3, 4])), ("B".into(), t([2, 4, 0]))].into();
+    assert_eq!(exec_f64(&plan, &ok).unwrap()["out"].dims(), [2, 3, 0]);
+}
+
+#[test]
+fn exact_division_by_zero_is_an_error_and_f64_gives_inf() {
+    let shapes = [(Symbol::from("A"), parse_shape("1,1,1").unwrap())].into();
+    let plan = lower(&parse_term("(inv A)").unwrap(), &shapes).unwrap();
+    fn zero<S: crate::scalar::Scalar>() -> Tensors<S> {
+        [(
+            "A".to_string(),
+            Tensor::filled([1, 1, 1], S::zero()).unwrap(),
+        )]
+        .into()
+    }
+    assert_eq!(
+        exec_f64(&plan, &zero()).unwrap()["out"].data(),
+        [f64::INFINITY]
+    );
+    let q: Tensors<crate::scalar::Rational> = zero();
+    assert!(exec_exact(&plan, &q, &ExpOracle::None).is_err());
+}

@@ -1,0 +1,385 @@
+//! Rungs 4–5 of the verification ladder, as library functions returning counts:
+//!
+//! - (a) [`rung_plan_exact`]: the plan run over ℚ equals the expression evaluated over
+//!   ℚ by [`crate::ir::eval`], exactly (per gradient slot for VJPs).
+//! - (b) [`rung_f64_exact`]: the f64 executor equals the ℚ executor bit for bit on
+//!   small dyadic inputs, where every f64 operation is exact. A softmax subterm is
+//!   read from a saved input `S` (its f64 forward is not exact: see (d)).
+//! - (c) [`rung_f64_bound`]: on general inputs every f64 output lies within a rigorous
+//!   forward-error bound computed in ℚ ([`bounded`]).
+//! - (d) [`rung_softmax_enclosure`]: the f64 softmax forward lies inside a rigorous
+//!   rational enclosure of softmax, widened by the f64 rounding bound ([`enclosure`]).
+
+pub mod bounded;
+pub mod enclosure;
+
+pub use bounded::rung_f64_bound;
+pub use enclosure::rung_softmax_enclosure;
+
+use crate::derive::{derive_unchecked, DeriveError, Limits, Mode, SpecOp};
+use crate::exec::{exec_exact, exec_f64, ExecError, Tensors};
+use crate::ir::eval::{eval, Binding, Env, EvalError, Value};
+use crate::ir::shape::{Dim, ShapeEnv};
+use crate::ir::{Expr, Op};
+use crate::lower::{lower, lower_with, Instr, LowerError, Plan, Role, Saved, Step, Unary};
+use crate::rules::{RuleError, RuleSet};
+use crate::scalar::{f64_to_rational, ExpOracle, Rational};
+use crate::tensor::{Tensor, TensorError};
+use egg::Symbol;
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The result of one rung: how many cases ran and held, the worst error/bound ratio
+/// where the rung measures one, and the first failure.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RungCount {
+    /// Cases run.
+    pub cases: usize,
+    /// Cases that held.
+    pub passed: usize,
+    /// The worst |error| / bound over all entries (bounded rungs only).
+    pub worst: Option<f64>,
+    /// What went wrong first.
+    pub first_failure: Option<String>,
+}
+
+impl RungCount {
+    /// Records one case.
+    pub fn record(&mut self, failure: Option<String>) {
+        self.cases += 1;
+        match failure {
+            None => self.passed += 1,
+            Some(f) => {
+                self.first_failure.get_or_insert(f);
+            }
+        }
+    }
+
+    /// Folds a measured ratio into `worst`.
+    pub fn measure(&mut self, ratio: f64) {
+        self.worst = Some(self.worst.map_or(ratio, |w| w.max(ratio)));
+    }
+
+    /// True when every case held and there was at least one.
+    pub fn holds(&self) -> bool {
+        self.cases > 0 && self.passed == self.cases
+    }
+}
+
+/// Which kernel of an op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Kernel {
+    /// The forward map.
+    Forward,
+    /// A derivative, derived with the embedded rules.
+    Derived(#[serde(serialize_with = "ser_mode")] Mode),
+}
+
+fn ser_mode<S: serde::Serializer>(m: &Mode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&m.to_string())
+}
+
+/// How many cases, from which seed, with dims up to `max_dim` (the first half of the
+/// cases non-empty, the rest may have zero sizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RungConfig {
+    /// Random cases.
+    pub cases: usize,
+    /// Seed of the generator (and of the exp oracle over ℚ).
+    pub seed: u64,
+    /// Largest size of a dim.
+    pub max_dim: usize,
+}
+
+/// Why a rung could not run at all (a failing case is counted, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RungError {
+    /// Deriving the kernel failed.
+    #[error(transparent)]
+    Derive(#[from] DeriveError),
+    /// The embedded rules failed to load.
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    /// Lowering failed.
+    #[error(transparent)]
+    Lower(#[from] LowerError),
+    /// Building inputs failed.
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+    /// The rung does not apply to this kernel.
+    #[error("{0}")]
+    NotApplicable(String),
+}
+
+/// The term of a kernel and its inputs' shapes (for a VJP, with the cotangent `G`).
+pub fn kernel_term(op: SpecOp, kernel: Kernel) -> Result<(Expr, ShapeEnv), RungError> {
+    Ok(match kernel {
+        Kernel::Forward => {
+            let r = op.request(Mode::Jvp)?;
+            (r.forward, r.shapes)
+        }
+        Kernel::Derived(mode) => {
+            let d = derive_unchecked(
+                &op.request(mode)?,
+                &RuleSet::embedded()?,
+                &Limits::default(),
+            )?;
+            (d.result, d.request.shapes)
+        }
+    })
+}
+
+/// Every `(softmax x)` strict subterm of `e`, to be read from saved inputs `S`, `S1`,
+/// ... (the root itself stays computed: a forward pass saves nothing).
+pub fn saved_softmax(e: &Expr) -> Vec<Saved> {
+    let root = e.as_ref().len().saturating_sub(1);
+    e.as_ref()
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| *i != root && matches!(n, Op::Softmax(_)))
+        .enumerate()
+        .map(|(k, (i, _))| Saved {
+            term: crate::derive::subterm(e, egg::Id::from(i)),
+            name: if k == 0 { "S".into() } else { format!("S{k}") },
+        })
+        .collect()
+}
+
+/// Random inputs for every input buffer of `plan`: one size per named dim, values from
+/// `value`.
+pub fn random_inputs<T: Clone + crate::scalar::Scalar>(
+    plan: &Plan,
+    rng: &mut ChaCha8Rng,
+    max_dim: usize,
+    nonempty: bool,
+    mut value: impl FnMut(&mut ChaCha8Rng) -> T,
+) -> Result<Tensors<T>, TensorError> {
+    let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for (_, b) in plan.with_role(Role::Input) {
+        let dims = b.shape.clone().map(|d| match d {
+            Dim::Size(n) => n,
+            Dim::Named(s) => *sizes
+                .entry(s)
+                .or_insert_with(|| rng.gen_range(usize::from(nonempty).min(max_dim)..=max_dim)),
+        });
+        let len = crate::tensor::checked_size(dims)?;
+        let data = (0..len).map(|_| value(rng)).collect();
+        out.insert(b.name.clone(), Tensor::new(dims, data)?);
+    }
+    Ok(out)
+}
+
+/// The IR environment of plan inputs: value `A` with tangent `dA` (zero if absent).
+fn env_of(
+    inputs: &Tensors<Rational>,
+    shapes: &ShapeEnv,
+    oracle: &ExpOracle,
+) -> Result<Env<Rational>, TensorError> {
+    let mut env = BTreeMap::new();
+    for name in shapes.keys() {
+        let Some(value) = inputs.get(name.as_str()) else {
+            continue;
+        };
+        let tangent = match inputs.get(&format!("d{name}")) {
+            Some(t) => t.clone(),
+            None => Tensor::filled(value.dims(), num_traits::Zero::zero())?,
+        };
+        env.insert(
+            *name,
+            Binding {
+                value: value.clone(),
+                tangent,
+            },
+        );
+    }
+    Ok(Env {
+        inputs: env,
+        oracle: oracle.clone(),
+    })
+}
+
+fn show(inputs: &Tensors<Rational>) -> String {
+    inputs
+        .iter()
+        .map(|(k, t)| format!("{k} = {t}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Rung (a) for one op and kernel: [`check_plan_exact`] on its lowered plan.
+pub fn rung_plan_exact(
+    op: SpecOp,
+    kernel: Kernel,
+    cfg: &RungConfig,
+) -> Result<RungCount, RungError> {
+    let (e, shapes) = kernel_term(op, kernel)?;
+    let plan = lower(&e, &shapes)?;
+    check_plan_exact(&e, &shapes, &plan, cfg)
+}
+
+/// Rung (a): `plan` run over ℚ equals `e` evaluated over ℚ, output by output, on
+/// random small rational inputs (exp from a hashed oracle, the same for both).
+pub fn check_plan_exact(
+    e: &Expr,
+    shapes: &ShapeEnv,
+    plan: &Plan,
+    cfg: &RungConfig,
+) -> Result<RungCount, RungError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let oracle = ExpOracle::hashed(cfg.seed);
+    let mut count = RungCount::default();
+    for case in 0..cfg.cases {
+        let inputs = random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, |r| {
+            crate::rules::soundness::small_rational(r)
+        })?;
+        let env = env_of(&inputs, shapes, &oracle)?;
+        let failure = match (exec_exact(plan, &inputs, &oracle), eval(e, &env)) {
+            (Ok(got), Ok(want)) => {
+                compare_exact(&got, &want).map(|why| format!("{why} at {}", show(&inputs)))
+            }
+            (Err(x), _) => Some(format!("plan failed: {x} at {}", show(&inputs))),
+            (_, Err(x)) => Some(format!("expression failed: {}", EvalError::to_string(&x))),
+        };
+        count.record(failure);
+    }
+    Ok(count)
+}
+
+/// Whether the plan's outputs equal the evaluator's value: `out` for a tensor, `gA`
+/// for slot `A` of a gradient (a missing slot is zero).
+fn compare_exact(got: &Tensors<Rational>, want: &Value<Rational>) -> Option<String> {
+    let zero = |t: &Tensor<Rational>| t.data().iter().all(num_traits::Zero::is_zero);
+    let pairs: Vec<(String, Option<&Tensor<Rational>>)> = match want {
+        Value::Tensor(t) => vec![("out".into(), Some(t))],
+        Value::Grad(g) => got
+            .keys()
+            .map(|k| {
+                (
+                    k.clone(),
+                    k.strip_prefix('g').and_then(|s| g.get(&Symbol::from(s))),
+                )
+            })
+            .collect(),
+        Value::Scalar(s) => return Some(format!("the expression is the number {s}")),
+    };
+    for (name, want) in pairs {
+        let ok = match (got.get(&name), want) {
+            (Some(g), Some(w)) => g == w,
+            (Some(g), None) => zero(g),
+            (None, _) => false,
+        };
+        if !ok {
+            let g = got.get(&name).map_or("missing".into(), |t| t.to_string());
+            let w = want.map_or("zero".into(), |t| t.to_string());
+            return Some(format!("{name}: plan gives {g}, expression gives {w}"));
+        }
+    }
+    None
+}
+
+/// An f64 executor under test (the real one, or a corrupted one in tests).
+pub type F64Run<'a> = dyn Fn(&Tensors<f64>) -> Result<Tensors<f64>, ExecError> + 'a;
+
+/// The plan rungs (b) and (c) check for a kernel: softmax subterms read from saved
+/// inputs.
+pub fn saved_plan(op: SpecOp, kernel: Kernel) -> Result<Plan, RungError> {
+    let (e, shapes) = kernel_term(op, kernel)?;
+    Ok(lower_with(&e, &shapes, &saved_softmax(&e))?)
+}
+
+fn refuse_exp(plan: &Plan, rung: &str) -> Result<(), RungError> {
+    let exp = |i: &Instr| {
+        matches!(
+            i,
+            Instr::Softmax { .. } | Instr::Unary { op: Unary::Exp, .. }
+        )
+    };
+    let computes_exp = plan.steps.iter().any(|s| match s {
+        Step::RowPass { program, .. } => program.instrs.iter().any(exp),
+        _ => false,
+    });
+    if computes_exp {
+        return Err(RungError::NotApplicable(format!(
+            "{rung}: the plan computes exp, which f64 rounds; its forward is checked by the softmax enclosure rung"
+        )));
+    }
+    Ok(())
+}
+
+/// Rung (b) for one op and kernel: [`check_f64_exact`] on its saved-softmax plan.
+pub fn rung_f64_exact(
+    op: SpecOp,
+    kernel: Kernel,
+    cfg: &RungConfig,
+) -> Result<RungCount, RungError> {
+    let plan = saved_plan(op, kernel)?;
+    check_f64_exact(&plan, &|i| exec_f64(&plan, i), cfg)
+}
+
+/// A dyadic k/2^j with |k| ≤ 8, j ≤ 3: products and short sums of these are exact
+/// in f64.
+fn dyadic(rng: &mut ChaCha8Rng) -> f64 {
+    f64::from(rng.gen_range(-8i32..=8)) / f64::from(1u32 << rng.gen_range(0..=3))
+}
+
+/// The exact rationals of f64 tensors.
+pub fn to_rational(t: &Tensors<f64>) -> Result<Tensors<Rational>, TensorError> {
+    t.iter()
+        .map(|(k, v)| {
+            let data = v
+                .data()
+                .iter()
+                .map(|x| f64_to_rational(*x))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((k.clone(), Tensor::new(v.dims(), data)?))
+        })
+        .collect()
+}
+
+/// Rung (b): `run` (an f64 execution) equals `plan` run over ℚ exactly, on dyadic
+/// inputs small enough that f64 arithmetic is exact. Plans with exp are refused.
+pub fn check_f64_exact(
+    plan: &Plan,
+    run: &F64Run<'_>,
+    cfg: &RungConfig,
+) -> Result<RungCount, RungError> {
+    refuse_exp(plan, "f64 = ℚ bit for bit")?;
+    f64_cases(plan, run, cfg, dyadic, |f, exact_in, _| {
+        let q = match exec_exact(plan, exact_in, &ExpOracle::None) {
+            Ok(q) => q,
+            Err(x) => return Some(format!("ℚ run failed: {x}")),
+        };
+        match to_rational(f) {
+            Ok(f) if f == q => None,
+            Ok(_) => Some(format!("f64 and ℚ runs differ at {}", show(exact_in))),
+            Err(x) => Some(format!("f64 output not finite: {x}")),
+        }
+    })
+}
+
+/// Runs `cfg.cases` cases of `run` on random inputs drawn by `value`, each judged by
+/// `check`.
+pub(crate) fn f64_cases(
+    plan: &Plan,
+    run: &F64Run<'_>,
+    cfg: &RungConfig,
+    value: fn(&mut ChaCha8Rng) -> f64,
+    mut check: impl FnMut(&Tensors<f64>, &Tensors<Rational>, &mut RungCount) -> Option<String>,
+) -> Result<RungCount, RungError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut count = RungCount::default();
+    for case in 0..cfg.cases {
+        let inputs = random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, value)?;
+        let exact_in = to_rational(&inputs)?;
+        let failure = match run(&inputs) {
+            Ok(f) => check(&f, &exact_in, &mut count),
+            Err(x) => Some(format!("f64 run failed: {x}")),
+        };
+        count.record(failure);
+    }
+    Ok(count)
+}
