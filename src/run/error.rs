@@ -1,8 +1,9 @@
 //! Everything `fderiv run` can refuse, with the exit code each maps to.
 
 use crate::cli::Failure;
-use crate::derive::DeriveError;
-use crate::ir::eval::EvalError;
+use crate::exec::ExecError;
+use crate::lower::LowerError;
+use crate::rungs::RungError;
 use std::path::PathBuf;
 
 /// Why `fderiv run` stopped. Every variant about a file names the file.
@@ -142,12 +143,18 @@ pub enum RunError {
         /// `op mode`.
         task: String,
     },
-    /// Deriving the kernel with the embedded rules failed (an internal error).
-    #[error("deriving the kernel failed: {0}")]
-    Derive(#[from] DeriveError),
-    /// Evaluating the kernel failed (an internal error: inputs were checked).
-    #[error("evaluating the kernel failed: {0}")]
-    Eval(#[from] EvalError),
+    /// Deriving or lowering the kernel failed (an internal error).
+    #[error("building the kernel failed: {0}")]
+    Kernel(#[from] RungError),
+    /// Lowering the kernel failed (an internal error).
+    #[error("lowering the kernel failed: {0}")]
+    Lower(#[from] LowerError),
+    /// Running the kernel failed (an internal error: inputs were checked).
+    #[error("running the kernel failed: {0}")]
+    Exec(#[from] ExecError),
+    /// The kernel produced no value for an output (an internal error).
+    #[error("the kernel produced no {0}")]
+    Missing(String),
 }
 
 /// `3×4`, `6`, or `()` for a 0-d array.
@@ -167,7 +174,11 @@ impl RunError {
     /// 1 when the computation itself failed (overflow guard, internal errors).
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::NonFinite { .. } | RunError::Derive(_) | RunError::Eval(_) => 1,
+            RunError::NonFinite { .. }
+            | RunError::Kernel(_)
+            | RunError::Lower(_)
+            | RunError::Exec(_)
+            | RunError::Missing(_) => 1,
             _ => 2,
         }
     }

@@ -4,6 +4,7 @@
 use super::{names, npy, RunError, RunMode};
 use crate::derive::{Mode, SpecOp, COTANGENT};
 use crate::ir::shape::{Dim, Shape};
+use crate::rungs::RungError;
 use crate::tensor::{fmt_dims, Dims, Tensor};
 use egg::Symbol;
 use std::collections::BTreeMap;
@@ -77,7 +78,7 @@ pub fn select(op: SpecOp, mode: RunMode, given: &[InputSpec]) -> Result<Vec<Inpu
 fn symbolic_shapes(op: SpecOp) -> Result<BTreeMap<String, Shape>, RunError> {
     let cotangent = Symbol::from(COTANGENT);
     let mut shapes = BTreeMap::new();
-    for (name, shape) in op.request(Mode::Vjp)?.shapes {
+    for (name, shape) in op.request(Mode::Vjp).map_err(RungError::from)?.shapes {
         if name != cotangent {
             shapes.insert(names::tangent(name.as_str()), shape.clone());
         }
