@@ -100,6 +100,9 @@ pub struct DeriveArgs {
     /// Also print the derivation trace.
     #[arg(long)]
     pub trace: bool,
+    /// Also print the kernel plan the result lowers to (GEMMs, fused row passes).
+    #[arg(long)]
+    pub plan: bool,
     /// egg's iteration limit.
     #[arg(long, default_value_t = Limits::default().iterations)]
     pub iter_limit: usize,
@@ -201,17 +204,39 @@ pub fn run_derivation(args: &DeriveArgs) -> Result<(Derivation, RuleSet), Failur
 fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
     let (d, rules) = run_derivation(args)?;
     let t = trace(&d, &rules);
+    let plan = if args.plan {
+        Some(crate::lower::lower(&d.result, &d.request.shapes).map_err(Failure::input)?)
+    } else {
+        None
+    };
     match args.format {
-        Format::Json if with_trace => println!("{}", t.to_json()),
         Format::Json => {
-            let v = serde_json::json!({
-                "mode": t.mode, "forward": t.forward, "start": t.start,
-                "result": t.result, "stop": t.stop,
-            });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            let mut v = if with_trace {
+                serde_json::to_value(&t).map_err(Failure::input)?
+            } else {
+                serde_json::json!({
+                    "mode": t.mode, "forward": t.forward, "start": t.start,
+                    "result": t.result, "stop": t.stop,
+                })
+            };
+            if let Some(p) = &plan {
+                v["plan"] = serde_json::to_value(p).map_err(Failure::input)?;
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).map_err(Failure::input)?
+            );
         }
-        Format::Text if with_trace => print!("{}", t.to_text()),
-        Format::Text => println!("{}", t.result),
+        Format::Text => {
+            if with_trace {
+                print!("{}", t.to_text());
+            } else {
+                println!("{}", t.result);
+            }
+            if let Some(p) = &plan {
+                print!("{p}");
+            }
+        }
     }
     eprintln!(
         "egg: {} after {} iterations, {} e-nodes, {} e-classes, {:.1} ms (rules: {})",

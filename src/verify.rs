@@ -4,7 +4,10 @@
 //! Rungs: the spec mirror's facts (correct_inner, jvp_eq, hasFDerivAt made exact, ...);
 //! the rules are sound; the derived JVP equals the dual-number derivative of the
 //! forward term and the spec mirror's jvp; the derived VJP equals the adjoint of the
-//! derivative and the spec mirror's vjp, and satisfies ⟨vjp δ, dx⟩ = ⟨δ, jvp dx⟩.
+//! derivative and the spec mirror's vjp, and satisfies ⟨vjp δ, dx⟩ = ⟨δ, jvp dx⟩; the
+//! lowered plans run over ℚ equal the expressions; the f64 executor equals the ℚ run
+//! bit for bit on dyadic inputs and stays inside a rigorous error bound elsewhere; the
+//! f64 softmax forward lies inside a rational enclosure of exp.
 
 use crate::cli::{Failure, Format};
 use crate::derive::{derive_unchecked, Derivation, Limits, Mode, SpecOp, COTANGENT};
@@ -13,6 +16,9 @@ use crate::ir::shape::{Dim, ShapeEnv};
 use crate::ir::{parse_term, Expr};
 use crate::rules::soundness::{check_rules, random_tensor, CheckConfig};
 use crate::rules::RuleSet;
+use crate::rungs::bounded::rung_f64_bound;
+use crate::rungs::enclosure::rung_softmax_enclosure;
+use crate::rungs::{rung_f64_exact, rung_plan_exact, Kernel, RungConfig, RungCount, RungError};
 use crate::scalar::{ExpOracle, Rational, Scalar};
 use crate::spec;
 use crate::spec::batched::{matmul_node, softmax_last_node};
@@ -84,14 +90,11 @@ pub struct Row {
     pub rung: String,
     /// The op (or `rules`).
     pub op: String,
-    /// `jvp`, `vjp` or `-`.
+    /// `forward`, `jvp`, `vjp` or `-`.
     pub mode: String,
-    /// Cases run.
-    pub cases: usize,
-    /// Cases that held.
-    pub passed: usize,
-    /// What went wrong first, if anything.
-    pub first_failure: Option<String>,
+    /// Cases, passes, worst error/bound ratio, first failure.
+    #[serde(flatten)]
+    pub count: RungCount,
 }
 
 impl Row {
@@ -100,25 +103,18 @@ impl Row {
             rung: rung.into(),
             op: op.into(),
             mode: mode.into(),
-            cases: 0,
-            passed: 0,
-            first_failure: None,
+            count: RungCount::default(),
         }
     }
 
     /// Records one case.
     pub fn record(&mut self, ok: bool, why: impl FnOnce() -> String) {
-        self.cases += 1;
-        if ok {
-            self.passed += 1;
-        } else if self.first_failure.is_none() {
-            self.first_failure = Some(why());
-        }
+        self.count.record((!ok).then(why));
     }
 
     /// True when every case held (and there was at least one).
     pub fn holds(&self) -> bool {
-        self.cases > 0 && self.passed == self.cases
+        self.count.holds()
     }
 }
 
@@ -142,17 +138,18 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<46} {:<13} {:<5} {:>6} {:>6}  status",
-            "rung", "op", "mode", "cases", "passed"
+            "{:<46} {:<13} {:<7} {:>6} {:>6} {:>11}  status",
+            "rung", "op", "mode", "cases", "passed", "worst/bound"
         );
         for r in &self.rows {
             let status = if r.holds() { "ok" } else { "FAILED" };
+            let worst = r.count.worst.map_or("-".to_string(), |w| format!("{w:.3}"));
             let _ = writeln!(
                 s,
-                "{:<46} {:<13} {:<5} {:>6} {:>6}  {status}",
-                r.rung, r.op, r.mode, r.cases, r.passed
+                "{:<46} {:<13} {:<7} {:>6} {:>6} {:>11}  {status}",
+                r.rung, r.op, r.mode, r.count.cases, r.count.passed, worst
             );
-            if let Some(f) = &r.first_failure {
+            if let Some(f) = &r.count.first_failure {
                 let _ = writeln!(s, "    first failure: {f}");
             }
         }
@@ -356,10 +353,11 @@ fn spec_rows(args: &VerifyArgs) -> Result<Vec<Row>, Failure> {
                 "-"
             };
             let mut row = Row::new(&format!("spec: {}", f.name), op, "-");
-            row.cases = f.passed + f.failed;
-            row.passed = f.passed;
+            row.count.cases = f.passed + f.failed;
+            row.count.passed = f.passed;
             if f.failed > 0 {
-                row.first_failure = Some(format!("{} of {} cases failed", f.failed, row.cases));
+                let total = row.count.cases;
+                row.count.first_failure = Some(format!("{} of {total} cases failed", f.failed));
             }
             row
         })
@@ -377,6 +375,60 @@ fn rules_row(rules: &RuleSet, args: &VerifyArgs) -> Row {
     }
     row
 }
+
+/// The lowering and execution rungs for every op and kernel: plan over ℚ = expression
+/// over ℚ; f64 plan = ℚ plan bit for bit on dyadic inputs; f64 inside the rigorous
+/// forward-error bound on general inputs; the f64 softmax forward inside a rational
+/// enclosure of exp.
+fn kernel_rows(args: &VerifyArgs) -> Result<Vec<Row>, Failure> {
+    let cfg = RungConfig {
+        cases: args.cases,
+        seed: args.seed,
+        max_dim: args.max_dim,
+    };
+    let mut rows = Vec::new();
+    let kernels = [
+        Kernel::Forward,
+        Kernel::Derived(Mode::Jvp),
+        Kernel::Derived(Mode::Vjp),
+    ];
+    for op in [SpecOp::Matmul, SpecOp::SoftmaxLast] {
+        progress(&format!("lowering and running {op}"));
+        for kernel in kernels {
+            let mode = match kernel {
+                Kernel::Forward => "forward".to_string(),
+                Kernel::Derived(m) => m.to_string(),
+            };
+            let rungs: [(&str, RungFn); 3] = [
+                ("plan over ℚ = expression over ℚ", rung_plan_exact),
+                ("f64 plan = ℚ plan, bit for bit (dyadic)", rung_f64_exact),
+                ("f64 plan within rigorous error bound", rung_f64_bound),
+            ];
+            for (name, rung) in rungs {
+                match rung(op, kernel, &cfg) {
+                    Ok(count) => rows.push(Row {
+                        count,
+                        ..Row::new(name, &op.to_string(), &mode)
+                    }),
+                    Err(RungError::NotApplicable(_)) => {}
+                    Err(e) => return Err(Failure::input(e)),
+                }
+            }
+        }
+    }
+    let count = rung_softmax_enclosure(&cfg).map_err(Failure::input)?;
+    rows.push(Row {
+        count,
+        ..Row::new(
+            "f64 softmax inside rational exp enclosure",
+            "softmax_last",
+            "forward",
+        )
+    });
+    Ok(rows)
+}
+
+type RungFn = fn(SpecOp, Kernel, &RungConfig) -> Result<RungCount, RungError>;
 
 /// Runs the ladder and returns the report.
 pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
@@ -401,6 +453,7 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
         let (jvp, vjp) = (derive(Mode::Jvp)?, derive(Mode::Vjp)?);
         rows.extend(derived_rungs(op, &jvp, &vjp, args, &mut rng)?);
     }
+    rows.extend(kernel_rows(args)?);
     Ok(Report {
         seed: args.seed,
         rows,
@@ -458,8 +511,14 @@ mod tests {
     fn the_ladder_holds_for_the_embedded_rules() {
         let report = ladder(&args()).unwrap();
         assert!(report.all_hold(), "{}", report.to_text());
-        // 19 spec facts, the rules, 5 derived rungs for each of the two ops.
-        assert_eq!(report.rows.len(), 19 + 1 + 10, "{}", report.to_text());
+        // 19 spec facts, the rules, 5 derived rungs for each of the two ops, 3 kernel
+        // rungs per op and kernel but the softmax forward's 1, and the enclosure.
+        assert_eq!(
+            report.rows.len(),
+            19 + 1 + 10 + 16 + 1,
+            "{}",
+            report.to_text()
+        );
     }
 
     #[test]

@@ -295,3 +295,16 @@ fn printed_results_reparse_to_themselves() {
         }
     }
 }
+
+#[test]
+fn the_plan_uses_transpose_flags_and_one_fused_row_pass() {
+    let matmul = derived(&["derive", "matmul", "--mode", "vjp", "--plan"]);
+    assert!(matmul.contains("gA = gemm G · Bᵀ"), "{matmul}");
+    assert!(matmul.contains("gB = gemm Aᵀ · G"), "{matmul}");
+    assert!(
+        !matmul.contains("transpose"),
+        "no materialized transpose: {matmul}"
+    );
+    let softmax = derived(&["derive", "softmax_last", "--mode", "vjp", "--plan"]);
+    assert_eq!(softmax.matches("row pass").count(), 1, "{softmax}");
+}

@@ -38,7 +38,7 @@ proptest! {
         for (op, jvp, vjp) in derivations() {
             let rows = derived_rungs(*op, jvp, vjp, &args, &mut rng).expect("evaluates");
             for row in rows {
-                prop_assert!(row.holds(), "{} {} {}: {:?}", row.rung, row.op, row.mode, row.first_failure);
+                prop_assert!(row.holds(), "{} {} {}: {:?}", row.rung, row.op, row.mode, row.count.first_failure);
             }
         }
     }

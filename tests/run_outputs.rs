@@ -192,7 +192,12 @@ fn an_overflow_from_finite_inputs_is_refused_even_beside_a_nan() {
     let a = save(dir.path(), "A", [2, 1, 1], vec![f64::NAN, 1e300]);
     let b = save(dir.path(), "B", [2, 1, 1], vec![1.0, 1e300]);
     let out = dir.path().join("out");
-    let a = args(SpecOp::Matmul, RunMode::Forward, &[("A", &a), ("B", &b)], &out);
+    let a = args(
+        SpecOp::Matmul,
+        RunMode::Forward,
+        &[("A", &a), ("B", &b)],
+        &out,
+    );
     let e = execute(&a).unwrap_err();
     assert!(matches!(e, RunError::NonFinite { .. }), "{e}");
     assert_eq!(run(&a).unwrap_err().code, 1);
