@@ -42,6 +42,8 @@ pub enum Command {
     Derive(DeriveArgs),
     /// Derive and print the derivation trace (same as `derive --trace`).
     Trace(DeriveArgs),
+    /// Generate the kernels' Rust source (or check the committed source is fresh).
+    Emit(EmitArgs),
     /// Run a kernel (forward, jvp, vjp) on .npy files; see docs/run.md.
     Run(crate::run::RunArgs),
     /// List or check rule files.
@@ -50,6 +52,44 @@ pub enum Command {
         #[command(subcommand)]
         action: RulesAction,
     },
+}
+
+/// Arguments of `fderiv emit`.
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    /// The folder to write (or check).
+    #[arg(long, default_value = crate::emit::COMMITTED_DIR)]
+    pub out: PathBuf,
+    /// Check that the folder holds exactly what the rules generate; write nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Replace files whose contents differ.
+    #[arg(long)]
+    pub force: bool,
+    /// A folder of *.toml rule files replacing the embedded rewrites/.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+}
+
+fn cmd_emit(args: &EmitArgs) -> Result<(), Failure> {
+    let rules = load_rules(args.rules.as_ref())?;
+    let fail = |e: crate::emit::EmitError| match e {
+        crate::emit::EmitError::Stale { .. } => Failure::check(e),
+        other => Failure::input(other),
+    };
+    if args.check {
+        let n = crate::emit::check(&args.out, &rules).map_err(fail)?;
+        println!("{}: all {n} generated files are fresh", args.out.display());
+    } else {
+        let written = crate::emit::write(&args.out, &rules, args.force).map_err(fail)?;
+        if written.is_empty() {
+            println!("{}: already up to date", args.out.display());
+        }
+        for name in written {
+            println!("wrote {}", args.out.join(name).display());
+        }
+    }
+    Ok(())
 }
 
 /// `fderiv rules ...`.
@@ -314,6 +354,7 @@ pub fn main() -> ExitCode {
         Command::Trace(args) => cmd_derive(args, true),
         Command::Rules { action } => cmd_rules(action),
         Command::Run(args) => crate::run::run(args),
+        Command::Emit(args) => cmd_emit(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

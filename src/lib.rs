@@ -7,8 +7,10 @@
 
 pub mod cli;
 pub mod derive;
+pub mod emit;
 pub mod exec;
 pub mod ir;
+pub mod kernels;
 pub mod lower;
 pub mod rules;
 pub mod run;

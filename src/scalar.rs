@@ -55,6 +55,11 @@ pub enum ExpOracle {
         /// Selects one of many consistent oracles.
         seed: u64,
     },
+    /// `exp(q)` is the exact rational value of the platform's f64 `exp` at the double
+    /// nearest `q`: not the real exponential, but the values an f64 kernel uses, so
+    /// that an exact run can be compared with an f64 run (the rest of the difference is
+    /// f64 rounding). An error where that `exp` is not finite.
+    Libm,
 }
 
 impl ExpOracle {
@@ -76,6 +81,13 @@ impl ExpOracle {
                 let a = BigInt::from(1 + (h % 64));
                 let b = BigInt::from(1 + ((h >> 16) % 16));
                 Ok(Rational::new(a, b))
+            }
+            ExpOracle::Libm => {
+                let x = q.to_f64().unwrap_or(f64::NAN);
+                Rational::from_float(x.exp()).ok_or(ScalarError::Inexact {
+                    value: format!("exp({x})"),
+                    target: "a finite rational",
+                })
             }
         }
     }
@@ -320,6 +332,13 @@ mod tests {
         let differs = (0..20)
             .any(|k| q(k, 3).exp(&o).unwrap() != q(k, 3).exp(&ExpOracle::hashed(8)).unwrap());
         assert!(differs);
+    }
+
+    #[test]
+    fn libm_oracle_gives_the_f64_values_exactly() {
+        let e = q(1, 2).exp(&ExpOracle::Libm).unwrap();
+        assert_eq!(e, f64_to_rational(0.5f64.exp()).unwrap());
+        assert!(q(1000, 1).exp(&ExpOracle::Libm).is_err());
     }
 
     #[test]

@@ -11,14 +11,19 @@
 
 use crate::cli::{Failure, Format};
 use crate::derive::{derive_unchecked, Derivation, Limits, Mode, SpecOp, COTANGENT};
+use crate::emit::{self, KernelId};
+use crate::exec::{ExecError, Tensors};
 use crate::ir::eval::{eval, values_equal, Binding, Env, EvalError, Value};
 use crate::ir::shape::{Dim, ShapeEnv};
 use crate::ir::{parse_term, Expr};
+use crate::kernels::{self, runtime::Tensor3};
 use crate::rules::soundness::{check_rules, random_tensor, CheckConfig};
 use crate::rules::RuleSet;
-use crate::rungs::bounded::rung_f64_bound;
-use crate::rungs::enclosure::rung_softmax_enclosure;
-use crate::rungs::{rung_f64_exact, rung_plan_exact, Kernel, RungConfig, RungCount, RungError};
+use crate::rungs::bounded::{check_f64_bound, rung_f64_bound};
+use crate::rungs::enclosure::{check_softmax_enclosure, rung_softmax_enclosure};
+use crate::rungs::{
+    check_f64_exact, rung_f64_exact, rung_plan_exact, Kernel, RungConfig, RungCount, RungError,
+};
 use crate::scalar::{ExpOracle, Rational, Scalar};
 use crate::spec;
 use crate::spec::batched::{matmul_node, softmax_last_node};
@@ -430,6 +435,87 @@ fn kernel_rows(args: &VerifyArgs) -> Result<Vec<Row>, Failure> {
 
 type RungFn = fn(SpecOp, Kernel, &RungConfig) -> Result<RungCount, RungError>;
 
+/// A committed generated kernel as an f64 run over named tensors (the rungs' interface).
+pub fn generated_run(
+    entry: &kernels::Entry,
+    inputs: &Tensors<f64>,
+) -> Result<Tensors<f64>, ExecError> {
+    let given: Vec<Tensor3> = entry
+        .inputs
+        .iter()
+        .map(|name| {
+            inputs
+                .get(*name)
+                .map(Tensor3::from)
+                .ok_or_else(|| ExecError::Missing(name.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let refs: Vec<&Tensor3> = given.iter().collect();
+    let outs = (entry.run)(&refs).map_err(|e| ExecError::Kernel(e.to_string()))?;
+    entry
+        .outputs
+        .iter()
+        .zip(outs)
+        .map(|(name, t)| Ok((name.to_string(), Tensor::new(t.dims, t.data)?)))
+        .collect()
+}
+
+/// The rungs for the committed generated kernels, against the plans the current rules
+/// give: f64 = ℚ bit for bit on dyadic inputs and the error bound (kernels without exp),
+/// the exp enclosure (the softmax forward).
+pub fn generated_rows(cfg: &RungConfig) -> Result<Vec<Row>, Failure> {
+    let rules = RuleSet::embedded().map_err(Failure::input)?;
+    let mut rows = Vec::new();
+    for id in KernelId::all() {
+        let name = id.name();
+        let entry = kernels::KERNELS
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| {
+                Failure::check(format!("no generated kernel {name}: run fderiv emit"))
+            })?;
+        let plan = emit::lower_kernel(id, &rules).map_err(Failure::input)?.plan;
+        let run = |i: &Tensors<f64>| generated_run(entry, i);
+        let mode = match id.kernel {
+            Kernel::Forward => "forward".to_string(),
+            Kernel::Derived(m) => m.to_string(),
+        };
+        let label = |rung: &str| Row::new(&format!("generated: {rung}"), &id.op.to_string(), &mode);
+        let checks: [(&str, Result<RungCount, RungError>); 2] = [
+            (
+                "f64 = ℚ plan, bit for bit (dyadic)",
+                check_f64_exact(&plan, &run, cfg),
+            ),
+            (
+                "within rigorous error bound",
+                check_f64_bound(&plan, &run, cfg),
+            ),
+        ];
+        let mut applicable = 0;
+        for (rung, result) in checks {
+            match result {
+                Ok(count) => {
+                    applicable += 1;
+                    rows.push(Row {
+                        count,
+                        ..label(rung)
+                    });
+                }
+                Err(RungError::NotApplicable(_)) => {}
+                Err(e) => return Err(Failure::input(e)),
+            }
+        }
+        if applicable == 0 {
+            let count = check_softmax_enclosure(&plan, &run, cfg).map_err(Failure::input)?;
+            rows.push(Row {
+                count,
+                ..label("inside rational exp enclosure")
+            });
+        }
+    }
+    Ok(rows)
+}
+
 /// Runs the ladder and returns the report.
 pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
     let rules = RuleSet::embedded().map_err(Failure::input)?;
@@ -454,6 +540,12 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
         rows.extend(derived_rungs(op, &jvp, &vjp, args, &mut rng)?);
     }
     rows.extend(kernel_rows(args)?);
+    progress("generated kernels");
+    rows.extend(generated_rows(&RungConfig {
+        cases: args.cases,
+        seed: args.seed,
+        max_dim: args.max_dim,
+    })?);
     Ok(Report {
         seed: args.seed,
         rows,
@@ -512,10 +604,11 @@ mod tests {
         let report = ladder(&args()).unwrap();
         assert!(report.all_hold(), "{}", report.to_text());
         // 19 spec facts, the rules, 5 derived rungs for each of the two ops, 3 kernel
-        // rungs per op and kernel but the softmax forward's 1, and the enclosure.
+        // rungs per op and kernel but the softmax forward's 1, the enclosure, then the
+        // generated kernels: 2 rungs each but the softmax forward's 1.
         assert_eq!(
             report.rows.len(),
-            19 + 1 + 10 + 16 + 1,
+            19 + 1 + 10 + 16 + 1 + 11,
             "{}",
             report.to_text()
         );

@@ -45,6 +45,9 @@ pub enum ExecError {
     /// A hand-edited plan whose steps disagree with its buffers' shapes.
     #[error("malformed row program: {0}")]
     Malformed(String),
+    /// A kernel under test (not this executor) refused its inputs.
+    #[error("kernel failed: {0}")]
+    Kernel(String),
     /// Sizes overflow or scalar arithmetic failed (ℚ division by zero, no exp oracle).
     #[error(transparent)]
     Tensor(#[from] TensorError),

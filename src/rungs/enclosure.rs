@@ -23,10 +23,10 @@
 //! exact enclosure over the widening (≤ 1 when it passes).
 
 use super::bounded::gamma;
-use super::{random_inputs, to_rational, RungConfig, RungCount, RungError};
+use super::{random_inputs, to_rational, F64Run, RungConfig, RungCount, RungError};
 use crate::derive::{Mode, SpecOp};
 use crate::exec::{exec_f64, Tensors};
-use crate::lower::lower;
+use crate::lower::{lower, Plan};
 use crate::scalar::Rational;
 use num_bigint::BigInt;
 use num_integer::Integer;
@@ -159,19 +159,31 @@ fn check_row(x: &[Rational], s: &[f64]) -> Result<f64, String> {
 pub fn rung_softmax_enclosure(cfg: &RungConfig) -> Result<RungCount, RungError> {
     let r = SpecOp::SoftmaxLast.request(Mode::Jvp)?;
     let plan = lower(&r.forward, &r.shapes)?;
+    check_softmax_enclosure(&plan, &|i| exec_f64(&plan, i), cfg)
+}
+
+/// Rung (d) for any f64 run of the softmax forward `plan` (input `X`, output `out`).
+pub fn check_softmax_enclosure(
+    plan: &Plan,
+    run: &F64Run<'_>,
+    cfg: &RungConfig,
+) -> Result<RungCount, RungError> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut count = RungCount::default();
     for case in 0..cfg.cases {
         let scale = if case % 4 == 3 { 1e300 } else { 8.0 };
         let inputs: Tensors<f64> =
-            random_inputs(&plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, |r| {
+            random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, |r| {
                 r.gen_range(-1.0..1.0) * scale
             })?;
         let x = to_rational(&inputs)?;
-        let failure = match exec_f64(&plan, &inputs) {
+        let failure = match run(&inputs) {
             Err(e) => Some(e.to_string()),
             Ok(out) => {
-                let (xs, s) = (&x["X"], &out["out"]);
+                let (Some(xs), Some(s)) = (x.get("X"), out.get("out")) else {
+                    count.record(Some("the run has no X or no out".into()));
+                    continue;
+                };
                 let n = xs.dims()[2].max(1);
                 xs.data()
                     .chunks(n)

@@ -1,0 +1,203 @@
+//! The generated kernels: fresh (regenerating gives the committed bytes), sensitive to
+//! the rules, verified by the same rungs as the executed plans, and snapshotted.
+
+use fderiv::emit::{self, EmitError, KernelId, COMMITTED_DIR};
+use fderiv::exec::{ExecError, Tensors};
+use fderiv::kernels;
+use fderiv::rules::{RuleSet, Source, EMBEDDED};
+use fderiv::rungs::{check_f64_exact, RungConfig};
+use fderiv::verify::{generated_rows, generated_run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn committed() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED_DIR)
+}
+
+fn cfg() -> RungConfig {
+    RungConfig {
+        cases: 24,
+        seed: 11,
+        max_dim: 3,
+    }
+}
+
+#[test]
+fn the_committed_kernels_are_fresh() {
+    let rules = RuleSet::embedded().unwrap();
+    if let Err(e) = emit::check(&committed(), &rules) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn changing_the_rules_makes_the_committed_kernels_stale() {
+    let extra = "\n[[rule]]\nname = \"neg-neg-again\"\nlhs = \"(neg (neg ?x))\"\nrhs = \"?x\"\nlean = \"neg_neg\"\n";
+    let files: Vec<(String, String)> = EMBEDDED
+        .iter()
+        .map(|(n, t)| {
+            let text = if *n == "algebra.toml" {
+                format!("{t}{extra}")
+            } else {
+                t.to_string()
+            };
+            (n.to_string(), text)
+        })
+        .collect();
+    let changed = RuleSet::from_files(Source::Embedded, &files).unwrap();
+    match emit::check(&committed(), &changed) {
+        Err(EmitError::Stale { stale, .. }) => {
+            assert!(stale.contains(&"mod.rs".to_string()), "{stale:?}");
+            assert!(
+                stale.contains(&"softmax_last_vjp.rs".to_string()),
+                "{stale:?}"
+            );
+        }
+        other => panic!("expected stale files, got {other:?}"),
+    }
+}
+
+#[test]
+fn generated_kernels_pass_the_ladder() {
+    for row in generated_rows(&cfg()).unwrap() {
+        assert!(
+            row.holds(),
+            "{} {} {}: {:?}",
+            row.rung,
+            row.op,
+            row.mode,
+            row.count.first_failure
+        );
+    }
+}
+
+#[test]
+fn a_one_ulp_error_in_a_generated_kernel_is_rejected() {
+    let rules = RuleSet::embedded().unwrap();
+    let id = KernelId::all()
+        .into_iter()
+        .find(|k| k.name() == "softmax_last_vjp")
+        .unwrap();
+    let plan = emit::lower_kernel(id, &rules).unwrap().plan;
+    let entry = kernels::KERNELS
+        .iter()
+        .find(|e| e.name == "softmax_last_vjp")
+        .unwrap();
+    let corrupted = |i: &Tensors<f64>| -> Result<Tensors<f64>, ExecError> {
+        let mut out = generated_run(entry, i)?;
+        for t in out.values_mut() {
+            if let Some(first) = t.data().first().copied() {
+                let mut data = t.data().to_vec();
+                data[0] = f64::from_bits(first.to_bits() + 1);
+                *t = fderiv::tensor::Tensor::new(t.dims(), data).unwrap();
+            }
+        }
+        Ok(out)
+    };
+    let honest = check_f64_exact(&plan, &|i| generated_run(entry, i), &cfg()).unwrap();
+    assert!(honest.holds());
+    let count = check_f64_exact(&plan, &corrupted, &cfg()).unwrap();
+    assert!(!count.holds(), "{count:?}");
+}
+
+#[test]
+fn shapes_are_checked_not_panicked_on() {
+    use kernels::runtime::{KernelError, Tensor3};
+    let a = Tensor3::new([2, 3, 4], vec![1.0; 24]).unwrap();
+    let b = Tensor3::new([2, 5, 6], vec![1.0; 60]).unwrap();
+    let err = kernels::matmul_forward(&a, &b).unwrap_err();
+    assert_eq!(
+        err,
+        KernelError::Shape {
+            input: "B",
+            dims: [2, 5, 6],
+            dim: "n",
+            expected: 4
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "B has shape 2×5×6 but n = 4 from an earlier input"
+    );
+    let mut out = vec![0.0; 5];
+    let err =
+        kernels::matmul_forward::matmul_forward_into(2, 3, 4, 6, &a.data, &[0.0; 48], &mut out);
+    assert!(
+        matches!(err, Err(KernelError::Length { buffer: "out", .. })),
+        "{err:?}"
+    );
+    assert!(Tensor3::new([2, 2, 2], vec![0.0; 7]).is_err());
+}
+
+#[test]
+fn emit_writes_the_committed_bytes_and_never_clobbers_without_force() {
+    let bin = env!("CARGO_BIN_EXE_fderiv");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("kernels");
+    let o = Command::new(bin)
+        .args(["emit", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for entry in std::fs::read_dir(committed()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        assert_eq!(
+            std::fs::read(out.join(name)).unwrap(),
+            std::fs::read(&path).unwrap(),
+            "{name:?}"
+        );
+    }
+    let check = Command::new(bin)
+        .args(["emit", "--check", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+    std::fs::write(out.join("matmul_vjp.rs"), "// mine\n").unwrap();
+    let stale = Command::new(bin)
+        .args(["emit", "--check", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("matmul_vjp.rs"));
+    let refused = Command::new(bin)
+        .args(["emit", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(out.join("matmul_vjp.rs")).unwrap(),
+        "// mine\n"
+    );
+    let forced = Command::new(bin)
+        .args(["emit", "--force", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(forced.status.success());
+    assert_ne!(
+        std::fs::read_to_string(out.join("matmul_vjp.rs")).unwrap(),
+        "// mine\n"
+    );
+}
+
+#[test]
+fn emitted_source_snapshots() {
+    let rules = RuleSet::embedded().unwrap();
+    for (name, text) in emit::generate(&rules).unwrap() {
+        if name == "runtime.rs" {
+            continue;
+        }
+        insta::with_settings!({
+            snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!(format!("emitted_{}", name.trim_end_matches(".rs")), text);
+        });
+    }
+}
