@@ -1,12 +1,15 @@
-//! f64 executor vs naive loops: forward, JVP and VJP of matmul and softmax_last.
+//! f64 executor vs generated kernels vs naive loops: forward, JVP and VJP of matmul and
+//! softmax_last. Executor and generated kernels run the same plans (softmax JVP/VJP
+//! read the saved forward output `S`).
 //!
 //! Run: `cargo bench --bench kernels`. Figures are in `docs/performance.md`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use fderiv::derive::{Mode, SpecOp};
 use fderiv::exec::{exec_f64, Tensors};
-use fderiv::lower::{lower, Plan, Role};
-use fderiv::rungs::{kernel_term, Kernel};
+use fderiv::kernels::{runtime::Tensor3, KERNELS};
+use fderiv::lower::{Plan, Role};
+use fderiv::rungs::{saved_plan, Kernel};
 use fderiv::tensor::Tensor;
 use std::hint::black_box;
 use std::time::Duration;
@@ -70,17 +73,28 @@ fn bench(c: &mut Criterion) {
                 Kernel::Derived(Mode::Jvp),
                 Kernel::Derived(Mode::Vjp),
             ] {
-                let (e, shapes) = kernel_term(op, k).unwrap();
-                let plan = lower(&e, &shapes).unwrap();
+                let plan = saved_plan(op, k).unwrap();
                 let ins = inputs(&plan, h, n);
                 let name = match k {
-                    Kernel::Forward => format!("{op}/forward"),
-                    Kernel::Derived(m) => format!("{op}/{m}"),
+                    Kernel::Forward => format!("{op}_forward"),
+                    Kernel::Derived(m) => format!("{op}_{m}"),
                 };
+                let size = format!("h{h}_n{n}");
                 g.bench_with_input(
-                    BenchmarkId::new(name, format!("h{h}_n{n}")),
+                    BenchmarkId::new(format!("exec/{name}"), &size),
                     &ins,
                     |bch, ins| bch.iter(|| exec_f64(&plan, black_box(ins)).unwrap()),
+                );
+                let entry = KERNELS.iter().find(|e| e.name == name).unwrap();
+                let given: Vec<Tensor3> = entry
+                    .inputs
+                    .iter()
+                    .map(|i| Tensor3::from(&ins[*i]))
+                    .collect();
+                let refs: Vec<&Tensor3> = given.iter().collect();
+                g.bench_function(
+                    BenchmarkId::new(format!("generated/{name}"), &size),
+                    |bch| bch.iter(|| (entry.run)(black_box(&refs)).unwrap()),
                 );
             }
         }
