@@ -24,19 +24,7 @@ fn save(dir: &Path, name: &str, t: &Tensor<f64>) -> PathBuf {
 }
 
 fn args(op: SpecOp, mode: RunMode, inputs: &[(&str, &Path)], out: &Path) -> RunArgs {
-    RunArgs {
-        op,
-        mode,
-        inputs: inputs
-            .iter()
-            .map(|(n, p)| InputSpec {
-                name: n.to_string(),
-                path: p.to_path_buf(),
-            })
-            .collect(),
-        out: out.to_path_buf(),
-        force: false,
-    }
+    RunArgs::new(op, mode, inputs, out)
 }
 
 /// A matmul setup: A 2×3×4, B 2×4×5, dA, dB, G 2×3×5 saved in a fresh folder.

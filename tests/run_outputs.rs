@@ -2,7 +2,7 @@
 //! all, NaN/±inf propagation, and the overflow guard.
 
 use fderiv::derive::SpecOp;
-use fderiv::run::{execute, npy, run, InputSpec, RunArgs, RunError, RunMode};
+use fderiv::run::{execute, npy, run, RunArgs, RunError, RunMode};
 use fderiv::tensor::Tensor;
 use std::path::{Path, PathBuf};
 
@@ -18,19 +18,7 @@ fn seq(n: usize) -> Vec<f64> {
 }
 
 fn args(op: SpecOp, mode: RunMode, inputs: &[(&str, &Path)], out: &Path) -> RunArgs {
-    RunArgs {
-        op,
-        mode,
-        inputs: inputs
-            .iter()
-            .map(|(n, p)| InputSpec {
-                name: n.to_string(),
-                path: p.to_path_buf(),
-            })
-            .collect(),
-        out: out.to_path_buf(),
-        force: false,
-    }
+    RunArgs::new(op, mode, inputs, out)
 }
 
 /// Matmul vjp inputs in a fresh folder; returns the folder and the arguments.

@@ -26,7 +26,7 @@ use crate::cli::Failure;
 use crate::derive::{Mode, SpecOp};
 use crate::tensor::fmt_dims;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What to run: the forward map, its JVP, or its VJP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,6 +83,26 @@ pub struct RunArgs {
     /// Overwrite existing output files.
     #[arg(long)]
     pub force: bool,
+}
+
+impl RunArgs {
+    /// Arguments for `op` in `mode` reading `(NAME, FILE)` inputs and writing into `out`,
+    /// without `--force`.
+    pub fn new(op: SpecOp, mode: RunMode, inputs: &[(&str, &Path)], out: &Path) -> RunArgs {
+        RunArgs {
+            op,
+            mode,
+            inputs: inputs
+                .iter()
+                .map(|(n, p)| InputSpec {
+                    name: n.to_string(),
+                    path: p.to_path_buf(),
+                })
+                .collect(),
+            out: out.to_path_buf(),
+            force: false,
+        }
+    }
 }
 
 /// `fderiv run`: runs the command and prints one line per file written. Exit codes
