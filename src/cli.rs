@@ -74,7 +74,9 @@ pub struct EmitArgs {
 fn cmd_emit(args: &EmitArgs) -> Result<(), Failure> {
     let rules = load_rules(args.rules.as_ref())?;
     let fail = |e: crate::emit::EmitError| match e {
-        crate::emit::EmitError::Stale { .. } => Failure::check(e),
+        crate::emit::EmitError::Stale { .. } | crate::emit::EmitError::Unsound(_) => {
+            Failure::check(e)
+        }
         other => Failure::input(other),
     };
     if args.check {

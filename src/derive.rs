@@ -297,14 +297,21 @@ pub fn derive(
     rules: &RuleSet,
     limits: &Limits,
 ) -> Result<Derivation, DeriveError> {
+    refuse_unsound(rules)?;
+    derive_unchecked(request, rules, limits)
+}
+
+/// The soundness check [`derive`] runs first: an error listing every rule that fails.
+pub fn refuse_unsound(rules: &RuleSet) -> Result<(), DeriveError> {
     let unsound: Vec<RuleReport> = check_rules(rules, &CheckConfig::default())
         .into_iter()
         .filter(|r| !r.passed())
         .collect();
-    if !unsound.is_empty() {
-        return Err(DeriveError::Unsound(unsound));
+    if unsound.is_empty() {
+        Ok(())
+    } else {
+        Err(DeriveError::Unsound(unsound))
     }
-    derive_unchecked(request, rules, limits)
 }
 
 /// [`derive`] without the soundness check (for callers that just ran it).

@@ -9,7 +9,7 @@
 //! error ([`ScalarError::NoExpOracle`]), never a silent rounding.
 
 use num_bigint::BigInt;
-use num_traits::{One, Signed, ToPrimitive, Zero};
+use num_traits::{One, ToPrimitive, Zero};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::{Add, Mul, Neg, Sub};
@@ -185,11 +185,6 @@ pub fn f64_to_rational(v: f64) -> Result<Rational, ScalarError> {
         value: v.to_string(),
         target: "a rational",
     })
-}
-
-/// `|q|` for a rational.
-pub fn rational_abs(q: &Rational) -> Rational {
-    q.abs()
 }
 
 /// A forward-mode dual number `value + tangent·ε` with `ε² = 0`.

@@ -15,7 +15,7 @@ use crate::emit::{self, KernelId};
 use crate::exec::{ExecError, Tensors};
 use crate::ir::eval::{eval, values_equal, Binding, Env, EvalError, Value};
 use crate::ir::shape::{Dim, ShapeEnv};
-use crate::ir::{parse_term, Expr};
+use crate::ir::Expr;
 use crate::kernels::{self, runtime::Tensor3};
 use crate::rules::soundness::{check_rules, random_tensor, CheckConfig};
 use crate::rules::RuleSet;
@@ -460,8 +460,8 @@ pub fn generated_run(
         .collect()
 }
 
-/// The rungs for the committed generated kernels, against the plans the current rules
-/// give: f64 = ℚ bit for bit on dyadic inputs and the error bound (kernels without exp),
+/// The rungs for the committed generated kernels, against the plans the embedded rules
+/// give (checked for soundness by the ladder's rules row): f64 = ℚ bit for bit on dyadic inputs and the error bound (kernels without exp),
 /// the exp enclosure (the softmax forward).
 pub fn generated_rows(cfg: &RungConfig) -> Result<Vec<Row>, Failure> {
     let rules = RuleSet::embedded().map_err(Failure::input)?;
@@ -580,14 +580,13 @@ pub fn run(args: &VerifyArgs) -> Result<(), Failure> {
     }
 }
 
-/// Parses a term, for tests that corrupt derived results.
-pub fn corrupt(text: &str) -> Result<Expr, Failure> {
-    parse_term(text).map_err(Failure::input)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn corrupt(text: &str) -> Result<Expr, Failure> {
+        crate::ir::parse_term(text).map_err(Failure::input)
+    }
 
     fn args() -> VerifyArgs {
         VerifyArgs {
@@ -626,8 +625,9 @@ mod tests {
         vjp.result = corrupt("(g+ (grad A (bmm G (T B))) (grad B (bmm A G)))").unwrap();
         let rows = derived_rungs(SpecOp::Matmul, &jvp, &vjp, &args(), &mut rng);
         // Non-square A makes the flipped term ill-shaped: an error, or a failed check.
-        if let Ok(rows) = rows {
-            assert!(!rows[2].holds() && !rows[3].holds() && !rows[4].holds());
+        match rows {
+            Ok(rows) => assert!(!rows[2].holds() && !rows[3].holds() && !rows[4].holds()),
+            Err(e) => assert!(e.message.contains("bmm"), "{}", e.message),
         }
         // Drop the row-sum term of the softmax JVP.
         let (mut jvp, vjp) = (

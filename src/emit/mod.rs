@@ -11,7 +11,7 @@
 
 mod code;
 
-use crate::derive::{derive, DeriveError, Limits, Mode, SpecOp};
+use crate::derive::{derive_unchecked, refuse_unsound, DeriveError, Limits, Mode, SpecOp};
 use crate::ir::Expr;
 use crate::lower::{lower_with, LowerError, Plan};
 use crate::rules::{rules_hash, RuleSet};
@@ -27,6 +27,9 @@ pub const COMMITTED_DIR: &str = "src/kernels/generated";
 /// Why emission failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
+    /// The rule set fails the soundness check.
+    #[error(transparent)]
+    Unsound(DeriveError),
     /// Deriving a kernel failed.
     #[error("deriving {kernel}: {source}")]
     Derive {
@@ -125,7 +128,8 @@ pub struct Lowered {
     pub plan: Plan,
 }
 
-/// Derives and lowers one kernel with `rules`.
+/// Derives and lowers one kernel with `rules`, which the caller has checked for
+/// soundness ([`refuse_unsound`]; [`generate`] does).
 pub fn lower_kernel(id: KernelId, rules: &RuleSet) -> Result<Lowered, EmitError> {
     let name = id.name();
     let derive_err = |source| EmitError::Derive {
@@ -139,7 +143,7 @@ pub fn lower_kernel(id: KernelId, rules: &RuleSet) -> Result<Lowered, EmitError>
         }
         Kernel::Derived(mode) => {
             let r = id.op.request(mode).map_err(derive_err)?;
-            let d = derive(&r, rules, &Limits::default()).map_err(derive_err)?;
+            let d = derive_unchecked(&r, rules, &Limits::default()).map_err(derive_err)?;
             (d.result, d.request.shapes)
         }
     };
@@ -154,6 +158,7 @@ pub fn lower_kernel(id: KernelId, rules: &RuleSet) -> Result<Lowered, EmitError>
 /// Every generated file (name, contents): `mod.rs`, `runtime.rs` and one file per
 /// kernel.
 pub fn generate(rules: &RuleSet) -> Result<Vec<(String, String)>, EmitError> {
+    refuse_unsound(rules).map_err(EmitError::Unsound)?;
     let hash = rules_hash(&rules.rules);
     let mut files = Vec::new();
     let mut names = Vec::new();

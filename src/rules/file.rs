@@ -18,7 +18,7 @@
 use crate::ir::analysis::TensorAnalysis;
 use crate::ir::shape::{Inference, ShapeError, Ty};
 use crate::ir::Op;
-use egg::{ENodeOrVar, Id, Pattern, RecExpr, Subst, Var};
+use egg::{Id, Pattern, Subst, Var};
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -380,11 +380,6 @@ fn check_rule(
         lhs_pattern: lhs,
         rhs_pattern: rhs,
     })
-}
-
-/// A pattern's AST (for inference and instantiation).
-pub fn pattern_ast(p: &Pattern<Op>) -> &RecExpr<ENodeOrVar<Op>> {
-    &p.ast
 }
 
 #[cfg(test)]

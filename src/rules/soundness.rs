@@ -8,7 +8,7 @@
 //! every other variable the affine term `(+ V (tan V))`, which depends on both the
 //! point and the tangent. A rule whose sides differ is refused with the witness.
 
-use super::file::{pattern_ast, CondKind, RuleDef};
+use super::file::{CondKind, RuleDef};
 use super::RuleSet;
 use crate::ir::eval::{eval, values_equal, Binding, Env, EvalError, Value};
 use crate::ir::shape::{Inference, Ty};
@@ -173,9 +173,9 @@ impl<'a> Instantiator<'a> {
     fn new(rule: &'a RuleDef) -> Result<Self, String> {
         let mut inf = Inference::for_patterns();
         let (lt, names) = inf
-            .infer_pattern(pattern_ast(&rule.lhs_pattern))
+            .infer_pattern(&rule.lhs_pattern.ast)
             .map_err(|e| e.to_string())?;
-        inf.infer(pattern_ast(&rule.rhs_pattern))
+        inf.infer(&rule.rhs_pattern.ast)
             .map_err(|e| e.to_string())?;
         let summary = inf.summary(lt, names);
         let mut roles = BTreeMap::new();
@@ -256,8 +256,8 @@ impl<'a> Instantiator<'a> {
         let (mut checked, mut skipped) = (0, 0);
         for case in 0..config.cases {
             let number = small_rational(&mut rng);
-            let lhs = self.instantiate(pattern_ast(&self.rule.lhs_pattern), &number);
-            let rhs = self.instantiate(pattern_ast(&self.rule.rhs_pattern), &number);
+            let lhs = self.instantiate(&self.rule.lhs_pattern.ast, &number);
+            let rhs = self.instantiate(&self.rule.rhs_pattern.ast, &number);
             // The first half of the cases use only non-empty dims.
             let min = usize::from(case < config.cases / 2).min(config.max_dim);
             let env = match self.random_env(&mut rng, min, config.max_dim, seed) {
