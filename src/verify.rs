@@ -14,7 +14,7 @@ use crate::derive::{derive_unchecked, Derivation, Limits, Mode, SpecOp, COTANGEN
 use crate::emit::{self, KernelId};
 use crate::exec::{ExecError, Tensors};
 use crate::ir::eval::{eval, values_equal, Binding, Env, EvalError, Value};
-use crate::ir::shape::{Dim, ShapeEnv};
+use crate::ir::shape::{concrete_dims, ShapeEnv};
 use crate::ir::Expr;
 use crate::kernels::{self, runtime::Tensor3};
 use crate::rules::soundness::{check_rules, random_tensor, CheckConfig};
@@ -179,17 +179,12 @@ pub fn random_env(
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
     let mut inputs = BTreeMap::new();
     for (name, shape) in shapes {
-        let dims = shape.clone().map(|d| match d {
-            Dim::Size(n) => n,
-            Dim::Named(s) => *sizes.entry(s).or_insert_with_key(|s| match sizes_from {
-                Sizes::Random { max, nonempty } => {
-                    rng.gen_range(usize::from(nonempty).min(max)..=max)
-                }
-                Sizes::Fixed(d) => ["h", "m", "n", "p"]
-                    .iter()
-                    .position(|k| k == s)
-                    .map_or(1, |i| d[i]),
-            }),
+        let dims = concrete_dims(shape, &mut sizes, |s| match sizes_from {
+            Sizes::Random { max, nonempty } => rng.gen_range(usize::from(nonempty).min(max)..=max),
+            Sizes::Fixed(d) => ["h", "m", "n", "p"]
+                .iter()
+                .position(|k| *k == s)
+                .map_or(1, |i| d[i]),
         });
         let value = random_tensor(rng, dims).map_err(Failure::input)?;
         let tangent = random_tensor(rng, dims).map_err(Failure::input)?;

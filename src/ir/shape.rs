@@ -66,6 +66,20 @@ pub fn fmt_shape(s: &Shape) -> String {
     format!("{}×{}×{}", s[0], s[1], s[2])
 }
 
+/// Concrete sizes for `shape`: a size stays, a named dim takes the size already chosen
+/// for that name in `sizes`, or `draw(name)` the first time (then remembered), so that
+/// every input sharing a dim name gets the same size.
+pub fn concrete_dims(
+    shape: &Shape,
+    sizes: &mut BTreeMap<String, usize>,
+    mut draw: impl FnMut(&str) -> usize,
+) -> [usize; 3] {
+    shape.clone().map(|d| match d {
+        Dim::Size(n) => n,
+        Dim::Named(s) => *sizes.entry(s).or_insert_with_key(|s| draw(s)),
+    })
+}
+
 /// The declared shapes of a term's inputs.
 pub type ShapeEnv = BTreeMap<Symbol, Shape>;
 

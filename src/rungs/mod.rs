@@ -19,7 +19,7 @@ pub use enclosure::rung_softmax_enclosure;
 use crate::derive::{derive_unchecked, DeriveError, Limits, Mode, SpecOp};
 use crate::exec::{exec_exact, exec_f64, ExecError, Tensors};
 use crate::ir::eval::{eval, Binding, Env, EvalError, Value};
-use crate::ir::shape::{Dim, ShapeEnv};
+use crate::ir::shape::{concrete_dims, ShapeEnv};
 use crate::ir::{Expr, Op};
 use crate::lower::{lower, lower_with, Instr, LowerError, Plan, Role, Saved, Step, Unary};
 use crate::rules::{RuleError, RuleSet};
@@ -160,11 +160,8 @@ pub fn random_inputs<T: Clone + crate::scalar::Scalar>(
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for (_, b) in plan.with_role(Role::Input) {
-        let dims = b.shape.clone().map(|d| match d {
-            Dim::Size(n) => n,
-            Dim::Named(s) => *sizes
-                .entry(s)
-                .or_insert_with(|| rng.gen_range(usize::from(nonempty).min(max_dim)..=max_dim)),
+        let dims = concrete_dims(&b.shape, &mut sizes, |_| {
+            rng.gen_range(usize::from(nonempty).min(max_dim)..=max_dim)
         });
         let len = crate::tensor::checked_size(dims)?;
         let data = (0..len).map(|_| value(rng)).collect();
