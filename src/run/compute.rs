@@ -12,6 +12,7 @@ use crate::exec::{exec_f64, Tensors};
 use crate::lower::{lower, Role};
 use crate::rungs::{kernel_term, Kernel};
 use crate::tensor::Tensor;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Runs `op` in `mode` on `inputs` (keyed by [`names::inputs`], shapes already
@@ -27,11 +28,20 @@ pub fn compute(
     };
     let (term, shapes) = kernel_term(op, kernel)?;
     let plan = lower(&term, &shapes)?;
-    // The plan reads only the inputs its term mentions (a derivative may drop one).
-    let given: Tensors<f64> = plan
-        .with_role(Role::Input)
-        .filter_map(|(_, b)| inputs.get(&b.name).map(|t| (b.name.clone(), t.clone())))
-        .collect();
+    // The plan reads only the inputs its term mentions (a derivative may drop one);
+    // copy the inputs only in that case.
+    let reads = |name: &String| plan.with_role(Role::Input).any(|(_, b)| &b.name == name);
+    let given: Cow<'_, Tensors<f64>> = if inputs.keys().all(reads) {
+        Cow::Borrowed(inputs)
+    } else {
+        Cow::Owned(
+            inputs
+                .iter()
+                .filter(|(k, _)| reads(k))
+                .map(|(k, t)| (k.clone(), t.clone()))
+                .collect(),
+        )
+    };
     let mut results = exec_f64(&plan, &given)?;
     let mut outputs = BTreeMap::new();
     match mode {
