@@ -209,11 +209,7 @@ fn sum_inner(g: &Value<Rational>, env: &Env<Rational>) -> Result<Rational, EvalE
 }
 
 fn case_text(env: &Env<Rational>) -> String {
-    env.inputs
-        .iter()
-        .map(|(k, b)| format!("{k} = {}, d{k} = {}", b.value, b.tangent))
-        .collect::<Vec<_>>()
-        .join("; ")
+    env.describe().join("; ")
 }
 
 /// The IR-level rungs for one op: derived JVP = dual-number derivative; derived VJP =

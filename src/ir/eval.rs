@@ -42,6 +42,16 @@ pub struct Env<S> {
     pub oracle: ExpOracle,
 }
 
+impl<S: Scalar> Env<S> {
+    /// One line per input: `A = value, dA = tangent` (for witnesses and failures).
+    pub fn describe(&self) -> Vec<String> {
+        self.inputs
+            .iter()
+            .map(|(k, b)| format!("{k} = {}, d{k} = {}", b.value, b.tangent))
+            .collect()
+    }
+}
+
 /// Why a term could not be evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EvalError {

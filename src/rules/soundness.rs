@@ -354,11 +354,7 @@ fn witness(
     Witness {
         lhs: lhs.to_string(),
         rhs: rhs.to_string(),
-        inputs: env
-            .inputs
-            .iter()
-            .map(|(k, b)| format!("{k} = {}, d{k} = {}", b.value, b.tangent))
-            .collect(),
+        inputs: env.describe(),
         lhs_value: show(a),
         rhs_value: show(b),
     }
