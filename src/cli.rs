@@ -6,10 +6,11 @@
 
 use crate::derive::{derive, Derivation, Limits, Mode, Request, SpecOp};
 use crate::ir::shape::{parse_shape, ShapeEnv};
+use crate::outcome::{Failure, Format};
 use crate::rules::soundness::{check_rules, CheckConfig};
 use crate::rules::RuleSet;
 use crate::trace::trace;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use egg::Symbol;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,15 +23,6 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Output formats for data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Human-readable text.
-    Text,
-    /// JSON (schema in docs/derivation.md).
-    Json,
 }
 
 /// The subcommands.
@@ -154,32 +146,6 @@ pub struct DeriveArgs {
     /// egg's time limit in seconds.
     #[arg(long, default_value_t = Limits::default().time.as_secs_f64())]
     pub time_limit: f64,
-}
-
-/// A command's failure: the message and the exit code.
-#[derive(Debug)]
-pub struct Failure {
-    /// What to print on stderr.
-    pub message: String,
-    /// 1 for a failed check, 2 for bad input.
-    pub code: u8,
-}
-
-impl Failure {
-    /// Bad input (exit 2).
-    pub fn input(e: impl std::fmt::Display) -> Failure {
-        Failure {
-            message: e.to_string(),
-            code: 2,
-        }
-    }
-    /// A failed check (exit 1).
-    pub fn check(e: impl std::fmt::Display) -> Failure {
-        Failure {
-            message: e.to_string(),
-            code: 1,
-        }
-    }
 }
 
 /// Loads the rule set: the folder given, or the embedded files.

@@ -9,7 +9,6 @@
 //! bit for bit on dyadic inputs and stays inside a rigorous error bound elsewhere; the
 //! f64 softmax forward lies inside a rational enclosure of exp.
 
-use crate::cli::{Failure, Format};
 use crate::derive::{derive_unchecked, Derivation, Limits, Mode, SpecOp, COTANGENT};
 use crate::emit::{self, KernelId};
 use crate::exec::{ExecError, Tensors};
@@ -17,6 +16,7 @@ use crate::ir::eval::{eval, values_equal, Binding, Env, EvalError, Value};
 use crate::ir::shape::{concrete_dims, ShapeEnv};
 use crate::ir::Expr;
 use crate::kernels::{self, runtime::Tensor3};
+use crate::outcome::{Failure, Format};
 use crate::rules::soundness::{check_rules, random_tensor, CheckConfig};
 use crate::rules::RuleSet;
 use crate::rungs::bounded::{check_f64_bound, rung_f64_bound};

@@ -2,8 +2,8 @@
 //! (sizes 0 included) and points, equals the spec mirror's jvp and vjp, the dual-number
 //! derivative and the adjoint of the derivative.
 
-use fderiv::cli::Format;
 use fderiv::derive::{derive_unchecked, Derivation, Limits, Mode, SpecOp};
+use fderiv::outcome::Format;
 use fderiv::rules::RuleSet;
 use fderiv::verify::{derived_rungs, VerifyArgs};
 use proptest::prelude::*;

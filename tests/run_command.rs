@@ -1,8 +1,8 @@
 //! `fderiv run` through the library: outputs, bad input, overwriting, atomicity,
 //! NaN/inf propagation and the overflow guard.
 
-use fderiv::cli::Failure;
 use fderiv::derive::SpecOp;
+use fderiv::outcome::Failure;
 use fderiv::run::{execute, npy, run, InputSpec, RunArgs, RunError, RunMode};
 use fderiv::tensor::Tensor;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! Everything `fderiv run` can refuse, with the exit code each maps to.
 
-use crate::cli::Failure;
 use crate::exec::ExecError;
 use crate::lower::LowerError;
+use crate::outcome::Failure;
 use crate::rungs::RungError;
 use std::path::PathBuf;
 

@@ -22,8 +22,8 @@ pub use compute::compute;
 pub use error::RunError;
 pub use inputs::InputSpec;
 
-use crate::cli::Failure;
 use crate::derive::{Mode, SpecOp};
+use crate::outcome::Failure;
 use crate::tensor::fmt_dims;
 use std::fmt;
 use std::path::{Path, PathBuf};
