@@ -22,9 +22,67 @@ fn ident(name: &str) -> String {
     out
 }
 
-/// The source text of a dim: its name, or its size.
+/// The source text of a dim: its name, its size, or a product `h*d` (a Rust
+/// expression over the dims in scope).
 fn dim(d: &Dim) -> String {
     d.to_string()
+}
+
+/// Writes the check (or the binding) of one input axis in the tensor form: an unbound
+/// name is read from the axis; a product with one unbound name is solved for it
+/// (`runtime::factor` checks divisibility); anything else is compared.
+fn dim_check(s: &mut String, input: &str, id: &str, axis: usize, d: &Dim, bound: &mut Vec<String>) {
+    let mut unknown: Vec<String> = named_factors(d)
+        .into_iter()
+        .filter(|n| !bound.contains(n))
+        .collect();
+    unknown.dedup();
+    match (d, unknown.as_slice()) {
+        (Dim::Named(x), [_]) => {
+            let _ = writeln!(s, "    let {x} = {id}.dims[{axis}];");
+            bound.push(x.clone());
+        }
+        (Dim::Product(fs), [x])
+            if fs
+                .iter()
+                .filter(|f| matches!(f, Dim::Named(n) if n == x))
+                .count()
+                == 1 =>
+        {
+            let rest: Vec<String> = fs
+                .iter()
+                .filter(|f| !matches!(f, Dim::Named(n) if n == x))
+                .map(dim)
+                .collect();
+            let _ = writeln!(
+                s,
+                "    let {x} = runtime::factor({input:?}, {id}.dims, {axis}, {:?}, {})?;",
+                d.to_string(),
+                rest.join(" * ")
+            );
+            bound.push(x.clone());
+        }
+        _ => {
+            let _ = writeln!(
+                s,
+                "    runtime::same_dim({input:?}, {id}.dims, {axis}, {:?}, {})?;",
+                d.to_string(),
+                dim(d)
+            );
+        }
+    }
+}
+
+/// The named dims a dim mentions (itself, or a product's named factors).
+fn named_factors(d: &Dim) -> Vec<String> {
+    d.clone()
+        .factors()
+        .into_iter()
+        .filter_map(|f| match f {
+            Dim::Named(n) => Some(n),
+            _ => None,
+        })
+        .collect()
 }
 
 fn dims3(s: &Shape) -> String {
@@ -62,11 +120,9 @@ impl<'a> Names<'a> {
         let outputs: Vec<BufId> = plan.with_role(Role::Output).map(|(i, _)| i).collect();
         let mut dims: Vec<String> = Vec::new();
         for b in plan.buffers.iter() {
-            for d in &b.shape {
-                if let Dim::Named(n) = d {
-                    if !dims.contains(n) {
-                        dims.push(n.clone());
-                    }
+            for n in b.shape.iter().flat_map(named_factors) {
+                if !dims.contains(&n) {
+                    dims.push(n);
                 }
             }
         }
@@ -74,9 +130,15 @@ impl<'a> Names<'a> {
         if let Some(clash) = dims.iter().find(|d| idents.contains(d)) {
             return Err(format!("dim {clash} has the same name as a buffer"));
         }
-        let unbound = plan.buffers.iter().flat_map(|b| b.shape.iter()).find(|d| {
-            matches!(d, Dim::Named(n) if !inputs.iter().any(|i| plan.buffers[*i].shape.contains(&Dim::Named(n.clone()))))
-        });
+        let in_inputs = |n: &String| {
+            inputs.iter().any(|i| {
+                plan.buffers[*i]
+                    .shape
+                    .iter()
+                    .any(|d| named_factors(d).contains(n))
+            })
+        };
+        let unbound = dims.iter().find(|n| !in_inputs(n));
         if let Some(d) = unbound {
             return Err(format!("dim {d} is not fixed by any input"));
         }
@@ -423,23 +485,17 @@ fn tensor_fn(s: &mut String, kname: &str, names: &Names<'_>) {
         params.join(", ")
     );
     let mut bound: Vec<String> = Vec::new();
-    for b in &names.inputs {
-        let id = names.id(*b);
-        for (axis, d) in names.shape(*b).iter().enumerate() {
-            let (dname, expected) = match d {
-                Dim::Named(x) if !bound.contains(x) => {
-                    let _ = writeln!(s, "    let {x} = {id}.dims[{axis}];");
-                    bound.push(x.clone());
+    // Plain dims first, then products (which may solve for their last unknown factor).
+    for products in [false, true] {
+        for b in &names.inputs {
+            let id = names.id(*b);
+            for (axis, d) in names.shape(*b).iter().enumerate() {
+                if matches!(d, Dim::Product(_)) != products {
                     continue;
                 }
-                Dim::Named(x) => (x.clone(), x.clone()),
-                Dim::Size(k) => (k.to_string(), k.to_string()),
-            };
-            let _ = writeln!(
-                s,
-                "    runtime::same_dim({:?}, {id}.dims, {axis}, {dname:?}, {expected})?;",
-                names.name(*b)
-            );
+                let input = names.name(*b);
+                dim_check(s, input, &id, axis, d, &mut bound);
+            }
         }
     }
     for b in &names.outputs {

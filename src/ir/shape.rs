@@ -10,13 +10,16 @@ use egg::{ENodeOrVar, Id, Language, RecExpr, Symbol, Var};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// One dimension as the user wrote it: a symbolic name or a concrete size.
+/// One dimension as the user wrote it: a symbolic name, a concrete size, or a product
+/// of names and sizes such as `h*d` (the model width of `h` heads of width `d`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dim {
     /// A symbolic dimension such as `h`.
     Named(String),
     /// A concrete size.
     Size(usize),
+    /// A product of at least two factors, each a name or a size, in written order.
+    Product(Vec<Dim>),
 }
 
 impl fmt::Display for Dim {
@@ -24,13 +27,30 @@ impl fmt::Display for Dim {
         match self {
             Dim::Named(s) => write!(f, "{s}"),
             Dim::Size(n) => write!(f, "{n}"),
+            Dim::Product(fs) => {
+                let parts: Vec<String> = fs.iter().map(|d| d.to_string()).collect();
+                write!(f, "{}", parts.join("*"))
+            }
         }
     }
 }
 
 impl Dim {
-    /// Parses `h` or `3`.
+    /// Parses `h`, `3` or a product `h*d`, `2*d`.
     pub fn parse(text: &str) -> Result<Dim, ShapeError> {
+        let t = text.trim();
+        if t.contains('*') {
+            let factors = t
+                .split('*')
+                .map(Dim::parse_factor)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| ShapeError::BadDim(t.to_string()))?;
+            return Ok(Dim::product(factors));
+        }
+        Dim::parse_factor(t)
+    }
+
+    fn parse_factor(text: &str) -> Result<Dim, ShapeError> {
         let t = text.trim();
         if let Ok(n) = t.parse::<usize>() {
             return Ok(Dim::Size(n));
@@ -41,6 +61,67 @@ impl Dim {
             Ok(Dim::Named(t.to_string()))
         } else {
             Err(ShapeError::BadDim(t.to_string()))
+        }
+    }
+
+    /// The product of `factors` (nested products flattened; one factor is itself).
+    pub fn product(factors: Vec<Dim>) -> Dim {
+        let mut flat: Vec<Dim> = factors.into_iter().flat_map(Dim::factors).collect();
+        match flat.len() {
+            1 => flat.remove(0),
+            _ => Dim::Product(flat),
+        }
+    }
+
+    /// The factors of this dim: itself, or a product's factors.
+    pub fn factors(self) -> Vec<Dim> {
+        match self {
+            Dim::Product(fs) => fs,
+            d => vec![d],
+        }
+    }
+
+    /// The size of this dim given the sizes of named dims, `None` if a name is unknown
+    /// or the product overflows.
+    pub fn size_with(&self, size_of: &dyn Fn(&str) -> Option<usize>) -> Option<usize> {
+        match self {
+            Dim::Size(n) => Some(*n),
+            Dim::Named(s) => size_of(s),
+            Dim::Product(fs) => fs
+                .iter()
+                .try_fold(1usize, |acc, f| acc.checked_mul(f.size_with(size_of)?)),
+        }
+    }
+
+    /// Binds the named dims of `self` so that it has size `v`, given the sizes bound
+    /// so far: a name takes `v`; a product with exactly one unbound name (occurring
+    /// once) takes `v` divided by the other factors. Returns `Some(true)` when `self`
+    /// has size `v`, `Some(false)` when it cannot, `None` while it is undetermined.
+    pub fn bind(&self, v: usize, sizes: &mut BTreeMap<String, usize>) -> Option<bool> {
+        if let Some(s) = self.size_with(&|n| sizes.get(n).copied()) {
+            return Some(s == v);
+        }
+        let factors = self.clone().factors();
+        let unknown: Vec<&String> = factors
+            .iter()
+            .filter_map(|f| match f {
+                Dim::Named(s) if !sizes.contains_key(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let known = factors
+            .iter()
+            .filter(|f| !matches!(f, Dim::Named(s) if unknown.contains(&s)))
+            .try_fold(1usize, |acc, f| {
+                acc.checked_mul(f.size_with(&|n| sizes.get(n).copied())?)
+            })?;
+        match unknown.as_slice() {
+            [one] if known > 0 && v % known == 0 => {
+                sizes.insert((*one).clone(), v / known);
+                Some(true)
+            }
+            [_] if known > 0 => Some(false),
+            _ => None,
         }
     }
 }
@@ -68,15 +149,21 @@ pub fn fmt_shape(s: &Shape) -> String {
 
 /// Concrete sizes for `shape`: a size stays, a named dim takes the size already chosen
 /// for that name in `sizes`, or `draw(name)` the first time (then remembered), so that
-/// every input sharing a dim name gets the same size.
+/// every input sharing a dim name gets the same size; a product multiplies its factors'
+/// sizes (draw small sizes: products grow fast).
 pub fn concrete_dims(
     shape: &Shape,
     sizes: &mut BTreeMap<String, usize>,
     mut draw: impl FnMut(&str) -> usize,
 ) -> [usize; 3] {
-    shape.clone().map(|d| match d {
-        Dim::Size(n) => n,
-        Dim::Named(s) => *sizes.entry(s).or_insert_with_key(|s| draw(s)),
+    shape.clone().map(|d| {
+        d.factors().into_iter().fold(1, |acc, f| {
+            acc * match f {
+                Dim::Named(s) => *sizes.entry(s).or_insert_with_key(|s| draw(s)),
+                Dim::Size(n) => n,
+                Dim::Product(_) => 1, // flattened by Dim::product: never nested
+            }
+        })
     })
 }
 
@@ -148,8 +235,26 @@ pub enum ShapeError {
 #[derive(Debug, Default, Clone)]
 pub struct Unifier {
     parent: Vec<usize>,
-    value: Vec<Option<Dim>>,
+    value: Vec<Option<Val>>,
 }
+
+/// The value of a dim variable: a name, a size, or a product of other variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Val {
+    Named(String),
+    Size(usize),
+    Product(Vec<usize>),
+}
+
+/// A factor of a normalised product: a rigid name or a still-unknown variable.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Atom {
+    Name(String),
+    Var(usize),
+}
+
+/// A product normalised: the sizes multiplied out, the other factors sorted.
+type Normal = (usize, Vec<Atom>);
 
 type DimVars = [usize; 3];
 
@@ -162,12 +267,25 @@ enum VarTy {
 
 impl Unifier {
     fn fresh(&mut self, value: Option<Dim>) -> usize {
+        let value = value.map(|d| match d {
+            Dim::Named(s) => Val::Named(s),
+            Dim::Size(n) => Val::Size(n),
+            Dim::Product(fs) => Val::Product(fs.into_iter().map(|f| self.fresh(Some(f))).collect()),
+        });
+        self.fresh_val(value)
+    }
+    fn fresh_val(&mut self, value: Option<Val>) -> usize {
         self.parent.push(self.parent.len());
         self.value.push(value);
         self.parent.len() - 1
     }
     fn fresh3(&mut self) -> DimVars {
         [self.fresh(None), self.fresh(None), self.fresh(None)]
+    }
+    /// A fresh variable equal to the product of `factors`.
+    #[cfg(test)]
+    fn product(&mut self, factors: Vec<usize>) -> usize {
+        self.fresh_val(Some(Val::Product(factors)))
     }
     fn find(&mut self, mut x: usize) -> usize {
         while self.parent[x] != x {
@@ -176,10 +294,46 @@ impl Unifier {
         }
         x
     }
-    /// The value of a dim variable, if known.
+    /// The value of a dim variable, if known (a product only when all its factors are).
     fn get(&mut self, x: usize) -> Option<Dim> {
         let r = self.find(x);
-        self.value[r].clone()
+        match self.value[r].clone()? {
+            Val::Named(s) => Some(Dim::Named(s)),
+            Val::Size(n) => Some(Dim::Size(n)),
+            Val::Product(fs) => {
+                let factors = fs
+                    .into_iter()
+                    .map(|f| self.get(f))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(Dim::product(factors))
+            }
+        }
+    }
+    /// The normal form of a variable (depth-bounded: a cyclic product is opaque).
+    fn normal(&mut self, x: usize, depth: usize) -> Normal {
+        let r = self.find(x);
+        match self.value[r].clone() {
+            Some(Val::Product(fs)) if depth < 64 => {
+                let (mut c, mut atoms) = (1usize, Vec::new());
+                for f in fs {
+                    let (fc, fa) = self.normal(f, depth + 1);
+                    c = c.saturating_mul(fc);
+                    atoms.extend(fa);
+                }
+                atoms.sort();
+                (c, atoms)
+            }
+            Some(Val::Named(s)) => (1, vec![Atom::Name(s)]),
+            Some(Val::Size(n)) => (n, vec![]),
+            _ => (1, vec![Atom::Var(r)]),
+        }
+    }
+    fn link(&mut self, ra: usize, rb: usize) {
+        self.parent[ra] = rb;
+        let va = self.value[ra].take();
+        if self.value[rb].is_none() {
+            self.value[rb] = va;
+        }
     }
     fn unify(&mut self, a: usize, b: usize) -> bool {
         let (ra, rb) = (self.find(a), self.find(b));
@@ -187,19 +341,94 @@ impl Unifier {
             return true;
         }
         match (self.value[ra].clone(), self.value[rb].clone()) {
-            (Some(x), Some(y)) if x != y => false,
-            (va, vb) => {
-                self.parent[ra] = rb;
-                self.value[rb] = va.or(vb);
+            (None, _) | (_, None) => {
+                self.link(ra, rb);
                 true
             }
+            (Some(x), Some(y))
+                if !matches!(x, Val::Product(_)) && !matches!(y, Val::Product(_)) =>
+            {
+                x == y && {
+                    self.link(ra, rb);
+                    true
+                }
+            }
+            _ => self.unify_products(ra, rb),
         }
+    }
+    /// Unifies two dims one of which is a product: equal normal forms unify; otherwise
+    /// a side left with a single unknown factor after cancelling is solved for it.
+    fn unify_products(&mut self, ra: usize, rb: usize) -> bool {
+        let (mut na, mut nb) = (self.normal(ra, 0), self.normal(rb, 0));
+        if na != nb {
+            cancel(&mut na.1, &mut nb.1);
+            let solved = self.solve(&na, &nb) || self.solve(&nb, &na);
+            if !solved {
+                return false;
+            }
+            if self.normal(ra, 0) != self.normal(rb, 0) {
+                return false;
+            }
+        }
+        let (ra, rb) = (self.find(ra), self.find(rb));
+        if ra != rb {
+            self.link(ra, rb);
+        }
+        true
+    }
+    /// If `side` is `c·x` for one unknown `x` and `c` divides `other`'s size, sets
+    /// `x := other / c`.
+    fn solve(&mut self, side: &Normal, other: &Normal) -> bool {
+        let (c, atoms) = side;
+        let [Atom::Var(x)] = atoms.as_slice() else {
+            return false;
+        };
+        if other.1.contains(&Atom::Var(*x)) || *c == 0 || other.0 % c != 0 {
+            return false;
+        }
+        let k = other.0 / c;
+        let mut factors: Vec<Val> = other
+            .1
+            .iter()
+            .map(|a| match a {
+                Atom::Name(s) => Val::Named(s.clone()),
+                Atom::Var(v) => Val::Product(vec![*v]),
+            })
+            .collect();
+        if k != 1 || factors.is_empty() {
+            factors.insert(0, Val::Size(k));
+        }
+        let value = match factors.len() {
+            1 => factors.remove(0),
+            _ => Val::Product(
+                factors
+                    .into_iter()
+                    .map(|v| self.fresh_val(Some(v)))
+                    .collect(),
+            ),
+        };
+        let r = self.find(*x);
+        self.value[r] = Some(value);
+        true
     }
     fn ty(&mut self, t: VarTy) -> Ty {
         match t {
             VarTy::Scalar => Ty::Scalar,
             VarTy::Grad => Ty::Grad,
             VarTy::Tensor(d) => Ty::Tensor([self.get(d[0]), self.get(d[1]), self.get(d[2])]),
+        }
+    }
+}
+
+/// Removes the atoms common to both multisets (both sorted).
+fn cancel(a: &mut Vec<Atom>, b: &mut Vec<Atom>) {
+    let mut i = 0;
+    while i < a.len() {
+        if let Some(j) = b.iter().position(|x| *x == a[i]) {
+            a.remove(i);
+            b.remove(j);
+        } else {
+            i += 1;
         }
     }
 }
@@ -558,6 +787,75 @@ mod tests {
         let ty = infer_term(&parse_term("(bmm A B)").unwrap(), &e).unwrap();
         assert_eq!(ty.to_string(), "2×3×5");
         assert!(infer_term(&parse_term("(bmm A C)").unwrap(), &e).is_err());
+    }
+
+    #[test]
+    fn product_dims_parse_print_and_unify_up_to_order_and_sizes() {
+        assert_eq!(Dim::parse("h*d").unwrap().to_string(), "h*d");
+        assert_eq!(parse_shape("1,n,2*d").unwrap()[2].to_string(), "2*d");
+        assert!(matches!(Dim::parse("h*"), Err(ShapeError::BadDim(_))));
+        assert!(matches!(Dim::parse("h*-1"), Err(ShapeError::BadDim(_))));
+        let e = env(&[("X", "1,n,h*d"), ("W", "1,d*h,h*d"), ("V", "1,h*d,6")]);
+        let ty = infer_term(&parse_term("(bmm X W)").unwrap(), &e).unwrap();
+        assert_eq!(ty.to_string(), "1×n×h*d");
+        let e = env(&[("X", "1,n,2*3"), ("V", "1,6,m")]);
+        let ty = infer_term(&parse_term("(bmm X V)").unwrap(), &e).unwrap();
+        assert_eq!(ty.to_string(), "1×n×m");
+    }
+
+    #[test]
+    fn a_product_dim_that_cannot_be_matched_names_both_shapes() {
+        for (x, w) in [
+            ("1,n,h*d", "1,m,p"),
+            ("1,n,h*d", "1,6,p"),
+            ("1,n,h*d", "1,h*e,p"),
+        ] {
+            let e = env(&[("X", x), ("W", w)]);
+            let err = infer_term(&parse_term("(bmm X W)").unwrap(), &e).unwrap_err();
+            let want = format!(
+                "bmm (h×m×n)·(h×n×p): shapes {} and {} disagree",
+                fmt_shape(&parse_shape(x).unwrap()),
+                fmt_shape(&parse_shape(w).unwrap())
+            );
+            assert_eq!(err.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn an_unknown_factor_is_solved_when_the_rest_determines_it() {
+        let mut u = Unifier::default();
+        let (x, two, six) = (
+            u.fresh(None),
+            u.fresh(Some(Dim::Size(2))),
+            u.fresh(Some(Dim::Size(6))),
+        );
+        let p = u.product(vec![two, x]);
+        assert!(u.unify(p, six));
+        assert_eq!(u.get(x), Some(Dim::Size(3)));
+        let (y, seven) = (u.fresh(None), u.fresh(Some(Dim::Size(7))));
+        let q = u.product(vec![two, y]);
+        assert!(!u.unify(q, seven));
+        let hd = u.fresh(Some(Dim::parse("h*d").unwrap()));
+        let (h, z) = (u.fresh(Some(Dim::Named("h".into()))), u.fresh(None));
+        let r = u.product(vec![h, z]);
+        assert!(u.unify(r, hd));
+        assert_eq!(u.get(z), Some(Dim::Named("d".into())));
+    }
+
+    #[test]
+    fn concrete_dims_multiply_and_bind_solves_one_factor() {
+        let shape = parse_shape("1,n,h*d").unwrap();
+        let mut sizes = BTreeMap::new();
+        let dims = concrete_dims(&shape, &mut sizes, |s| if s == "h" { 2 } else { 3 });
+        assert_eq!(dims, [1, 3, 6]);
+        let mut sizes = BTreeMap::from([("h".to_string(), 2)]);
+        assert_eq!(shape[2].bind(8, &mut sizes), Some(true));
+        assert_eq!(sizes["d"], 4);
+        assert_eq!(shape[2].bind(9, &mut sizes), Some(false));
+        let mut none = BTreeMap::new();
+        assert_eq!(shape[2].bind(8, &mut none), None);
+        let mut h = BTreeMap::from([("h".to_string(), 2)]);
+        assert_eq!(shape[2].bind(7, &mut h), Some(false));
     }
 
     #[test]

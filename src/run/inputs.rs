@@ -111,23 +111,27 @@ fn unify(
     bound: &mut BTreeMap<String, (usize, String)>,
     earlier: &BTreeMap<String, Tensor<f64>>,
 ) -> Result<(), RunError> {
-    let agrees = shape.iter().zip(dims).all(|(d, v)| match d {
-        Dim::Size(k) => *k == v,
-        Dim::Named(s) => bound.get(s).is_none_or(|(b, _)| *b == v),
-    });
+    let sizes: BTreeMap<String, usize> = bound.iter().map(|(k, (v, _))| (k.clone(), *v)).collect();
+    let mut trial = sizes.clone();
+    // A product dim still undetermined here is checked by the executor.
+    let agrees = shape
+        .iter()
+        .zip(dims)
+        .all(|(d, v)| d.bind(v, &mut trial) != Some(false));
     if !agrees {
         let needed: Vec<String> = shape
             .iter()
-            .map(|d| match d {
-                Dim::Named(s) => bound.get(s).map_or(s.clone(), |(b, _)| b.to_string()),
-                Dim::Size(k) => k.to_string(),
+            .map(|d| {
+                d.size_with(&|n| sizes.get(n).copied())
+                    .map_or(d.to_string(), |v| v.to_string())
             })
             .collect();
         let mut fixers: Vec<&String> = shape
             .iter()
+            .flat_map(|d| d.clone().factors())
             .filter_map(|d| match d {
-                Dim::Named(s) => bound.get(s).map(|(_, by)| by),
-                Dim::Size(_) => None,
+                Dim::Named(s) => bound.get(&s).map(|(_, by)| by),
+                _ => None,
             })
             .collect();
         fixers.sort();
@@ -144,10 +148,8 @@ fn unify(
             needed: needed.join("×"),
         });
     }
-    for (d, v) in shape.iter().zip(dims) {
-        if let Dim::Named(s) = d {
-            bound.entry(s.clone()).or_insert((v, spec.name.clone()));
-        }
+    for (name, v) in trial {
+        bound.entry(name).or_insert((v, spec.name.clone()));
     }
     Ok(())
 }

@@ -33,6 +33,17 @@ pub enum KernelError {
         /// The size fixed earlier.
         expected: usize,
     },
+    /// An input's axis is not a multiple of the known factors of its product dim.
+    Factor {
+        /// The input's name.
+        input: &'static str,
+        /// Its dims.
+        dims: [usize; 3],
+        /// The product dim, e.g. `h*d`.
+        dim: &'static str,
+        /// The product of its factors fixed earlier.
+        known: usize,
+    },
     /// The product of a buffer's dims overflows `usize`.
     Overflow {
         /// The buffer's name.
@@ -65,6 +76,16 @@ impl fmt::Display for KernelError {
             } => write!(
                 f,
                 "{input} has shape {}×{}×{} but {dim} = {expected} from an earlier input",
+                dims[0], dims[1], dims[2]
+            ),
+            KernelError::Factor {
+                input,
+                dims,
+                dim,
+                known,
+            } => write!(
+                f,
+                "{input} has shape {}×{}×{} but its dim {dim} must be a multiple of {known}",
                 dims[0], dims[1], dims[2]
             ),
             KernelError::Overflow { buffer } => write!(f, "the size of {buffer} overflows usize"),
@@ -142,6 +163,28 @@ pub fn same_dim(
             dims,
             dim,
             expected,
+        })
+    }
+}
+
+/// Solves `input`'s axis `axis`, declared as the product dim `dim`, for its one unknown
+/// factor: the axis divided by `known` (the product of the other factors), which must
+/// divide it. Fails for `known = 0` (the unknown factor is then undetermined).
+pub fn factor(
+    input: &'static str,
+    dims: [usize; 3],
+    axis: usize,
+    dim: &'static str,
+    known: usize,
+) -> Result<usize, KernelError> {
+    if known > 0 && dims[axis] % known == 0 {
+        Ok(dims[axis] / known)
+    } else {
+        Err(KernelError::Factor {
+            input,
+            dims,
+            dim,
+            known,
         })
     }
 }
