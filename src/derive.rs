@@ -274,7 +274,7 @@ impl CostFunction<Op> for KernelCost {
     {
         let own = match enode {
             Op::Jvp(_) | Op::Vjp(_) | Op::Adj(_) => 1e6,
-            Op::Num(_) | Op::Input(_) | Op::Tan(_) => 1.0,
+            Op::Num(_) | Op::Param(_) | Op::Input(_) | Op::Tan(_) => 1.0,
             Op::Grad(_) => 0.5,
             // Two contributions to one slot cost more than one summed contribution.
             Op::GAdd(_) => 4.0,

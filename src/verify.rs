@@ -192,6 +192,7 @@ pub fn random_env(
     }
     Ok(Env {
         inputs,
+        params: BTreeMap::new(),
         oracle: oracle.clone(),
     })
 }

@@ -99,6 +99,8 @@ struct Names<'a> {
     /// Named dims, in first-appearance order over the inputs.
     dims: Vec<String>,
     inputs: Vec<BufId>,
+    /// Runtime parameters (`f64` arguments), by name.
+    params: Vec<BufId>,
     outputs: Vec<BufId>,
 }
 
@@ -142,10 +144,12 @@ impl<'a> Names<'a> {
         if let Some(d) = unbound {
             return Err(format!("dim {d} is not fixed by any input"));
         }
+        let params: Vec<BufId> = plan.with_role(Role::Param).map(|(i, _)| i).collect();
         Ok(Names {
             plan,
             dims,
             inputs,
+            params,
             outputs,
         })
     }
@@ -228,6 +232,12 @@ fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> 
         io_doc(names, &names.outputs)
     );
     let mut params: Vec<String> = names.dims.iter().map(|d| format!("{d}: usize")).collect();
+    params.extend(
+        names
+            .params
+            .iter()
+            .map(|b| format!("{}: f64", names.id(*b))),
+    );
     params.extend(
         names
             .inputs
@@ -373,6 +383,7 @@ fn at(a: &Arg, names: &Names<'_>, j: &str) -> String {
         Arg::Reg(Reg::Row(i)) => format!("r{i}[{j}]"),
         Arg::Reg(Reg::Scalar(i)) => format!("s{i}"),
         Arg::Num(c) => number(&c.0),
+        Arg::Param(b) => names.id(*b),
     }
 }
 
@@ -467,6 +478,12 @@ fn tensor_fn(s: &mut String, kname: &str, names: &Names<'_>) {
         .inputs
         .iter()
         .map(|b| format!("{}: &Tensor3", names.id(*b)))
+        .chain(
+            names
+                .params
+                .iter()
+                .map(|b| format!("{}: f64", names.id(*b))),
+        )
         .collect();
     let outs: Vec<String> = names.outputs.iter().map(|b| names.id(*b)).collect();
     let ret = if outs.len() == 1 {
@@ -508,6 +525,7 @@ fn tensor_fn(s: &mut String, kname: &str, names: &Names<'_>) {
         );
     }
     let mut args: Vec<String> = names.dims.clone();
+    args.extend(names.params.iter().map(|b| names.id(*b)));
     args.extend(
         names
             .inputs
@@ -532,25 +550,38 @@ fn dyn_fn(s: &mut String, kname: &str, names: &Names<'_>) {
             .join(", ")
     };
     let upper = kname.to_uppercase();
+    let all: Vec<BufId> = names.inputs.iter().chain(&names.params).copied().collect();
     let _ = writeln!(
         s,
         "/// The inputs of [`{kname}`], in order.\npub const {upper}_INPUTS: &[&str] = &[{}];\n",
-        quoted(&names.inputs)
+        quoted(&all)
     );
     let _ = writeln!(
         s,
         "/// The outputs of [`{kname}`], in order.\npub const {upper}_OUTPUTS: &[&str] = &[{}];\n",
         quoted(&names.outputs)
     );
-    let ins: Vec<String> = names.inputs.iter().map(|b| names.id(*b)).collect();
+    let ins: Vec<String> = all.iter().map(|b| names.id(*b)).collect();
+    // A parameter arrives as a 1×1×1 tensor.
+    let args: Vec<String> = names
+        .inputs
+        .iter()
+        .map(|b| names.id(*b))
+        .chain(
+            names
+                .params
+                .iter()
+                .map(|b| format!("runtime::scalar({:?}, {})?", names.name(*b), names.id(*b))),
+        )
+        .collect();
     let outs: Vec<String> = names.outputs.iter().map(|b| names.id(*b)).collect();
     let call = if outs.len() == 1 {
-        format!("Ok(vec![{kname}({})?])", ins.join(", "))
+        format!("Ok(vec![{kname}({})?])", args.join(", "))
     } else {
         format!(
             "{{\n            let ({}) = {kname}({})?;\n            Ok(vec![{}])\n        }}",
             outs.join(", "),
-            ins.join(", "),
+            args.join(", "),
             outs.join(", ")
         )
     };

@@ -67,15 +67,20 @@ pub fn bind<S: crate::scalar::Scalar>(
     plan: &Plan,
     inputs: &Tensors<S>,
 ) -> Result<Vec<Dims>, ExecError> {
-    if let Some(extra) = inputs
-        .keys()
-        .find(|k| !plan.with_role(Role::Input).any(|(_, b)| &b.name == *k))
-    {
+    if let Some(extra) = inputs.keys().find(|k| {
+        !plan
+            .buffers
+            .iter()
+            .any(|b| matches!(b.role, Role::Input | Role::Param) && &b.name == *k)
+    }) {
         return Err(ExecError::Unexpected(extra.clone()));
     }
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
     let mut pending: Vec<(&crate::lower::Buffer, Dims)> = Vec::new();
-    for (_, b) in plan.with_role(Role::Input) {
+    let supplied = plan
+        .with_role(Role::Input)
+        .chain(plan.with_role(Role::Param));
+    for (_, b) in supplied {
         let t = inputs
             .get(&b.name)
             .ok_or_else(|| ExecError::Missing(b.name.clone()))?;
@@ -164,7 +169,8 @@ fn run<S: ExecScalar>(
     oracle: &ExpOracle,
 ) -> Result<Tensors<S>, ExecError> {
     let dims = bind(plan, inputs)?;
-    let in_range = |b: usize| b < dims.len() && plan.buffers[b].role != Role::Input;
+    let in_range =
+        |b: usize| b < dims.len() && !matches!(plan.buffers[b].role, Role::Input | Role::Param);
     for step in &plan.steps {
         let reads_ok = match step {
             Step::Gemm { a, b, .. } => a.buf < dims.len() && b.buf < dims.len(),

@@ -38,6 +38,34 @@ impl fmt::Display for Const {
     }
 }
 
+/// A runtime scalar parameter, written `@c`: a number bound when the kernel runs
+/// (`Env::params` in the evaluator, a 1×1×1 plan input of role `Param`, an `f64`
+/// argument of a generated kernel), never differentiated.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ParamName(pub Symbol);
+
+impl FromStr for ParamName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s
+            .strip_prefix('@')
+            .ok_or_else(|| format!("{s} is not @name"))?;
+        let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            Ok(ParamName(Symbol::from(name)))
+        } else {
+            Err(format!("{s} is not @name"))
+        }
+    }
+}
+
+impl fmt::Display for ParamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "@{}", self.0)
+    }
+}
+
 define_language! {
     /// One operator of the tensor IR: `+ - * /` entrywise (a number broadcasts),
     /// `neg`, `inv` (reciprocal), `exp`; `rowsum` (row sum along the last axis,
@@ -46,7 +74,8 @@ define_language! {
     /// the rules unfold); `tan` (the tangent dA of input A); `jvp` (Fréchet derivative
     /// applied to the tangents); `vjp e G` (its adjoint applied to the cotangent G);
     /// `adj E G` (adjoint of a tangent-linear E applied to G); `grad A W` (W in input
-    /// A's slot); `g+` (sum of gradients); rational numbers; input names.
+    /// A's slot); `g+` (sum of gradients); rational numbers; runtime scalar
+    /// parameters `@c`; input names.
     pub enum Op {
         "+" = Add([Id; 2]),
         "-" = Sub([Id; 2]),
@@ -66,12 +95,28 @@ define_language! {
         "grad" = Grad([Id; 2]),
         "g+" = GAdd([Id; 2]),
         Num(Const),
+        Param(ParamName),
         Input(Symbol),
     }
 }
 
 /// A term of the IR.
 pub type Expr = RecExpr<Op>;
+
+/// The runtime parameters a term uses (`@c` → `c`), sorted, each once.
+pub fn params(expr: &Expr) -> Vec<Symbol> {
+    let mut out: Vec<Symbol> = expr
+        .as_ref()
+        .iter()
+        .filter_map(|n| match n {
+            Op::Param(p) => Some(p.0),
+            _ => None,
+        })
+        .collect();
+    out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    out.dedup();
+    out
+}
 
 /// Parses a term from its s-expression text.
 pub fn parse_term(text: &str) -> Result<Expr, String> {
@@ -96,6 +141,7 @@ mod tests {
             "(- (* (softmax X) (tan X)) (* (softmax X) (rowsum (* (softmax X) (tan X)))))",
             "(g+ (grad A (bmm G (T B))) (grad B (bmm (T A) G)))",
             "(* -1/2 (exp X))",
+            "(* @c (bmm Q (T K)))",
         ] {
             let e = parse_term(text).unwrap();
             assert_eq!(e.to_string(), text);
@@ -108,5 +154,9 @@ mod tests {
         assert!(parse_term("(frob X)").is_err());
         assert!(parse_term("(bmm X)").is_err());
         assert!(parse_term("(+ X").is_err());
+        assert_eq!(
+            params(&parse_term("(* @c (+ @b @c))").unwrap()),
+            ["b", "c"].map(Symbol::from)
+        );
     }
 }

@@ -618,7 +618,7 @@ impl Inference {
         nodes: &[ENodeOrVar<Op>],
     ) -> Result<VarTy, ShapeError> {
         Ok(match op {
-            Op::Num(_) => VarTy::Scalar,
+            Op::Num(_) | Op::Param(_) => VarTy::Scalar,
             Op::Input(s) => VarTy::Tensor(self.input_dims(*s)?),
             Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => match (c(0), c(1)) {
                 (VarTy::Scalar, VarTy::Scalar) => VarTy::Scalar,

@@ -6,7 +6,7 @@ use super::plan::{
 };
 use super::{LowerError, Saved};
 use crate::derive::subterm;
-use crate::ir::shape::{infer_term, Shape, ShapeEnv, ShapeError, Ty};
+use crate::ir::shape::{infer_term, Dim, Shape, ShapeEnv, ShapeError, Ty};
 use crate::ir::{Expr, Op};
 use egg::{Id, Language, Symbol};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -184,7 +184,7 @@ impl Builder {
 
     fn classify(&self, id: Id) -> Result<Kind, LowerError> {
         Ok(match &self.expr[id] {
-            Op::Input(_) => Kind::Leaf,
+            Op::Input(_) | Op::Param(_) => Kind::Leaf,
             Op::Tan([a]) => match self.expr[*a] {
                 Op::Input(_) => Kind::Leaf,
                 _ => return Err(self.unsupported(id, "tan applies to an input name")),
@@ -277,9 +277,14 @@ impl Builder {
 
     fn input_buffers(&mut self) -> Result<(), LowerError> {
         let mut leaves: Vec<(String, Symbol, Id)> = Vec::new();
+        let mut params: Vec<(String, Id)> = Vec::new();
         for (&id, kind) in &self.kinds {
             if let Kind::Leaf = kind {
                 let (name, sym) = match &self.expr[id] {
+                    Op::Param(p) => {
+                        params.push((p.0.to_string(), id));
+                        continue;
+                    }
                     Op::Tan([a]) => match self.expr[*a] {
                         Op::Input(s) => (format!("d{s}"), s),
                         _ => return Err(self.unsupported(id, "tan applies to an input name")),
@@ -298,6 +303,14 @@ impl Builder {
                 .cloned()
                 .ok_or_else(|| ShapeError::UnknownInput(sym.to_string()))?;
             let b = self.add_buffer(name, shape, Role::Input);
+            self.buffer_of.insert(id, b);
+        }
+        params.sort();
+        for (name, id) in params {
+            if self.buffers.iter().any(|b| b.name == name) {
+                return Err(LowerError::NameClash(name));
+            }
+            let b = self.add_buffer(name, [1, 1, 1].map(Dim::Size), Role::Param);
             self.buffer_of.insert(id, b);
         }
         Ok(())
@@ -454,6 +467,7 @@ impl<'a> ProgramBuilder<'a> {
         let inline = id == self.root || !self.b.materialized.contains(&id);
         let arg = match node {
             Op::Num(c) => Arg::Num(c.clone()),
+            Op::Param(_) => Arg::Param(self.b.buffer(id)?),
             Op::Add([x, y]) | Op::Sub([x, y]) | Op::Mul([x, y]) | Op::Div([x, y]) if inline => {
                 let op = match node {
                     Op::Add(_) => Binary::Add,

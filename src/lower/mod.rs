@@ -6,6 +6,7 @@
 //! | term                         | plan                                          |
 //! |------------------------------|-----------------------------------------------|
 //! | input `A`, `(tan A)`, `G`    | input buffer `A`, `dA`, `G`                    |
+//! | parameter `@c`               | a 1×1×1 buffer `c` of role `Param`, read as a number |
 //! | `(bmm x y)`                  | [`Step::Gemm`]; each `(T … (T z))` operand is a transpose flag on `z` (parity) |
 //! | `(T x)` elsewhere            | [`Step::Transpose`] (a copy), or nothing for an even chain |
 //! | `+ - * / neg inv exp rowsum softmax`, numbers | instructions of a fused [`Step::RowPass`] |

@@ -19,6 +19,9 @@ pub enum Role {
     /// Supplied by the caller: an input value `A`, a tangent `dA`, the cotangent `G`
     /// or a saved forward output such as `S`.
     Input,
+    /// A runtime scalar parameter supplied by the caller (a 1×1×1 buffer; an `f64`
+    /// argument of a generated kernel), read by row programs as a broadcast number.
+    Param,
     /// Written and read by the plan only.
     Temp,
     /// Returned to the caller.
@@ -64,6 +67,8 @@ pub enum Arg {
     Reg(Reg),
     /// An exact number, broadcast.
     Num(#[serde(serialize_with = "ser_const")] Const),
+    /// The value of a runtime parameter (a [`Role::Param`] buffer), broadcast.
+    Param(BufId),
 }
 
 /// Entrywise unary operators.
@@ -234,6 +239,7 @@ impl fmt::Display for Named<'_, &Arg> {
             Arg::Buf(b) => write!(f, "{}", self.0.buffers[*b].name),
             Arg::Reg(r) => write!(f, "{r}"),
             Arg::Num(c) => write!(f, "{c}"),
+            Arg::Param(b) => write!(f, "@{}", self.0.buffers[*b].name),
         }
     }
 }
@@ -290,6 +296,7 @@ impl fmt::Display for Plan {
         for b in &self.buffers {
             let role = match b.role {
                 Role::Input => "input ",
+                Role::Param => "param ",
                 Role::Temp => "temp  ",
                 Role::Output => "output",
             };

@@ -3,7 +3,8 @@
 //!
 //! Each pattern variable is instantiated by what its side conditions allow, so the
 //! check exercises the rule where it may fire: `tangent_free ?x` and `is_input ?x` get
-//! a plain input `V`, `row_const ?x` a row sum `(rowsum V)`, `is_const ?x` a number,
+//! a plain input `V`, `row_const ?x` a row sum `(rowsum V)`, `is_const ?x` a number
+//! (in every other case a runtime parameter `@V` bound to that number),
 //! variables under `tan`/`grad` an input name, gradient variables `(grad V W)`, and
 //! every other variable the affine term `(+ V (tan V))`, which depends on both the
 //! point and the tangent. A rule whose sides differ is refused with the witness.
@@ -207,7 +208,7 @@ impl<'a> Instantiator<'a> {
     }
 
     /// The term a variable stands for in this check.
-    fn term_for(&self, v: Var, number: &Rational, out: &mut Vec<Op>) -> Id {
+    fn term_for(&self, v: Var, number: &Option<Rational>, out: &mut Vec<Op>) -> Id {
         let push = |op: Op, out: &mut Vec<Op>| {
             out.push(op);
             Id::from(out.len() - 1)
@@ -215,7 +216,10 @@ impl<'a> Instantiator<'a> {
         let input = |out: &mut Vec<Op>, p: &str| push(Op::Input(sym(p, v)), out);
         match self.roles.get(&v).copied().unwrap_or(Role::Affine) {
             Role::Name | Role::Plain => input(out, "V"),
-            Role::Number => push(Op::Num(crate::ir::Const(number.clone())), out),
+            Role::Number => match number {
+                Some(q) => push(Op::Num(crate::ir::Const(q.clone())), out),
+                None => push(Op::Param(crate::ir::ParamName(sym("V", v))), out),
+            },
             Role::RowSum => {
                 let x = input(out, "V");
                 push(Op::RowSum([x]), out)
@@ -234,7 +238,9 @@ impl<'a> Instantiator<'a> {
         }
     }
 
-    fn instantiate(&self, pat: &RecExpr<ENodeOrVar<Op>>, number: &Rational) -> Expr {
+    /// The pattern with its variables replaced; numbers are `number`, or runtime
+    /// parameters when it is `None`.
+    fn instantiate(&self, pat: &RecExpr<ENodeOrVar<Op>>, number: &Option<Rational>) -> Expr {
         let mut out: Vec<Op> = Vec::new();
         let mut map: Vec<Id> = Vec::new();
         for node in pat.as_ref() {
@@ -256,14 +262,21 @@ impl<'a> Instantiator<'a> {
         let (mut checked, mut skipped) = (0, 0);
         for case in 0..config.cases {
             let number = small_rational(&mut rng);
-            let lhs = self.instantiate(&self.rule.lhs_pattern.ast, &number);
-            let rhs = self.instantiate(&self.rule.rhs_pattern.ast, &number);
+            // Every other case, numbers become runtime parameters bound to `number`.
+            let literal = (case % 2 == 0).then(|| number.clone());
+            let lhs = self.instantiate(&self.rule.lhs_pattern.ast, &literal);
+            let rhs = self.instantiate(&self.rule.rhs_pattern.ast, &literal);
             // The first half of the cases use only non-empty dims.
             let min = usize::from(case < config.cases / 2).min(config.max_dim);
-            let env = match self.random_env(&mut rng, min, config.max_dim, seed) {
+            let mut env = match self.random_env(&mut rng, min, config.max_dim, seed) {
                 Ok(env) => env,
                 Err(e) => return Verdict::Unchecked(e.to_string()),
             };
+            for (v, role) in &self.roles {
+                if *role == Role::Number {
+                    env.params.insert(sym("V", *v), number.clone());
+                }
+            }
             match (eval(&lhs, &env), eval(&rhs, &env)) {
                 (Ok(a), Ok(b)) if values_equal(&a, &b) => checked += 1,
                 (Ok(a), Ok(b)) => {
@@ -304,6 +317,7 @@ impl<'a> Instantiator<'a> {
         }
         Ok(Env {
             inputs,
+            params: BTreeMap::new(),
             oracle: ExpOracle::hashed(seed),
         })
     }

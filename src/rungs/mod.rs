@@ -148,8 +148,8 @@ pub fn saved_softmax(e: &Expr) -> Vec<Saved> {
         .collect()
 }
 
-/// Random inputs for every input buffer of `plan`: one size per named dim, values from
-/// `value`.
+/// Random inputs for every input and parameter buffer of `plan`: one size per named
+/// dim, values from `value` (a parameter is a 1×1×1 tensor).
 pub fn random_inputs<T: Clone + crate::scalar::Scalar>(
     plan: &Plan,
     rng: &mut ChaCha8Rng,
@@ -159,7 +159,10 @@ pub fn random_inputs<T: Clone + crate::scalar::Scalar>(
 ) -> Result<Tensors<T>, TensorError> {
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = BTreeMap::new();
-    for (_, b) in plan.with_role(Role::Input) {
+    for (_, b) in plan
+        .with_role(Role::Input)
+        .chain(plan.with_role(Role::Param))
+    {
         let dims = concrete_dims(&b.shape, &mut sizes, |_| {
             rng.gen_range(usize::from(nonempty).min(max_dim)..=max_dim)
         });
@@ -170,8 +173,10 @@ pub fn random_inputs<T: Clone + crate::scalar::Scalar>(
     Ok(out)
 }
 
-/// The IR environment of plan inputs: value `A` with tangent `dA` (zero if absent).
+/// The IR environment of plan inputs: value `A` with tangent `dA` (zero if absent),
+/// and the plan's parameters.
 fn env_of(
+    plan: &Plan,
     inputs: &Tensors<Rational>,
     shapes: &ShapeEnv,
     oracle: &ExpOracle,
@@ -193,8 +198,16 @@ fn env_of(
             },
         );
     }
+    let params = plan
+        .with_role(Role::Param)
+        .filter_map(|(_, b)| {
+            let v = inputs.get(&b.name)?.data().first()?.clone();
+            Some((Symbol::from(b.name.as_str()), v))
+        })
+        .collect();
     Ok(Env {
         inputs: env,
+        params,
         oracle: oracle.clone(),
     })
 }
@@ -233,7 +246,7 @@ pub fn check_plan_exact(
         let inputs = random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, |r| {
             crate::rules::soundness::small_rational(r)
         })?;
-        let env = env_of(&inputs, shapes, &oracle)?;
+        let env = env_of(plan, &inputs, shapes, &oracle)?;
         let failure = match (exec_exact(plan, &inputs, &oracle), eval(e, &env)) {
             (Ok(got), Ok(want)) => {
                 compare_exact(&got, &want).map(|why| format!("{why} at {}", show(&inputs)))

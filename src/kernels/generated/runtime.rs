@@ -167,6 +167,15 @@ pub fn same_dim(
     }
 }
 
+/// The value of a runtime parameter passed as a 1×1×1 tensor.
+pub fn scalar(input: &'static str, t: &Tensor3) -> Result<f64, KernelError> {
+    for axis in 0..3 {
+        same_dim(input, t.dims, axis, "1", 1)?;
+    }
+    check_len(input, t.data.len(), t.dims)?;
+    Ok(t.data[0])
+}
+
 /// Solves `input`'s axis `axis`, declared as the product dim `dim`, for its one unknown
 /// factor: the axis divided by `known` (the product of the other factors), which must
 /// divide it. Fails for `known = 0` (the unknown factor is then undetermined).
