@@ -285,6 +285,14 @@ impl CostFunction<Op> for KernelCost {
             Op::Softmax(_) => 2.0,
             Op::Exp(_) => 8.0,
             Op::Bmm(_) => 10.0,
+            // A copy; the head count is free.
+            Op::Split(_)
+            | Op::Merge(_)
+            | Op::Reshape(_)
+            | Op::Unreshape(_)
+            | Op::Flat(_)
+            | Op::Unflat(_)
+            | Op::Swap(_) => 2.0,
         };
         enode.fold(own, |acc, id| acc + costs(id))
     }

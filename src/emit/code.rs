@@ -1,6 +1,7 @@
 //! Plan → Rust source, one case per step kind and per row instruction.
 
 use super::Lowered;
+use crate::ir::layout::Layout;
 use crate::ir::shape::{Dim, Shape};
 use crate::lower::{Arg, Binary, BufId, Instr, Plan, Reg, Role, RowProgram, Step, Unary};
 use crate::rungs::Kernel;
@@ -322,6 +323,31 @@ fn step_code(s: &mut String, n: usize, step: &Step, names: &Names<'_>) -> Result
                 s,
                 "    runtime::transpose({}, {}, {out})?;",
                 dims3(names.shape(*x)),
+                names.read(*x)
+            );
+        }
+        Step::Relayout {
+            layout,
+            heads,
+            x,
+            out: o,
+        } => {
+            let _ = writeln!(
+                s,
+                "    // {n}. {} = ({layout} {heads} {}) (a copy)",
+                names.name(*o),
+                names.name(*x)
+            );
+            let (f, dims) = match layout {
+                Layout::Split => ("split_heads", names.shape(*o)),
+                Layout::Merge => ("merge_heads", names.shape(*x)),
+                Layout::Swap => ("swap", names.shape(*x)),
+                _ => ("cast", names.shape(*x)),
+            };
+            let _ = writeln!(
+                s,
+                "    runtime::{f}({}, {}, {out})?;",
+                dims3(dims),
                 names.read(*x)
             );
         }

@@ -174,7 +174,7 @@ fn run<S: ExecScalar>(
     for step in &plan.steps {
         let reads_ok = match step {
             Step::Gemm { a, b, .. } => a.buf < dims.len() && b.buf < dims.len(),
-            Step::Transpose { x, .. } => *x < dims.len(),
+            Step::Transpose { x, .. } | Step::Relayout { x, .. } => *x < dims.len(),
             Step::RowPass { .. } => true,
         };
         if !reads_ok || !in_range(step.out()) {
@@ -204,6 +204,21 @@ fn run<S: ExecScalar>(
                     return Err(ExecError::Malformed("transpose of the wrong shape".into()));
                 }
                 S::transpose(dims[*x], store.get(*x), &mut out)
+            }
+            Step::Relayout {
+                layout, heads, x, ..
+            } => {
+                if layout.out_dims(dims[*x], *heads).ok() != Some(dims[o]) {
+                    return Err(ExecError::Malformed(format!(
+                        "{layout} {heads} of {} into {}",
+                        fmt_dims(&dims[*x]),
+                        fmt_dims(&dims[o])
+                    )));
+                }
+                let src = store.get(*x);
+                for (slot, i) in out.iter_mut().zip(layout.sources(dims[*x], *heads)?) {
+                    *slot = src[i].clone();
+                }
             }
             Step::RowPass { program, .. } => {
                 let compiled = Compiled::new(program, &dims, o)?;

@@ -47,6 +47,13 @@ impl Analysis<Op> for TensorAnalysis {
             Op::Add(c) | Op::Sub(c) | Op::Mul(c) | Op::Div(c) => (all(c, tf), all(c, rc)),
             Op::Neg(c) | Op::Inv(c) | Op::Exp(c) => (all(c, tf), all(c, rc)),
             Op::Bmm(c) => (all(c, tf), false),
+            Op::Split(c)
+            | Op::Merge(c)
+            | Op::Reshape(c)
+            | Op::Unreshape(c)
+            | Op::Flat(c)
+            | Op::Unflat(c) => (all(c, tf), false),
+            Op::Swap(c) => (all(c, tf), false),
             Op::Transpose(c) | Op::Softmax(c) => (all(c, tf), false),
         };
         let input = match enode {

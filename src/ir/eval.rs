@@ -314,9 +314,41 @@ impl<'a, T: Scalar> Evaluator<'a, T> {
         }
     }
 
+    /// A layout operator applied to its operand (the head count read from the term).
+    fn layout(&mut self, node: &Op) -> Result<Value<T>, EvalError> {
+        let Some((layout, k, x)) = node.layout() else {
+            return Err(EvalError::Kind {
+                op: node.to_string(),
+                expected: "a layout operator",
+            });
+        };
+        let k = match k.map(|k| &self.expr[k]) {
+            None => 0,
+            Some(Op::Num(c)) => c.heads().ok_or(EvalError::Kind {
+                op: layout.to_string(),
+                expected: "a head count (a whole number ≥ 1)",
+            })?,
+            Some(_) => {
+                return Err(EvalError::Kind {
+                    op: layout.to_string(),
+                    expected: "a head count (a whole number ≥ 1)",
+                })
+            }
+        };
+        let x = self.tensor(layout.name(), x)?;
+        Ok(Value::Tensor(layout.apply(&x, k)?))
+    }
+
     fn compute(&mut self, node: &Op) -> Result<Value<T>, EvalError> {
         let oracle = &self.env.oracle;
         Ok(match node {
+            Op::Split(_)
+            | Op::Merge(_)
+            | Op::Reshape(_)
+            | Op::Unreshape(_)
+            | Op::Flat(_)
+            | Op::Unflat(_)
+            | Op::Swap(_) => self.layout(node)?,
             Op::Num(c) => Value::Scalar(T::from_rational(&c.0)),
             Op::Param(p) => Value::Scalar(
                 self.env

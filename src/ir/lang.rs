@@ -5,6 +5,7 @@
 //! the spec. Softmax is a *definition* that the rules unfold, never a primitive
 //! derivative.
 
+use super::layout::Layout;
 use crate::scalar::{parse_rational, Rational};
 use egg::{define_language, Id, RecExpr, Symbol};
 use std::fmt;
@@ -29,6 +30,17 @@ impl FromStr for Const {
         parse_rational(s)
             .map(Const)
             .ok_or_else(|| format!("{s} is not a rational number"))
+    }
+}
+
+impl Const {
+    /// The number as a head count: a whole number ≥ 1.
+    pub fn heads(&self) -> Option<usize> {
+        if self.0.is_integer() && self.0 >= Rational::from_integer(1.into()) {
+            self.0.to_integer().try_into().ok()
+        } else {
+            None
+        }
     }
 }
 
@@ -74,8 +86,10 @@ define_language! {
     /// the rules unfold); `tan` (the tangent dA of input A); `jvp` (Fréchet derivative
     /// applied to the tangents); `vjp e G` (its adjoint applied to the cotangent G);
     /// `adj E G` (adjoint of a tangent-linear E applied to G); `grad A W` (W in input
-    /// A's slot); `g+` (sum of gradients); rational numbers; runtime scalar
-    /// parameters `@c`; input names.
+    /// A's slot); `g+` (sum of gradients); the head layout operators `split`,
+    /// `merge`, `reshape`, `unreshape`, `flat`, `unflat` (head count `k`, a whole
+    /// number, first: `(split 2 X)`) and `swap` (see [`super::layout`]); rational
+    /// numbers; runtime scalar parameters `@c`; input names.
     pub enum Op {
         "+" = Add([Id; 2]),
         "-" = Sub([Id; 2]),
@@ -94,6 +108,13 @@ define_language! {
         "adj" = Adj([Id; 2]),
         "grad" = Grad([Id; 2]),
         "g+" = GAdd([Id; 2]),
+        "split" = Split([Id; 2]),
+        "merge" = Merge([Id; 2]),
+        "reshape" = Reshape([Id; 2]),
+        "unreshape" = Unreshape([Id; 2]),
+        "flat" = Flat([Id; 2]),
+        "unflat" = Unflat([Id; 2]),
+        "swap" = Swap([Id; 1]),
         Num(Const),
         Param(ParamName),
         Input(Symbol),
@@ -124,6 +145,20 @@ pub fn parse_term(text: &str) -> Result<Expr, String> {
 }
 
 impl Op {
+    /// A layout operator's kind, head-count child (none for `swap`) and operand.
+    pub fn layout(&self) -> Option<(Layout, Option<Id>, Id)> {
+        Some(match self {
+            Op::Split([k, x]) => (Layout::Split, Some(*k), *x),
+            Op::Merge([k, x]) => (Layout::Merge, Some(*k), *x),
+            Op::Reshape([k, x]) => (Layout::Reshape, Some(*k), *x),
+            Op::Unreshape([k, x]) => (Layout::Unreshape, Some(*k), *x),
+            Op::Flat([k, x]) => (Layout::Flat, Some(*k), *x),
+            Op::Unflat([k, x]) => (Layout::Unflat, Some(*k), *x),
+            Op::Swap([x]) => (Layout::Swap, None, *x),
+            _ => return None,
+        })
+    }
+
     /// The operators that must not survive derivation.
     pub fn is_derivative_operator(&self) -> bool {
         matches!(self, Op::Jvp(_) | Op::Vjp(..) | Op::Adj(..))
@@ -142,6 +177,8 @@ mod tests {
             "(g+ (grad A (bmm G (T B))) (grad B (bmm (T A) G)))",
             "(* -1/2 (exp X))",
             "(* @c (bmm Q (T K)))",
+            "(merge 2 (bmm (softmax (split 2 X)) (reshape 2 Y)))",
+            "(flat 4 (swap (unreshape 4 (unflat 4 X))))",
         ] {
             let e = parse_term(text).unwrap();
             assert_eq!(e.to_string(), text);

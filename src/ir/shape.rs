@@ -6,6 +6,7 @@
 //! over dims; an ill-shaped term is an error naming both shapes.
 
 use super::lang::Op;
+use super::layout::Layout;
 use egg::{ENodeOrVar, Id, Language, RecExpr, Symbol, Var};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -283,7 +284,6 @@ impl Unifier {
         [self.fresh(None), self.fresh(None), self.fresh(None)]
     }
     /// A fresh variable equal to the product of `factors`.
-    #[cfg(test)]
     fn product(&mut self, factors: Vec<usize>) -> usize {
         self.fresh_val(Some(Val::Product(factors)))
     }
@@ -341,10 +341,14 @@ impl Unifier {
             return true;
         }
         match (self.value[ra].clone(), self.value[rb].clone()) {
-            (None, _) | (_, None) => {
+            (None, None) => {
                 self.link(ra, rb);
                 true
             }
+            // The unknown joins the known class, unless that class is a product
+            // containing it (x = k·x).
+            (None, Some(_)) => self.bind_unknown(ra, rb),
+            (Some(_), None) => self.bind_unknown(rb, ra),
             (Some(x), Some(y))
                 if !matches!(x, Val::Product(_)) && !matches!(y, Val::Product(_)) =>
             {
@@ -355,6 +359,15 @@ impl Unifier {
             }
             _ => self.unify_products(ra, rb),
         }
+    }
+    /// Makes the unknown root `x` equal to the known root `known` (occurs check).
+    fn bind_unknown(&mut self, x: usize, known: usize) -> bool {
+        let (_, atoms) = self.normal(known, 0);
+        if atoms.contains(&Atom::Var(x)) {
+            return false;
+        }
+        self.link(x, known);
+        true
     }
     /// Unifies two dims one of which is a product: equal normal forms unify; otherwise
     /// a side left with a single unknown factor after cancelling is solved for it.
@@ -387,28 +400,32 @@ impl Unifier {
             return false;
         }
         let k = other.0 / c;
-        let mut factors: Vec<Val> = other
+        let r = self.find(*x);
+        if let (1, [Atom::Var(v)]) = (k, other.1.as_slice()) {
+            let v = self.find(*v);
+            self.link(r, v);
+            return true;
+        }
+        let mut factors: Vec<usize> = other
             .1
             .iter()
             .map(|a| match a {
-                Atom::Name(s) => Val::Named(s.clone()),
-                Atom::Var(v) => Val::Product(vec![*v]),
+                Atom::Name(s) => self.fresh_val(Some(Val::Named(s.clone()))),
+                Atom::Var(v) => *v,
             })
             .collect();
         if k != 1 || factors.is_empty() {
-            factors.insert(0, Val::Size(k));
+            let size = self.fresh_val(Some(Val::Size(k)));
+            factors.insert(0, size);
         }
-        let value = match factors.len() {
-            1 => factors.remove(0),
-            _ => Val::Product(
-                factors
-                    .into_iter()
-                    .map(|v| self.fresh_val(Some(v)))
-                    .collect(),
-            ),
+        let value = match factors.as_slice() {
+            [one] => {
+                let one = self.find(*one);
+                self.value[one].clone()
+            }
+            _ => Some(Val::Product(factors)),
         };
-        let r = self.find(*x);
-        self.value[r] = Some(value);
+        self.value[r] = value;
         true
     }
     fn ty(&mut self, t: VarTy) -> Ty {
@@ -445,6 +462,15 @@ pub struct Inferred {
     /// Dim-variable classes: for each variable of tensor type, its dim-class ids, so
     /// that callers can pick one concrete size per class.
     pub var_dims: BTreeMap<Var, [usize; 3]>,
+    /// For each variable standing for a head count (`?k` in `(split ?k ?x)`), the
+    /// dim class it sizes: it must be instantiated by that class's size.
+    pub head_dims: BTreeMap<Var, usize>,
+    /// Dim classes that are products, with their factors' classes: a caller choosing
+    /// sizes gives such a class the product of its factors' sizes.
+    pub products: BTreeMap<usize, Vec<usize>>,
+    /// Dim classes with a fixed size (the 1 of a head split's input, a size written
+    /// in a pattern).
+    pub sizes: BTreeMap<usize, usize>,
 }
 
 /// Shape inference over patterns (and terms, as patterns without variables).
@@ -453,6 +479,7 @@ pub struct Inference {
     unifier: Unifier,
     vars: BTreeMap<Var, VarTy>,
     inputs: BTreeMap<Symbol, DimVars>,
+    heads: BTreeMap<Var, usize>,
     env: ShapeEnv,
     strict_inputs: bool,
 }
@@ -539,6 +566,7 @@ impl Inference {
         }
         let t = match kind {
             Kind::Grad => VarTy::Grad,
+            Kind::Heads => VarTy::Scalar,
             Kind::Tensor | Kind::Name => VarTy::Tensor(self.unifier.fresh3()),
         };
         self.vars.insert(v, t);
@@ -574,12 +602,37 @@ impl Inference {
             vars: BTreeMap::new(),
             name_vars,
             var_dims: BTreeMap::new(),
+            head_dims: BTreeMap::new(),
+            products: BTreeMap::new(),
+            sizes: BTreeMap::new(),
         };
+        let heads: Vec<(Var, usize)> = self.heads.iter().map(|(v, d)| (*v, *d)).collect();
+        for (v, d) in heads {
+            out.head_dims.insert(v, self.unifier.find(d));
+        }
         for (v, t) in vars {
             let ty = self.unifier.ty(t);
             out.vars.insert(v, ty);
             if let VarTy::Tensor(d) = t {
                 out.var_dims.insert(v, d.map(|x| self.unifier.find(x)));
+            }
+        }
+        let mut todo: Vec<usize> = out.var_dims.values().flatten().copied().collect();
+        while let Some(c) = todo.pop() {
+            let c = self.unifier.find(c);
+            if out.products.contains_key(&c) {
+                continue;
+            }
+            match self.unifier.value[c].clone() {
+                Some(Val::Product(fs)) => {
+                    let fs: Vec<usize> = fs.into_iter().map(|f| self.unifier.find(f)).collect();
+                    todo.extend(&fs);
+                    out.products.insert(c, fs);
+                }
+                Some(Val::Size(n)) => {
+                    out.sizes.insert(c, n);
+                }
+                _ => {}
             }
         }
         out
@@ -618,6 +671,16 @@ impl Inference {
         nodes: &[ENodeOrVar<Op>],
     ) -> Result<VarTy, ShapeError> {
         Ok(match op {
+            Op::Split(_)
+            | Op::Merge(_)
+            | Op::Reshape(_)
+            | Op::Unreshape(_)
+            | Op::Flat(_)
+            | Op::Unflat(_)
+            | Op::Swap(_) => {
+                let x = c(op.children().len() - 1);
+                self.infer_layout(op, name, x, nodes)?
+            }
             Op::Num(_) | Op::Param(_) => VarTy::Scalar,
             Op::Input(s) => VarTy::Tensor(self.input_dims(*s)?),
             Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => match (c(0), c(1)) {
@@ -684,6 +747,90 @@ impl Inference {
         })
     }
 
+    /// The dim a head-count child stands for: a whole number ≥ 1 in a term, a fresh
+    /// dim (one per variable) in a pattern.
+    fn head_dim(
+        &mut self,
+        op: &str,
+        nodes: &[ENodeOrVar<Op>],
+        id: Id,
+    ) -> Result<usize, ShapeError> {
+        match &nodes[usize::from(id)] {
+            ENodeOrVar::ENode(Op::Num(c)) if c.heads().is_some() => {
+                Ok(self.unifier.fresh(c.heads().map(Dim::Size)))
+            }
+            ENodeOrVar::Var(v) => {
+                if let Some(d) = self.heads.get(v) {
+                    return Ok(*d);
+                }
+                let d = self.unifier.fresh(None);
+                self.heads.insert(*v, d);
+                Ok(d)
+            }
+            other => Err(ShapeError::Kind {
+                op: op.into(),
+                expected: "a head count (a whole number ≥ 1)".into(),
+                found: other.to_string(),
+            }),
+        }
+    }
+
+    /// The shape rule of a layout operator (see [`super::layout`]).
+    fn infer_layout(
+        &mut self,
+        op: &Op,
+        name: &str,
+        x: VarTy,
+        nodes: &[ENodeOrVar<Op>],
+    ) -> Result<VarTy, ShapeError> {
+        let Some((layout, k, _)) = op.layout() else {
+            return Err(ShapeError::Kind {
+                op: name.into(),
+                expected: "a layout operator".into(),
+                found: name.into(),
+            });
+        };
+        let xd = self.tensor(name, x)?;
+        let kv = match k {
+            Some(id) => self.head_dim(name, nodes, id)?,
+            None => self.unifier.fresh(None),
+        };
+        let mut t = self.unifier.clone();
+        let one = t.fresh(Some(Dim::Size(1)));
+        let (ok, out, expected) = match layout {
+            Layout::Split | Layout::Reshape | Layout::Unflat => {
+                let d = t.fresh(None);
+                let p = t.product(vec![kv, d]);
+                let ok = t.unify(xd[0], one) && t.unify(xd[2], p);
+                let out = if layout == Layout::Unflat {
+                    [xd[1], kv, d]
+                } else {
+                    [kv, xd[1], d]
+                };
+                (ok, out, "1×n×(k·d)")
+            }
+            Layout::Merge | Layout::Unreshape => {
+                let p = t.product(vec![kv, xd[2]]);
+                (t.unify(xd[0], kv), [one, xd[1], p], "k×n×d")
+            }
+            Layout::Flat => {
+                let p = t.product(vec![kv, xd[2]]);
+                (t.unify(xd[1], kv), [one, xd[0], p], "n×k×d")
+            }
+            Layout::Swap => (true, [xd[1], xd[0], xd[2]], "a×b×c"),
+        };
+        if !ok {
+            let k = t.get(kv).map_or("?".to_string(), |d| d.to_string());
+            return Err(ShapeError::Kind {
+                op: format!("{name} (k = {k})"),
+                expected: expected.into(),
+                found: self.show(x),
+            });
+        }
+        self.unifier = t;
+        Ok(VarTy::Tensor(out))
+    }
+
     fn name_child(&self, op: &str, nodes: &[ENodeOrVar<Op>], id: Id) -> Result<(), ShapeError> {
         match &nodes[usize::from(id)] {
             ENodeOrVar::Var(_) | ENodeOrVar::ENode(Op::Input(_)) => Ok(()),
@@ -701,6 +848,7 @@ enum Kind {
     Tensor,
     Grad,
     Name,
+    Heads,
 }
 
 /// What each pattern variable stands for, read from the operators around it.
@@ -717,6 +865,9 @@ fn var_kinds(pat: &RecExpr<ENodeOrVar<Op>>) -> BTreeMap<Var, Kind> {
             match op {
                 Op::Tan([a]) => mark(*a, Kind::Name),
                 Op::Grad([a, _]) => mark(*a, Kind::Name),
+                op if op.layout().is_some_and(|(_, k, _)| k.is_some()) => {
+                    mark(op.children()[0], Kind::Heads)
+                }
                 Op::GAdd([a, b]) => {
                     mark(*a, Kind::Grad);
                     mark(*b, Kind::Grad);

@@ -6,6 +6,7 @@ use super::plan::{
 };
 use super::{LowerError, Saved};
 use crate::derive::subterm;
+use crate::ir::layout::Layout;
 use crate::ir::shape::{infer_term, Dim, Shape, ShapeEnv, ShapeError, Ty};
 use crate::ir::{Expr, Op};
 use egg::{Id, Language, Symbol};
@@ -24,6 +25,8 @@ enum Kind {
     Transpose(Id, bool),
     /// An entrywise, rowsum or softmax node.
     Row,
+    /// A head split or merge: the operator, the head count and the operand.
+    Layout(Layout, usize, Id),
 }
 
 /// The lowering state of one term.
@@ -185,6 +188,30 @@ impl Builder {
     fn classify(&self, id: Id) -> Result<Kind, LowerError> {
         Ok(match &self.expr[id] {
             Op::Input(_) | Op::Param(_) => Kind::Leaf,
+            op @ (Op::Split(_)
+            | Op::Merge(_)
+            | Op::Reshape(_)
+            | Op::Unreshape(_)
+            | Op::Flat(_)
+            | Op::Unflat(_)
+            | Op::Swap(_)) => {
+                let heads = |k: Id| match &self.expr[k] {
+                    Op::Num(c) => c.heads(),
+                    _ => None,
+                };
+                match op.layout() {
+                    Some((layout, None, x)) => Kind::Layout(layout, 0, x),
+                    Some((layout, Some(k), x)) => match heads(k) {
+                        Some(k) => Kind::Layout(layout, k, x),
+                        None => {
+                            return Err(
+                                self.unsupported(id, "the head count is not a whole number ≥ 1")
+                            )
+                        }
+                    },
+                    None => return Err(self.unsupported(id, "not a layout operator")),
+                }
+            }
             Op::Tan([a]) => match self.expr[*a] {
                 Op::Input(_) => Kind::Leaf,
                 _ => return Err(self.unsupported(id, "tan applies to an input name")),
@@ -229,7 +256,7 @@ impl Builder {
                     self.materialized.extend([id, a, b]);
                     stack.extend([a, b]);
                 }
-                Kind::Transpose(x, _) => {
+                Kind::Transpose(x, _) | Kind::Layout(_, _, x) => {
                     self.materialized.extend([id, x]);
                     stack.push(x);
                 }
@@ -365,6 +392,12 @@ impl Builder {
                     out,
                 },
                 Kind::Transpose(x, _) => Step::Transpose {
+                    x: self.buffer(x)?,
+                    out,
+                },
+                Kind::Layout(layout, heads, x) => Step::Relayout {
+                    layout,
+                    heads,
                     x: self.buffer(x)?,
                     out,
                 },

@@ -9,6 +9,7 @@
 //! | parameter `@c`               | a 1×1×1 buffer `c` of role `Param`, read as a number |
 //! | `(bmm x y)`                  | [`Step::Gemm`]; each `(T … (T z))` operand is a transpose flag on `z` (parity) |
 //! | `(T x)` elsewhere            | [`Step::Transpose`] (a copy), or nothing for an even chain |
+//! | `(split k x)`, `merge`, `reshape`, `unreshape`, `flat`, `unflat`, `swap` | [`Step::Relayout`] (a copy) |
 //! | `+ - * / neg inv exp rowsum softmax`, numbers | instructions of a fused [`Step::RowPass`] |
 //! | `(grad A w)`, `(g+ …)`       | one output `gA` per slot, the slot's weights summed |
 //!

@@ -4,6 +4,7 @@
 //! row-major; a step reads buffers and writes exactly one buffer that no earlier step
 //! wrote (single assignment), so steps run in order with no aliasing.
 
+use crate::ir::layout::Layout;
 use crate::ir::shape::{fmt_shape, Shape};
 use crate::ir::Const;
 use serde::{Serialize, Serializer};
@@ -184,6 +185,18 @@ pub enum Step {
         /// The output buffer.
         out: BufId,
     },
+    /// `out = layout(x)` with `heads` heads: a head split or merge, a copy that moves
+    /// every entry of `x` once (see [`crate::ir::layout`]).
+    Relayout {
+        /// The operator.
+        layout: Layout,
+        /// The head count (unused by `swap`).
+        heads: usize,
+        /// The operand.
+        x: BufId,
+        /// The output buffer.
+        out: BufId,
+    },
     /// A fused row-wise pass writing `out`.
     RowPass {
         /// The output buffer.
@@ -197,9 +210,10 @@ impl Step {
     /// The buffer this step writes.
     pub fn out(&self) -> BufId {
         match self {
-            Step::Gemm { out, .. } | Step::Transpose { out, .. } | Step::RowPass { out, .. } => {
-                *out
-            }
+            Step::Gemm { out, .. }
+            | Step::Transpose { out, .. }
+            | Step::Relayout { out, .. }
+            | Step::RowPass { out, .. } => *out,
         }
     }
 }
@@ -315,6 +329,16 @@ impl fmt::Display for Plan {
                 )?,
                 Step::Transpose { x, .. } => {
                     writeln!(f, "  {}. {out} = copy {}ᵀ", i + 1, self.buffers[*x].name)?
+                }
+                Step::Relayout {
+                    layout, heads, x, ..
+                } => {
+                    let k = match layout {
+                        Layout::Swap => String::new(),
+                        _ => format!(" {heads}"),
+                    };
+                    let x = &self.buffers[*x].name;
+                    writeln!(f, "  {}. {out} = copy ({layout}{k} {x})", i + 1)?
                 }
                 Step::RowPass { program, .. } => {
                     writeln!(f, "  {}. {out} = row pass, per row:", i + 1)?;

@@ -267,6 +267,55 @@ pub fn transpose([h, m, n]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<()
     Ok(())
 }
 
+/// PyTorch's head split `view(n, k, d).transpose(0, 1)`: `x` is 1×n×(k·d), `out` is
+/// k×n×d, `out[h,i,j] = x[0,i,h·d+j]`. Lengths are checked.
+pub fn split_heads([k, n, d]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("split input", x.len(), [k, n, d])?;
+    check_len("split output", out.len(), [k, n, d])?;
+    for h in 0..k {
+        for i in 0..n {
+            let src = &x[i * k * d + h * d..][..d];
+            out[(h * n + i) * d..][..d].copy_from_slice(src);
+        }
+    }
+    Ok(())
+}
+
+/// The head merge (inverse of [`split_heads`]): `x` is k×n×d, `out` is 1×n×(k·d),
+/// `out[0,i,h·d+j] = x[h,i,j]`. Lengths are checked.
+pub fn merge_heads([k, n, d]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("merge input", x.len(), [k, n, d])?;
+    check_len("merge output", out.len(), [k, n, d])?;
+    for h in 0..k {
+        for i in 0..n {
+            let src = &x[(h * n + i) * d..][..d];
+            out[i * k * d + h * d..][..d].copy_from_slice(src);
+        }
+    }
+    Ok(())
+}
+
+/// Swaps the first two axes: `x` is a×b×c, `out` is b×a×c, `out[i,h,j] = x[h,i,j]`.
+pub fn swap([a, b, c]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("swap input", x.len(), [a, b, c])?;
+    check_len("swap output", out.len(), [b, a, c])?;
+    for h in 0..a {
+        for i in 0..b {
+            out[(i * a + h) * c..][..c].copy_from_slice(&x[(h * b + i) * c..][..c]);
+        }
+    }
+    Ok(())
+}
+
+/// A row-major cast (`reshape`, `unreshape`, `flat`, `unflat`): the same values under
+/// other dims, copied. Both buffers hold `dims`' entries.
+pub fn cast(dims: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("cast input", x.len(), dims)?;
+    check_len("cast output", out.len(), dims)?;
+    out.copy_from_slice(x);
+    Ok(())
+}
+
 /// Runs `body(row, out_row, registers)` over every row of length `n` of `out`, rows in
 /// parallel; `registers` is made once per worker by `init`, never per row.
 pub fn row_pass<R: Send>(
