@@ -26,7 +26,10 @@ fn ident(name: &str) -> String {
 /// The source text of a dim: its name, its size, or a product `h*d` (a Rust
 /// expression over the dims in scope).
 fn dim(d: &Dim) -> String {
-    d.to_string()
+    match d {
+        Dim::Product(_) => format!("({d})"),
+        _ => d.to_string(),
+    }
 }
 
 /// Writes the check (or the binding) of one input axis in the tensor form: an unbound
@@ -659,4 +662,41 @@ pub fn mod_file(kernels: &[String], hash: u64) -> String {
     }
     let _ = writeln!(s, "];");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::derive::SpecOp;
+    use crate::emit::KernelId;
+    use crate::ir::parse_term;
+    use crate::ir::shape::parse_shape;
+    use egg::Symbol;
+
+    #[test]
+    fn parameters_product_dims_and_head_layouts_are_written() {
+        let shapes = [
+            (Symbol::from("X"), parse_shape("1,n,2*d").unwrap()),
+            (Symbol::from("W"), parse_shape("1,2*d,2*d").unwrap()),
+        ]
+        .into();
+        let term = parse_term("(merge 2 (exp (* @c (split 2 (bmm X W)))))").unwrap();
+        let plan = crate::lower::lower(&term, &shapes).unwrap();
+        let id = KernelId {
+            op: SpecOp::Matmul,
+            kernel: Kernel::Forward,
+        };
+        let src = kernel_file(&Lowered { id, term, plan }, 0).unwrap();
+        for want in [
+            "pub fn matmul_forward_into(d: usize, n: usize, c: f64, w: &[f64], x: &[f64]",
+            "let d = runtime::factor(\"W\", w.dims, 1, \"2*d\", 2)?;",
+            "runtime::same_dim(\"X\", x.dims, 2, \"2*d\", (2*d))?;",
+            "runtime::bmm([1, n, (2*d), (2*d)], x, false, w, false, &mut t0)?;",
+            "runtime::split_heads([2, n, d], &t0, &mut t1)?;",
+            "runtime::merge_heads([2, n, d], &t2, out)?;",
+            "[w, x, c] => Ok(vec![matmul_forward(w, x, runtime::scalar(\"c\", c)?)?]),",
+        ] {
+            assert!(src.contains(want), "{want} not in\n{src}");
+        }
+    }
 }
