@@ -30,13 +30,7 @@ fn a_parameter_is_a_number_and_an_unbound_one_is_an_error() {
 #[test]
 fn scaled_terms_derive_through_the_rules_and_match_the_semantics() {
     let s = shapes(&[("Q", "h,m,d"), ("K", "h,n,d"), ("X", "h,m,n")]);
-    for term in [
-        "(* @c X)",
-        "(* X @c)",
-        "(exp (* @c X))",
-        "(softmax (* @c X))",
-        "(bmm (* @c Q) (T K))",
-    ] {
+    for term in ["(* X @c)", "(exp (* @c X))", "(bmm (* @c Q) (T K))"] {
         for mode in [Mode::Jvp, Mode::Vjp] {
             let d = check_derived(term, &s, mode, 6);
             assert!(!d.result.to_string().contains("tan @"), "{}", d.result);
