@@ -12,6 +12,7 @@ pub mod exec;
 pub mod ir;
 pub mod kernels;
 pub mod lower;
+pub mod manifest;
 pub mod outcome;
 pub mod rules;
 pub mod run;

@@ -52,7 +52,7 @@ fn without_rule(text: &str, name: &str) -> String {
 fn softmax_last_vjp_is_s_times_g_minus_rowsum() {
     assert_eq!(
         derived(&["derive", "softmax_last", "--mode", "vjp"]),
-        "(grad X (* (softmax X) (- G (rowsum (* (softmax X) G)))))"
+        "(grad X (* (softmax X) (- G (rowsum (* G (softmax X))))))"
     );
 }
 
@@ -87,7 +87,7 @@ fn the_softmax_trace_passes_through_the_calculus_rules() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(
         v["result"],
-        "(grad X (* (softmax X) (- G (rowsum (* (softmax X) G)))))"
+        "(grad X (* (softmax X) (- G (rowsum (* G (softmax X))))))"
     );
     assert!(v["steps"].as_array().unwrap().len() > 10);
 }

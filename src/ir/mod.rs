@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod eval;
 pub mod lang;
+pub mod random;
 pub mod shape;
 
 pub use lang::{parse_term, Const, Expr, Op};
