@@ -18,6 +18,8 @@ pub mod error;
 pub mod explicit;
 pub mod facts;
 pub mod graph;
+pub mod graph_cases;
+pub mod graph_facts;
 pub mod heads;
 pub mod matrix;
 pub mod matrix_node;
