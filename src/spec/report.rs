@@ -148,22 +148,24 @@ const GRAPH_NODE_FACTS: [[&str; 4]; 5] = [
     ],
 ];
 
-/// The MHA graph facts, in [`mha_facts`] order, for `mhaDGraph`.
+/// The MHA graph facts, in [`mha_facts`] order, for `mhaDGraph` (`(dx)`: along the
+/// tangent; `(all)`: the whole adjoint, by probing every input coordinate).
 const MHA_FACTS: [&str; 5] = [
-    "mhaDGraph: Graph.backprop_correct_inner",
-    "mhaDGraph: Graph.jvpVec_eq_fderiv",
-    "mha_backpropVec_eq_adjoint_fderiv (along dx)",
-    "mha_backpropVec_eq_adjoint_fderiv (adjoint by probing)",
-    "mhaDGraph: GraphFDerivCorrectAt",
+    "mhaDGraph.backprop_correct_inner",
+    "mhaDGraph.jvpVec_eq_fderiv",
+    "mha_backpropVec_eq_adjoint_fderiv (dx)",
+    "mha_backpropVec_eq_adjoint_fderiv (all)",
+    "mhaDGraph.GraphFDerivCorrectAt",
 ];
 
-/// The same for the PyTorch-layout block (not a Lean declaration).
+/// The same for the PyTorch-layout block (`torch-layout`: not a Lean declaration, see
+/// `docs/mha-layout.md`); `backprop=fderiv†` is `backpropVec_eq_adjoint_fderiv`.
 const PYTORCH_MHA_FACTS: [&str; 5] = [
-    "PyTorch-layout MHA (not Lean): backprop_correct_inner",
-    "PyTorch-layout MHA (not Lean): jvpVec_eq_fderiv",
-    "PyTorch-layout MHA (not Lean): backpropVec_eq_adjoint_fderiv (along dx)",
-    "PyTorch-layout MHA (not Lean): backpropVec_eq_adjoint_fderiv (probing)",
-    "PyTorch-layout MHA (not Lean): GraphFDerivCorrectAt",
+    "torch-layout MHA: backprop_correct_inner",
+    "torch-layout MHA: jvpVec_eq_fderiv",
+    "torch-layout MHA: backprop=fderiv† (dx)",
+    "torch-layout MHA: backprop=fderiv† (all)",
+    "torch-layout MHA: GraphFDerivCorrectAt",
 ];
 
 /// Runs every fact on `cases` generated cases from `seed`, with `oracle` for `exp`
