@@ -52,22 +52,26 @@ fn chain(v: &[Rational], steps: &[Step<'_>], from: &[usize]) -> Vec<Rational> {
     v
 }
 
+/// The step `reshape` to `s` (the mirrored `ShapeOps.reshape`).
+fn to(s: Vec<usize>) -> impl Fn(&Context) -> Box<dyn Node<Rational>> {
+    move |ctx| {
+        let idx = ctx.idx(0, &ctx.shapes()[0]).unwrap();
+        Box::new(reshape(ctx, &idx, &s).unwrap().0)
+    }
+}
+
+/// The step `swapFirstTwo3d` (the mirrored `ShapeOps.swapFirstTwo3d`).
+fn swap(ctx: &Context) -> Box<dyn Node<Rational>> {
+    let idx = ctx.idx(0, &ctx.shapes()[0]).unwrap();
+    Box::new(swap_first_two3d(ctx, &idx).unwrap().0)
+}
+
 /// Where head `k`, row `i`, column `j` of the split comes from in `Qbig`, for each
 /// layout, read off the mirrored nodes themselves (applied to `0, 1, 2, …`).
 fn split_sources(d: &MhaDims) -> (Vec<Rational>, Vec<Rational>) {
     let (n, h, hd) = (d.n, d.heads, d.head_dim);
     let big = vec![n, h * hd];
     let iota: Vec<Rational> = (0..n * h * hd).map(|i| q(i as i64, 1)).collect();
-    let to = |s: Vec<usize>| {
-        move |ctx: &Context| -> Box<dyn Node<Rational>> {
-            let idx = ctx.idx(0, &ctx.shapes()[0]).unwrap();
-            Box::new(reshape(ctx, &idx, &s).unwrap().0)
-        }
-    };
-    let swap = |ctx: &Context| -> Box<dyn Node<Rational>> {
-        let idx = ctx.idx(0, &ctx.shapes()[0]).unwrap();
-        Box::new(swap_first_two3d(ctx, &idx).unwrap().0)
-    };
     let lean = chain(&iota, &[&to(vec![h, n, hd])], &big);
     let pytorch = chain(&iota, &[&to(swapped_shape(d)), &swap], &big);
     (lean, pytorch)
@@ -100,15 +104,7 @@ fn both_layouts_merge_heads_as_pytorch_does() {
     for d in all_dims(3) {
         let (n, h, hd) = (d.n, d.heads, d.head_dim);
         let iota: Vec<Rational> = (0..n * h * hd).map(|i| q(i as i64, 1)).collect();
-        let swap = |ctx: &Context| -> Box<dyn Node<Rational>> {
-            let idx = ctx.idx(0, &ctx.shapes()[0]).unwrap();
-            Box::new(swap_first_two3d(ctx, &idx).unwrap().0)
-        };
-        let flat = |ctx: &Context| -> Box<dyn Node<Rational>> {
-            let idx = ctx.idx(0, &ctx.shapes()[0]).unwrap();
-            Box::new(reshape(ctx, &idx, &[n, h * hd]).unwrap().0)
-        };
-        let merged = chain(&iota, &[&swap, &flat], &[h, n, hd]);
+        let merged = chain(&iota, &[&swap, &to(vec![n, h * hd])], &[h, n, hd]);
         for i in 0..n {
             for k in 0..h {
                 for j in 0..hd {
