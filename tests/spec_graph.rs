@@ -166,6 +166,8 @@ enum How<S: Scalar> {
     DropVjpTerm(Idx),
     /// The jvp with its first entry increased by one.
     BumpJvp,
+    /// The vjp with its first entry increased by one.
+    BumpVjp,
 }
 
 impl<S: Scalar> Node<S> for Corrupt<S> {
@@ -194,6 +196,13 @@ impl<S: Scalar> Node<S> for Corrupt<S> {
             How::DropVjpTerm(idx) => {
                 let term = idx.single(&idx.get(&v)?)?;
                 Ok(v.iter().zip(term).map(|(a, b)| a.clone() - b).collect())
+            }
+            How::BumpVjp => {
+                let mut v = v;
+                if let Some(first) = v.first_mut() {
+                    *first = first.clone() + S::one();
+                }
+                Ok(v)
             }
             _ => Ok(v),
         }
@@ -339,7 +348,7 @@ fn rejects_mha_graph_whose_scale_jvp_is_off_by_one_entry() {
 }
 
 #[test]
-fn rejects_a_wrong_jvp_in_each_attention_node_kind() {
+fn rejects_a_wrong_jvp_or_vjp_in_each_attention_node_kind() {
     let mut gen = CaseGen::new(3);
     let mut rejected = [0usize; 5];
     for _ in 0..30 {
@@ -351,27 +360,38 @@ fn rejects_a_wrong_jvp_in_each_attention_node_kind() {
             gen.matmul2d_case().unwrap(),
         ];
         for (count, case) in rejected.iter_mut().zip(cases) {
-            let (node, fd) = case
-                .kind
-                .build_node::<Rational>(&case.ctx, &oracle())
-                .unwrap();
+            let build = || {
+                case.kind
+                    .build_node::<Rational>(&case.ctx, &oracle())
+                    .unwrap()
+            };
             let (dual, _) = case
                 .kind
                 .build_node::<Dual<Rational>>(&case.ctx, &oracle())
                 .unwrap();
-            if node.out_shape().iter().product::<usize>() == 0 {
-                continue; // no entry to corrupt
+            let (node, fd) = build();
+            // an empty output has no entry to corrupt; the first context entry must meet
+            // a nonzero tangent or cotangent for a bumped one to show
+            let (x, dx, d) = (&case.x, &case.dx, &case.delta);
+            if d.is_empty() || dx[0].is_zero_value() || d.iter().all(|v| v.is_zero_value()) {
+                continue;
             }
-            let bumped = Corrupt {
+            let jvp = Corrupt {
                 inner: node,
                 how: How::BumpJvp,
             };
-            let (x, dx) = (&case.x, &case.dx);
-            assert!(!facts::jvp_eq(&bumped, &fd, x, dx).unwrap(), "{case:?}");
+            assert!(!facts::jvp_eq(&jvp, &fd, x, dx).unwrap(), "{case:?}");
             assert!(
-                !facts::has_fderiv_at(&*dual, &bumped, x, dx).unwrap(),
+                !facts::has_fderiv_at(&*dual, &jvp, x, dx).unwrap(),
                 "{case:?}"
             );
+            let (node, fd) = build();
+            let vjp = Corrupt {
+                inner: node,
+                how: How::BumpVjp,
+            };
+            assert!(!facts::correct_inner(&vjp, x, dx, d).unwrap(), "{case:?}");
+            assert!(!facts::vjp_eq_adjoint(&vjp, &fd, x, d).unwrap(), "{case:?}");
             *count += 1;
         }
     }
