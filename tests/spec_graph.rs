@@ -413,3 +413,46 @@ fn bad_input_graph_snoc_and_replace_name_the_mismatch() {
     let err = dg.replace(0, Box::new(r2), rh2).err().unwrap();
     assert!(err.to_string().contains("[6]") && err.to_string().contains("[2, 3]"));
 }
+
+#[test]
+fn the_public_calls_are_forward_jvp_and_vjp_of_one_function() {
+    use fderiv::spec::mha::{mha_backprop, mha_forward, mha_jvp, MhaInputs};
+    let (x, dx, _) = point();
+    let g_out: Vec<Rational> = (0..DIMS.n * DIMS.d_model)
+        .map(|i| q(3 - i as i64, 2))
+        .collect();
+    let c = q(1, 3);
+    for layout in [Layout::Lean, Layout::PyTorch] {
+        let inputs = MhaInputs::from_ctx_vec(&DIMS, &x).unwrap();
+        let tangents = MhaInputs::from_ctx_vec(&DIMS, &dx).unwrap();
+        let dual_inputs = MhaInputs::from_ctx_vec(&DIMS, &facts::duals(&x, &dx).unwrap()).unwrap();
+        let dual_out = mha_forward(
+            layout,
+            &DIMS,
+            &dual_inputs,
+            &Dual::constant(c.clone()),
+            &oracle(),
+        )
+        .unwrap();
+        let out = mha_forward(layout, &DIMS, &inputs, &c, &oracle()).unwrap();
+        let jvp = mha_jvp(layout, &DIMS, &inputs, &tangents, &c, &oracle()).unwrap();
+        let grads = mha_backprop(layout, &DIMS, &inputs, &g_out, &c, &oracle()).unwrap();
+        // forward = value part of the dual forward, jvp = its tangent part
+        assert_eq!(
+            out,
+            dual_out.iter().map(|d| d.value.clone()).collect::<Vec<_>>()
+        );
+        assert_eq!(jvp, facts::tangents(&dual_out));
+        // ⟨backprop g, dx⟩ = ⟨g, jvp dx⟩
+        let lhs = fderiv::spec::vector::inner(&grads.ctx_vec(&DIMS).unwrap(), &dx).unwrap();
+        assert_eq!(
+            lhs,
+            fderiv::spec::vector::inner(&g_out, &jvp).unwrap(),
+            "{layout:?}"
+        );
+    }
+    // and a wrong cotangent length is a typed error, not a panic
+    let inputs = MhaInputs::from_ctx_vec(&DIMS, &x).unwrap();
+    let err = mha_backprop(Layout::Lean, &DIMS, &inputs, &g_out[1..], &c, &oracle());
+    assert!(matches!(err, Err(SpecError::Length { .. })));
+}
