@@ -6,7 +6,8 @@
 
 use crate::derive::{derive, Derivation, Limits, Mode, Request, SpecOp};
 use crate::ir::shape::{parse_shape, ShapeEnv};
-use crate::outcome::{Failure, Format};
+use crate::notation::{DerivationFormat, RulesFormat};
+use crate::outcome::Failure;
 use crate::rules::soundness::{check_rules, CheckConfig};
 use crate::rules::RuleSet;
 use crate::trace::trace;
@@ -93,6 +94,9 @@ pub enum RulesAction {
     List {
         /// A folder of *.toml rule files (default: the embedded rewrites/).
         dir: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RulesFormat::Text)]
+        format: RulesFormat,
     },
     /// Check every rule for soundness, exactly; exit 1 if one fails.
     Check {
@@ -125,9 +129,9 @@ pub struct DeriveArgs {
     /// The inputs to differentiate with respect to (comma-separated; default: all).
     #[arg(long, value_delimiter = ',')]
     pub wrt: Vec<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output format (math, latex, dot: see docs/derivation.md).
+    #[arg(long, value_enum, default_value_t = DerivationFormat::Text)]
+    pub format: DerivationFormat,
     /// A folder of *.toml rule files replacing the embedded rewrites/.
     #[arg(long)]
     pub rules: Option<PathBuf>,
@@ -218,7 +222,7 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
         None
     };
     match args.format {
-        Format::Json => {
+        DerivationFormat::Json => {
             let mut v = if with_trace {
                 serde_json::to_value(&t).map_err(Failure::input)?
             } else {
@@ -235,7 +239,7 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
                 serde_json::to_string_pretty(&v).map_err(Failure::input)?
             );
         }
-        Format::Text => {
+        DerivationFormat::Text => {
             if with_trace {
                 print!("{}", t.to_text());
             } else {
@@ -244,6 +248,10 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
             if let Some(p) = &plan {
                 print!("{p}");
             }
+        }
+        notation => {
+            let shown = crate::notation::show(notation, &t, plan.as_ref(), with_trace);
+            print!("{}", shown.map_err(Failure::input)?);
         }
     }
     eprintln!(
@@ -260,8 +268,12 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
 
 fn cmd_rules(action: &RulesAction) -> Result<(), Failure> {
     match action {
-        RulesAction::List { dir } => {
+        RulesAction::List { dir, format } => {
             let set = load_rules(dir.as_ref())?;
+            if *format == RulesFormat::Math {
+                print!("{}", crate::notation::math::rules(&set));
+                return Ok(());
+            }
             for r in &set.rules {
                 let arrow = if r.bidirectional { "<=>" } else { "=>" };
                 let cond = if r.conditions.0.is_empty() {
