@@ -102,13 +102,20 @@ impl Style for Latex {
     }
 }
 
-const PREAMBLE: &str = "\\documentclass{article}
-\\usepackage{amsmath}
-\\usepackage[paperwidth=42cm,paperheight=59.4cm,margin=1.5cm]{geometry}
+/// The preamble, on a page `lines` display lines high (so a whole trace fits on one
+/// page that needs no cropping; a longer one breaks across pages).
+fn preamble(lines: usize) -> String {
+    let height = 4 + (lines * 6).div_ceil(10);
+    format!(
+        "\\documentclass{{article}}
+\\usepackage{{amsmath}}
+\\usepackage[paperwidth=25cm,paperheight={height}cm,margin=1cm]{{geometry}}
 \\allowdisplaybreaks
-\\pagestyle{empty}
-\\begin{document}
-";
+\\pagestyle{{empty}}
+\\begin{{document}}
+"
+    )
+}
 
 fn where_line(names: &Names) -> String {
     let defs: Vec<String> = render_defs(names, &Latex)
@@ -128,7 +135,8 @@ pub fn term_document(expr: &Expr) -> String {
     names.name_shared(expr);
     let body = render(expr, &names, &Latex);
     format!(
-        "% fderiv: {expr}\n{PREAMBLE}\\[\n  {body}\n\\]\n{}\\end{{document}}\n",
+        "% fderiv: {expr}\n{}\\[\n  {body}\n\\]\n{}\\end{{document}}\n",
+        preamble(2),
         where_line(&names)
     )
 }
@@ -141,7 +149,12 @@ pub fn trace_document(t: &Trace) -> Result<String, NotationError> {
     let names = terms.names();
     let show = |e: &Expr| render(e, &names, &Latex);
     let forward = render(&terms.forward, &Names::default(), &Latex);
-    let mut s = format!("% fderiv trace: {} of {}\n{PREAMBLE}", t.mode, t.forward);
+    let mut s = format!(
+        "% fderiv trace: {} of {}\n{}",
+        t.mode,
+        t.forward,
+        preamble(t.steps.len() + 1)
+    );
     let _ = writeln!(
         s,
         "\\noindent\\textbf{{{} of}} ${forward}$\\par",

@@ -269,7 +269,7 @@ pub fn rules(set: &RuleSet) -> String {
         let _ = writeln!(s, "{} [{}]", r.name, r.group);
         let _ = writeln!(s, "    {lhs}  {arrow}  {rhs}");
         for (kind, var) in &r.conditions.0 {
-            let _ = writeln!(s, "    if {kind:?} {var}");
+            let _ = writeln!(s, "    if {kind} {var}");
         }
         let _ = writeln!(s, "    lean: {}", r.lean);
     }
