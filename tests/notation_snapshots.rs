@@ -1,7 +1,8 @@
 //! Snapshots of the seed derivations (matmul and softmax_last, JVP and VJP) and the
 //! attention head in every notation: the trace in Unicode math and as a LaTeX
-//! document, the plan and the result's DAG as Graphviz DOT (stored in `snapshots/`;
-//! `.ci/render-snapshots` compiles the LaTeX and renders the DOT). Every term of every
+//! document, the result as a LaTeX document, the plan and the result's DAG as Graphviz
+//! DOT (stored in `snapshots/`; `.ci/render-snapshots` compiles the LaTeX and renders
+//! the DOT). Every term of every
 //! trace is also read back from its printed form.
 
 use fderiv::derive::{derive_unchecked, Derivation, Limits, Mode, Request};
@@ -66,6 +67,10 @@ fn all_formats(stem: &str, term: &str, shapes: &[(&str, &str)], mode: Mode) {
     snapshot(
         &format!("{stem}_latex"),
         &latex::trace_document(&t).unwrap(),
+    );
+    snapshot(
+        &format!("{stem}_result_latex"),
+        &latex::term_document(&d.result),
     );
     let plan = lower(&d.result, &d.request.shapes).expect("lowers");
     snapshot(&format!("{stem}_plan_dot"), &dot::plan(&plan));

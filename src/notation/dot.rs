@@ -107,30 +107,42 @@ pub fn plan(p: &Plan) -> String {
 /// and a gradient slot `∇A` are drawn as one node with the input's name.
 pub fn term(expr: &Expr) -> String {
     let dag = Dag::new(expr);
-    let mut s = format!("digraph term {{\n  graph [ordering=out];\n{HEADER}");
     let u = Unicode;
-    for (i, node) in dag.nodes.iter().enumerate() {
-        let kids = dag.children(i);
-        let name_of = |k: usize| match &dag.nodes[k] {
-            Op::Input(n) => Some(n.to_string()),
-            _ => None,
-        };
-        let (label, shape, edges): (String, &str, Vec<usize>) = match node {
-            Op::Input(n) => (u.name(n.as_str()), "ellipse", vec![]),
-            Op::Num(c) => (u.number(c), "plaintext", vec![]),
-            Op::Tan(_) if name_of(kids[0]).is_some() => (
-                u.tangent(&name_of(kids[0]).unwrap_or_default()),
-                "ellipse",
-                vec![],
-            ),
-            Op::Grad(_) if name_of(kids[0]).is_some() => (
-                format!("∇{}", u.name(&name_of(kids[0]).unwrap_or_default())),
-                "box",
-                vec![kids[1]],
-            ),
-            other => (symbol(other).to_string(), "circle", kids),
-        };
-        let _ = writeln!(s, "  n{i} [shape={shape}, label={}];", quote(&label, false));
+    let name_of = |k: usize| match &dag.nodes[k] {
+        Op::Input(n) => Some(u.name(n.as_str())),
+        _ => None,
+    };
+    let drawn: Vec<(String, &str, Vec<usize>)> = dag
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let kids = dag.children(i);
+            match (node, kids.first().and_then(|&k| name_of(k))) {
+                (Op::Input(_), _) => (name_of(i).unwrap_or_default(), "ellipse", vec![]),
+                (Op::Num(c), _) => (u.number(c), "plaintext", vec![]),
+                (Op::Tan(_), Some(n)) => (format!("d{n}"), "ellipse", vec![]),
+                (Op::Grad(_), Some(n)) => (format!("∇{n}"), "box", vec![kids[1]]),
+                (other, _) => (symbol(other).to_string(), "circle", kids),
+            }
+        })
+        .collect();
+    // Only what the root reaches through drawn edges (an input seen only as `dX` or
+    // `∇X` has no node of its own).
+    let mut reached = vec![false; dag.nodes.len()];
+    let mut stack = vec![dag.root];
+    while let Some(i) = stack.pop() {
+        if i < reached.len() && !reached[i] {
+            reached[i] = true;
+            stack.extend(&drawn[i].2);
+        }
+    }
+    let mut s = format!("digraph term {{\n  graph [ordering=out];\n{HEADER}");
+    for (i, (label, shape, edges)) in drawn.iter().enumerate() {
+        if !reached[i] {
+            continue;
+        }
+        let _ = writeln!(s, "  n{i} [shape={shape}, label={}];", quote(label, false));
         for k in edges {
             let _ = writeln!(s, "  n{i} -> n{k};");
         }
@@ -175,6 +187,19 @@ mod tests {
         assert_eq!(dot.matches("label=\"softmax\"").count(), 1);
         assert_eq!(dot.matches("label=\"X\"").count(), 1);
         assert_eq!(dot.matches(" -> ").count(), 8);
+    }
+
+    #[test]
+    fn an_input_seen_only_as_a_slot_or_tangent_has_no_node() {
+        let dot = term(&parse_term("(grad X (* (tan Y) G))").unwrap());
+        assert!(
+            dot.contains("label=\"∇X\"") && dot.contains("label=\"dY\""),
+            "{dot}"
+        );
+        assert!(
+            !dot.contains("label=\"X\"") && !dot.contains("label=\"Y\""),
+            "{dot}"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::ir::{parse_term, Const, Expr, Op};
 use crate::rules::RuleSet;
 use crate::trace::Trace;
 use egg::{ENodeOrVar, Id, Language, RecExpr, Symbol};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// Words the notation uses for functions; an input with such a name is quoted.
@@ -209,39 +210,25 @@ impl TraceTerms {
 pub fn trace(t: &Trace) -> Result<String, NotationError> {
     let terms = TraceTerms::of(t)?;
     let names = terms.names();
-    let show = |e: &Expr| render(e, &names, &Unicode);
-    let mut s = String::new();
+    let texts = std::iter::once(&t.start)
+        .chain(t.steps.iter().map(|s| &s.term))
+        .chain(std::iter::once(&t.result));
+    let exprs = std::iter::once(&terms.start)
+        .chain(&terms.steps)
+        .chain(std::iter::once(&terms.result));
+    let shown: HashMap<&str, String> = texts
+        .zip(exprs)
+        .map(|(text, e)| (text.as_str(), render(e, &names, &Unicode)))
+        .collect();
     let forward = render(&terms.forward, &Names::default(), &Unicode);
-    let _ = writeln!(s, "{} of {forward}", t.mode);
     let defs = render_defs(&names, &Unicode);
-    if !defs.is_empty() {
-        let _ = writeln!(s, "{}", with_where("", &defs, "").trim_start());
-    }
-    let _ = writeln!(s, "start:  {}", show(&terms.start));
-    for (step, e) in t.steps.iter().zip(&terms.steps) {
-        let arrow = if step.direction == "backward" {
-            " (←)"
-        } else {
-            ""
-        };
-        let _ = writeln!(s, "{:>3}. {}{arrow} [{}]", step.n, step.rule, step.group);
-        if !step.folded.is_empty() {
-            let _ = writeln!(s, "     uses: {}", step.folded.join(", "));
-        }
-        if !step.lean.is_empty() {
-            let _ = writeln!(s, "     lean: {}", step.lean);
-        }
-        let _ = writeln!(s, "     ⇒ {}", show(e));
-    }
-    let _ = writeln!(s, "result: {}", show(&terms.result));
-    let _ = writeln!(
-        s,
-        "({} steps shown, {} egg rewrites; egg stopped: {})",
-        t.steps.len(),
-        t.raw_steps,
-        t.stop
-    );
-    Ok(s)
+    let preface = if defs.is_empty() {
+        String::new()
+    } else {
+        format!("{}\n", with_where("", &defs, "").trim_start())
+    };
+    let show = |text: &str| shown.get(text).cloned().unwrap_or_else(|| text.to_string());
+    Ok(t.to_text_with(&forward, &preface, &show))
 }
 
 /// A rule side as a term: each pattern variable `?a` becomes the name `?a`.
