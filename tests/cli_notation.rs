@@ -1,21 +1,8 @@
 //! `--format math|latex|dot` on derive, trace and rules list, run as a user runs them.
 
-use std::process::{Command, Output};
-
-fn fderiv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fderiv"))
-        .args(args)
-        .output()
-        .expect("the fderiv binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{fderiv, stderr, stdout};
 
 const SOFTMAX: &[&str] = &[
     "--expr",

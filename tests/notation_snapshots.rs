@@ -14,15 +14,9 @@ use fderiv::notation::{dot, latex, math, parse};
 use fderiv::rules::RuleSet;
 use fderiv::trace::{trace, Trace};
 
-fn snapshot(name: &str, value: &str) {
-    insta::with_settings!({
-        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
-        prepend_module_to_snapshot => false,
-        omit_expression => true,
-    }, {
-        insta::assert_snapshot!(name, value);
-    });
-}
+#[path = "support/snap.rs"]
+mod snap;
+use snap::snapshot;
 
 fn derivation(term: &str, shapes: &[(&str, &str)], mode: Mode) -> (Derivation, Trace) {
     let rules = RuleSet::embedded().expect("the embedded rules load");

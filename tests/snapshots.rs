@@ -5,15 +5,9 @@ use fderiv::derive::{derive_unchecked, Limits, Mode, SpecOp};
 use fderiv::rules::RuleSet;
 use fderiv::trace::trace;
 
-fn snapshot(name: &str, value: &str) {
-    insta::with_settings!({
-        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
-        prepend_module_to_snapshot => false,
-        omit_expression => true,
-    }, {
-        insta::assert_snapshot!(name, value);
-    });
-}
+#[path = "support/snap.rs"]
+mod snap;
+use snap::snapshot;
 
 fn derive_and_snapshot(op: SpecOp, mode: Mode) {
     let rules = RuleSet::embedded().expect("the embedded rules load");
