@@ -8,7 +8,8 @@ use crate::derive::{derive, Derivation, Limits, Mode, Request};
 use crate::ir::shape::{parse_shape, ShapeEnv};
 use crate::lower::Saved;
 use crate::manifest::Manifest;
-use crate::outcome::{Failure, Format};
+use crate::notation::{DerivationFormat, RulesFormat};
+use crate::outcome::Failure;
 use crate::rules::soundness::{check_rules, CheckConfig};
 use crate::rules::RuleSet;
 use crate::trace::trace;
@@ -100,6 +101,9 @@ pub enum RulesAction {
     List {
         /// A folder of *.toml rule files (default: the embedded rewrites/).
         dir: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RulesFormat::Text)]
+        format: RulesFormat,
     },
     /// Check every rule for soundness, exactly; exit 1 if one fails.
     Check {
@@ -135,9 +139,9 @@ pub struct DeriveArgs {
     /// The inputs to differentiate with respect to (comma-separated; default: all).
     #[arg(long, value_delimiter = ',')]
     pub wrt: Vec<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output format (math, latex, dot: see docs/derivation.md).
+    #[arg(long, value_enum, default_value_t = DerivationFormat::Text)]
+    pub format: DerivationFormat,
     /// A folder of *.toml rule files replacing the embedded rewrites/.
     #[arg(long)]
     pub rules: Option<PathBuf>,
@@ -252,7 +256,7 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
         None
     };
     match args.format {
-        Format::Json => {
+        DerivationFormat::Json => {
             let mut v = if with_trace {
                 serde_json::to_value(&t).map_err(Failure::input)?
             } else {
@@ -270,7 +274,7 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
                 serde_json::to_string_pretty(&v).map_err(Failure::input)?
             );
         }
-        Format::Text => {
+        DerivationFormat::Text => {
             if with_trace {
                 print!("{}", t.to_text());
             } else {
@@ -279,6 +283,10 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
             if let Some(p) = &plan {
                 print!("{p}");
             }
+        }
+        notation => {
+            let shown = crate::notation::show(notation, &t, plan.as_ref(), with_trace);
+            print!("{}", shown.map_err(Failure::input)?);
         }
     }
     let rss = d.peak_rss.map_or("peak memory unknown".into(), |b| {
@@ -299,8 +307,12 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
 
 fn cmd_rules(action: &RulesAction) -> Result<(), Failure> {
     match action {
-        RulesAction::List { dir } => {
+        RulesAction::List { dir, format } => {
             let set = load_rules(dir.as_ref())?;
+            if *format == RulesFormat::Math {
+                print!("{}", crate::notation::math::rules(&set));
+                return Ok(());
+            }
             for r in &set.rules {
                 let arrow = if r.bidirectional { "<=>" } else { "=>" };
                 let cond = if r.conditions.0.is_empty() {

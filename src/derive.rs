@@ -277,30 +277,79 @@ pub fn peak_rss() -> Option<u64> {
 /// Costs that prefer what a kernel computes cheaply: derivative operators are
 /// prohibitive, transposes are free inside a GEMM (transpose flags), the saved
 /// softmax output is cheap to reuse, and fewer passes over the data win.
-pub struct KernelCost;
+/// It reads the e-graph only to order the factors of a commutative product or sum
+/// whose two orders cost the same.
+pub struct KernelCost<'a> {
+    /// The e-graph extracted from.
+    pub egraph: &'a Graph,
+}
 
-impl CostFunction<Op> for KernelCost {
+impl KernelCost<'_> {
+    fn holds_softmax(&self, id: Id) -> bool {
+        self.egraph[id]
+            .nodes
+            .iter()
+            .any(|n| matches!(n, Op::Softmax(_)))
+    }
+}
+
+impl CostFunction<Op> for KernelCost<'_> {
     type Cost = f64;
     fn cost<C>(&mut self, enode: &Op, mut costs: C) -> f64
     where
         C: FnMut(Id) -> f64,
     {
-        let own = match enode {
-            Op::Jvp(_) | Op::Vjp(_) | Op::Adj(_) => 1e6,
-            Op::Num(_) | Op::Input(_) | Op::Tan(_) => 1.0,
-            Op::Grad(_) => 0.5,
-            // Two contributions to one slot cost more than one summed contribution.
-            Op::GAdd(_) => 4.0,
-            Op::Transpose(_) => 0.5,
-            Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Neg(_) => 2.0,
-            Op::Div(_) | Op::Inv(_) => 3.0,
-            Op::RowSum(_) => 3.0,
-            Op::Softmax(_) => 2.0,
-            Op::Exp(_) => 8.0,
-            Op::Bmm(_) => 10.0,
+        let order = match enode {
+            Op::Mul([a, b]) => order_cost(self.holds_softmax(*a), self.holds_softmax(*b)),
+            _ => 0.0,
         };
-        enode.fold(own, |acc, id| acc + costs(id))
+        enode.fold(op_cost(enode) + order, |acc, id| acc + costs(id))
     }
+}
+
+/// An operator's own cost (see [`KernelCost`]).
+fn op_cost(op: &Op) -> f64 {
+    match op {
+        Op::Jvp(_) | Op::Vjp(_) | Op::Adj(_) => 1e6,
+        Op::Num(_) | Op::Input(_) | Op::Tan(_) => 1.0,
+        Op::Grad(_) => 0.5,
+        // Two contributions to one slot cost more than one summed contribution.
+        Op::GAdd(_) => 4.0,
+        Op::Transpose(_) => 0.5,
+        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Neg(_) => 2.0,
+        Op::Div(_) | Op::Inv(_) => 3.0,
+        Op::RowSum(_) => 3.0,
+        Op::Softmax(_) => 2.0,
+        Op::Exp(_) => 8.0,
+        Op::Bmm(_) => 10.0,
+    }
+}
+
+/// Of the two orders of a product, the one writing the softmax first (s ⊙ G, as the
+/// Lean file writes y ⊙ (dx − ...)) wins a tie: a readable normal form that never
+/// outweighs a real cost difference (at least 0.5).
+fn order_cost(softmax_a: bool, softmax_b: bool) -> f64 {
+    if softmax_b && !softmax_a {
+        1e-9
+    } else {
+        0.0
+    }
+}
+
+/// The [`KernelCost`] of one term (each subterm counted where it occurs).
+pub fn term_cost(e: &Expr) -> f64 {
+    let nodes = e.as_ref();
+    let softmax = |id: &Id| matches!(nodes[usize::from(*id)], Op::Softmax(_));
+    let mut cost: Vec<f64> = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let order = match node {
+            Op::Mul([a, b]) => order_cost(softmax(a), softmax(b)),
+            _ => 0.0,
+        };
+        let c = node.fold(op_cost(node) + order, |acc, id| acc + cost[usize::from(id)]);
+        cost.push(c);
+    }
+    cost.last().copied().unwrap_or(0.0)
 }
 
 /// Derives `request` with `rules`: checks the rules for soundness first, then runs
@@ -391,7 +440,8 @@ impl PhaseRun {
 
     fn best(&self) -> Expr {
         let root = self.runner.egraph.find(self.root);
-        Extractor::new(&self.runner.egraph, KernelCost)
+        let egraph = &self.runner.egraph;
+        Extractor::new(egraph, KernelCost { egraph })
             .find_best(root)
             .1
     }
@@ -489,7 +539,14 @@ pub fn derive_unchecked(
         return Err(first.residual_error(&mid, found));
     }
     let mut second = PhaseRun::run("simplify", &mid, request, &rules.rewrites()?, limits);
-    let extracted = second.best_keeping(&request.keep);
+    let simplified = second.best_keeping(&request.keep);
+    // Simplifying keeps the differentiated term unless it finds a cheaper one (a
+    // rewrite for nothing would only lengthen the trace).
+    let extracted = if term_cost(&simplified) < term_cost(&mid) || !request.keep.is_empty() {
+        simplified
+    } else {
+        mid.clone()
+    };
     let result = match request.mode {
         Mode::Vjp => keep_slots(&extracted, &request.wrt),
         Mode::Jvp => extracted.clone(),
@@ -557,7 +614,7 @@ fn stop_text(reason: Option<&StopReason>) -> String {
 /// The derivative operators no rule could rewrite: e-classes holding nothing but
 /// derivative operators, extracted, smallest first. These name the missing rule.
 fn stuck_terms(egraph: &Graph) -> Vec<Expr> {
-    let extractor = Extractor::new(egraph, KernelCost);
+    let extractor = Extractor::new(egraph, KernelCost { egraph });
     let mut stuck: Vec<Expr> = egraph
         .classes()
         .filter(|c| c.nodes.iter().all(Op::is_derivative_operator))
@@ -644,11 +701,11 @@ mod tests {
         let vjp = derive_term("(softmax X)", &x, Mode::Vjp);
         assert_eq!(
             vjp.result.to_string(),
-            "(grad X (* (softmax X) (- G (rowsum (* G (softmax X))))))"
+            "(grad X (* (softmax X) (- G (rowsum (* (softmax X) G)))))"
         );
         assert_eq!(
             jvp.result.to_string(),
-            "(* (softmax X) (- (tan X) (rowsum (* (tan X) (softmax X)))))"
+            "(* (softmax X) (- (tan X) (rowsum (* (softmax X) (tan X)))))"
         );
         assert_eq!(vjp.phases.len(), 2);
         assert!(!vjp.explanation.is_empty() && vjp.explained);

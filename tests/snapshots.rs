@@ -6,15 +6,9 @@ use fderiv::manifest::Manifest;
 use fderiv::rules::RuleSet;
 use fderiv::trace::trace;
 
-fn snapshot(name: &str, value: &str) {
-    insta::with_settings!({
-        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
-        prepend_module_to_snapshot => false,
-        omit_expression => true,
-    }, {
-        insta::assert_snapshot!(name, value);
-    });
-}
+#[path = "support/snap.rs"]
+mod snap;
+use snap::snapshot;
 
 fn derive_and_snapshot(kernel: &str, mode: Mode) {
     let rules = RuleSet::embedded().expect("the embedded rules load");

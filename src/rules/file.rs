@@ -155,6 +155,18 @@ pub enum CondKind {
     IsConst,
 }
 
+impl fmt::Display for CondKind {
+    /// The keyword the rule files use (`tangent_free`, …).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CondKind::TangentFree => "tangent_free",
+            CondKind::RowConst => "row_const",
+            CondKind::IsInput => "is_input",
+            CondKind::IsConst => "is_const",
+        })
+    }
+}
+
 /// All of a rule's side conditions (egg checks them before applying the rhs).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Condition(pub Vec<(CondKind, Var)>);

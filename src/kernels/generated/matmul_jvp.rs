@@ -3,7 +3,7 @@
 
 //! `matmul` JVP (derived with the rules).
 //!
-//! Term: `(+ (bmm A (tan B)) (bmm (tan A) B))`
+//! Term: `(+ (bmm (tan A) B) (bmm A (tan B)))`
 //!
 //! Plan (row-major buffers; transposes are GEMM flags):
 //!
@@ -17,8 +17,8 @@
 //!   t1   temp    h×m×p
 //!   out  output  h×m×p
 //! steps:
-//!   1. t0 = gemm dA · B   (per head)
-//!   2. t1 = gemm A · dB   (per head)
+//!   1. t0 = gemm A · dB   (per head)
+//!   2. t1 = gemm dA · B   (per head)
 //!   3. out = row pass, per row:
 //!        r0 = t1 + t0
 //!        store r0
@@ -41,10 +41,10 @@ pub fn matmul_jvp_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b: &[f
     runtime::check_len("out", out.len(), [h, m, p])?;
     let mut t0 = vec![0.0; runtime::size("t0", [h, m, p])?];
     let mut t1 = vec![0.0; runtime::size("t1", [h, m, p])?];
-    // 1. t0 = dA · B per head
-    runtime::bmm([h, m, n, p], d_a, false, b, false, &mut t0)?;
-    // 2. t1 = A · dB per head
-    runtime::bmm([h, m, n, p], a, false, d_b, false, &mut t1)?;
+    // 1. t0 = A · dB per head
+    runtime::bmm([h, m, n, p], a, false, d_b, false, &mut t0)?;
+    // 2. t1 = dA · B per head
+    runtime::bmm([h, m, n, p], d_a, false, b, false, &mut t1)?;
     // 3. out = a fused pass over each row
     runtime::row_pass(out, p, || -> [Vec<f64>; 1] { std::array::from_fn(|_| vec![0.0; p]) }, |row, out, regs| {
         let [r0] = regs;

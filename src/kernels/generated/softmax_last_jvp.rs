@@ -3,7 +3,7 @@
 
 //! `softmax_last` JVP (derived with the rules).
 //!
-//! Term: `(* (softmax X) (- (tan X) (rowsum (* (tan X) (softmax X)))))`
+//! Term: `(* (softmax X) (- (tan X) (rowsum (* (softmax X) (tan X)))))`
 //!
 //! Plan (row-major buffers; transposes are GEMM flags):
 //!
@@ -14,7 +14,7 @@
 //!   out  output  h×m×n
 //! steps:
 //!   1. out = row pass, per row:
-//!        r0 = dX * S
+//!        r0 = S * dX
 //!        s0 = rowsum r0
 //!        r1 = dX - s0
 //!        r2 = S * r1
@@ -39,7 +39,7 @@ pub fn softmax_last_jvp_into(h: usize, m: usize, n: usize, s: &[f64], d_x: &[f64
         let [r0, r1, r2] = regs;
         let s = runtime::row(s, row, n);
         let d_x = runtime::row(d_x, row, n);
-        for j in 0..n { r0[j] = (d_x[j]) * (s[j]); }
+        for j in 0..n { r0[j] = (s[j]) * (d_x[j]); }
         let mut s0 = 0.0_f64;
         for j in 0..n { s0 += r0[j]; }
         for j in 0..n { r1[j] = (d_x[j]) - (s0); }

@@ -3,7 +3,7 @@
 
 //! `softmax_last` VJP (derived with the rules).
 //!
-//! Term: `(grad X (* (softmax X) (- G (rowsum (* G (softmax X))))))`
+//! Term: `(grad X (* (softmax X) (- G (rowsum (* (softmax X) G)))))`
 //!
 //! Plan (row-major buffers; transposes are GEMM flags):
 //!
@@ -14,7 +14,7 @@
 //!   gX  output  h×m×n
 //! steps:
 //!   1. gX = row pass, per row:
-//!        r0 = G * S
+//!        r0 = S * G
 //!        s0 = rowsum r0
 //!        r1 = G - s0
 //!        r2 = S * r1
@@ -39,7 +39,7 @@ pub fn softmax_last_vjp_into(h: usize, m: usize, n: usize, s: &[f64], g: &[f64],
         let [r0, r1, r2] = regs;
         let g = runtime::row(g, row, n);
         let s = runtime::row(s, row, n);
-        for j in 0..n { r0[j] = (g[j]) * (s[j]); }
+        for j in 0..n { r0[j] = (s[j]) * (g[j]); }
         let mut s0 = 0.0_f64;
         for j in 0..n { s0 += r0[j]; }
         for j in 0..n { r1[j] = (g[j]) - (s0); }
