@@ -73,7 +73,7 @@ fn layouts_lower_to_copies_and_the_plan_matches_the_expression() {
                 .any(|st| matches!(st, Step::Relayout { .. })),
             "{plan}"
         );
-        let count = check_plan_exact(&e, &s, &plan, &cfg).unwrap();
+        let count = check_plan_exact(&e, &s, &plan, &[], &cfg).unwrap();
         assert!(
             count.first_failure.is_none(),
             "{term}: {:?}",
@@ -98,7 +98,7 @@ fn a_plan_whose_split_became_the_lean_cast_is_rejected() {
         seed: 3,
         max_dim: 3,
     };
-    let count = check_plan_exact(&e, &s, &plan, &cfg).unwrap();
+    let count = check_plan_exact(&e, &s, &plan, &[], &cfg).unwrap();
     assert!(count.first_failure.is_some());
     // A head count that does not match the buffers: a malformed plan.
     for st in &mut plan.steps {
@@ -107,7 +107,7 @@ fn a_plan_whose_split_became_the_lean_cast_is_rejected() {
             *heads = 3;
         }
     }
-    let count = check_plan_exact(&e, &s, &plan, &cfg).unwrap();
+    let count = check_plan_exact(&e, &s, &plan, &[], &cfg).unwrap();
     assert!(count.first_failure.unwrap().contains("malformed"));
 }
 

@@ -51,7 +51,7 @@ fn a_parameter_lowers_to_a_param_buffer_and_the_plan_matches_the_expression() {
         seed: 7,
         max_dim: 3,
     };
-    let count = check_plan_exact(&e, &s, &plan, &cfg).unwrap();
+    let count = check_plan_exact(&e, &s, &plan, &[], &cfg).unwrap();
     assert!(count.first_failure.is_none(), "{:?}", count.first_failure);
     // f64: c = 2 doubles.
     let x = Tensor::new([1, 1, 2], vec![0.0, 0.5]).unwrap();
@@ -93,7 +93,7 @@ fn a_plan_that_reads_a_number_instead_of_the_parameter_is_rejected() {
         seed: 7,
         max_dim: 3,
     };
-    let count = check_plan_exact(&e, &s, &plan, &cfg).unwrap();
+    let count = check_plan_exact(&e, &s, &plan, &[], &cfg).unwrap();
     assert!(count.first_failure.is_some());
 }
 
@@ -103,6 +103,6 @@ fn a_parameter_named_like_an_input_is_a_clash() {
     let err = lower(&parse_term("(* @c c)").unwrap(), &s).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "saved buffer c clashes with an input of the same name"
+        "saved buffer c clashes with an input or output of the same name"
     );
 }

@@ -132,6 +132,22 @@ impl Builder {
         })
     }
 
+    /// Adds an output buffer for each of `keep`, which must occur in the term.
+    pub(super) fn keeping(mut self, keep: &[Saved]) -> Result<Self, LowerError> {
+        for k in keep {
+            let id = find(&self.expr, &hashcons(&k.term, &HashMap::new()).0)
+                .ok_or_else(|| LowerError::NotASubterm(k.term.to_string()))?;
+            if self.outputs.iter().any(|(name, _, _)| name == &k.name)
+                || self.shapes.contains_key(&Symbol::from(&k.name))
+            {
+                return Err(LowerError::NameClash(k.name.clone()));
+            }
+            let shape = tensor_shape(infer_term(&k.term, &self.shapes)?, &|| k.term.to_string())?;
+            self.outputs.push((k.name.clone(), id, shape));
+        }
+        Ok(self)
+    }
+
     /// One output `out` for a tensor root; one `gA` per slot for a gradient root,
     /// the slot's weights summed by `+` nodes appended to `expr`.
     fn outputs(expr: &mut Expr, shapes: &ShapeEnv) -> Result<Vec<(String, Id, Shape)>, LowerError> {

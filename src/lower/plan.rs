@@ -228,6 +228,21 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// An instruction as the plan prints it (`r0 = exp X`).
+    pub fn instr_text(&self, i: &Instr) -> String {
+        Named(self, i).to_string()
+    }
+
+    /// A row program's operand as the plan prints it (a buffer name, register or number).
+    pub fn arg_text(&self, a: &Arg) -> String {
+        Named(self, a).to_string()
+    }
+
+    /// A GEMM operand as the plan prints it (`Kᵀ`).
+    pub fn operand_text(&self, o: GemmOperand) -> String {
+        Named(self, o).to_string()
+    }
+
     /// The buffers with `role`, with their ids.
     pub fn with_role(&self, role: Role) -> impl Iterator<Item = (BufId, &Buffer)> {
         self.buffers
