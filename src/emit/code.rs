@@ -105,6 +105,8 @@ struct Names<'a> {
     /// Runtime parameters (`f64` arguments), by name.
     params: Vec<BufId>,
     outputs: Vec<BufId>,
+    /// Each buffer's Rust identifier (`A` → `a`; `M` → `m_` beside a dim `m`).
+    idents: Vec<String>,
 }
 
 impl<'a> Names<'a> {
@@ -131,9 +133,17 @@ impl<'a> Names<'a> {
                 }
             }
         }
-        let idents: Vec<String> = plan.buffers.iter().map(|b| ident(&b.name)).collect();
-        if let Some(clash) = dims.iter().find(|d| idents.contains(d)) {
-            return Err(format!("dim {clash} has the same name as a buffer"));
+        let mut idents: Vec<String> = plan.buffers.iter().map(|b| ident(&b.name)).collect();
+        for id in idents.iter_mut() {
+            while dims.contains(id) {
+                id.push('_');
+            }
+        }
+        if let Some(twin) = (0..idents.len()).find(|i| idents[..*i].contains(&idents[*i])) {
+            return Err(format!(
+                "buffer {} has the same Rust name as another buffer",
+                plan.buffers[twin].name
+            ));
         }
         let in_inputs = |n: &String| {
             inputs.iter().any(|i| {
@@ -154,6 +164,7 @@ impl<'a> Names<'a> {
             inputs,
             params,
             outputs,
+            idents,
         })
     }
 
@@ -162,7 +173,7 @@ impl<'a> Names<'a> {
     }
 
     fn id(&self, b: BufId) -> String {
-        ident(self.name(b))
+        self.idents[b].clone()
     }
 
     /// The buffer as a `&[f64]` expression (temporaries are owned vectors).

@@ -40,6 +40,7 @@ pub enum Sizes {
 /// fixed h, m, n, p by name), then small rational values and tangents.
 pub fn random_env(
     shapes: &ShapeEnv,
+    params: &[Symbol],
     rng: &mut ChaCha8Rng,
     sizes_from: Sizes,
     oracle: &ExpOracle,
@@ -58,9 +59,13 @@ pub fn random_env(
         let tangent = random_tensor(rng, dims).map_err(Failure::input)?;
         inputs.insert(*name, Binding { value, tangent });
     }
+    let params = params
+        .iter()
+        .map(|p| (*p, crate::rules::soundness::small_rational(rng)))
+        .collect();
     Ok(Env {
         inputs,
-        params: BTreeMap::new(),
+        params,
         oracle: oracle.clone(),
     })
 }
@@ -131,7 +136,8 @@ pub fn derived_rungs(
     });
     let fixed = args.shapes.iter().map(|d| Sizes::Fixed(*d));
     for sizes in random.chain(fixed) {
-        let mut env = random_env(&shapes, rng, sizes, &oracle)?;
+        let params = crate::ir::params(&any.request.forward);
+        let mut env = random_env(&shapes, &params, rng, sizes, &oracle)?;
         for (input, b) in env.inputs.iter_mut() {
             if !wrt.contains(input) {
                 b.tangent = Tensor::filled(b.value.dims(), <Rational as Scalar>::zero())
