@@ -1,0 +1,338 @@
+//! Support code for the kernels `fderiv emit` generates: shape and length checks, the
+//! batched GEMM (on `matrixmultiply`, heads in parallel on `rayon`), the transpose copy
+//! and the parallel row-pass driver.
+//!
+//! Hand-written, and emitted verbatim beside the generated kernels so that the folder
+//! stands alone: it needs only the crates `matrixmultiply` and `rayon`.
+//!
+//! Layout everywhere: row-major h×m×n, contiguous, entry (k, i, j) at k·m·n + i·n + j.
+
+use rayon::prelude::*;
+use std::fmt;
+
+/// Why a kernel refused its arguments. Kernels never panic on bad shapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelError {
+    /// A buffer's length is not the product of its dims.
+    Length {
+        /// The buffer's name.
+        buffer: &'static str,
+        /// The length its dims need.
+        expected: usize,
+        /// The length given.
+        found: usize,
+    },
+    /// An input's dim disagrees with the same dim fixed by an earlier input.
+    Shape {
+        /// The input's name.
+        input: &'static str,
+        /// Its dims.
+        dims: [usize; 3],
+        /// The dim's name.
+        dim: &'static str,
+        /// The size fixed earlier.
+        expected: usize,
+    },
+    /// An input's axis is not a multiple of the known factors of its product dim.
+    Factor {
+        /// The input's name.
+        input: &'static str,
+        /// Its dims.
+        dims: [usize; 3],
+        /// The product dim, e.g. `h*d`.
+        dim: &'static str,
+        /// The product of its factors fixed earlier.
+        known: usize,
+    },
+    /// The product of a buffer's dims overflows `usize`.
+    Overflow {
+        /// The buffer's name.
+        buffer: &'static str,
+    },
+    /// The wrong number of inputs for a kernel's uniform entry point.
+    Arity {
+        /// The kernel.
+        kernel: &'static str,
+        /// Inputs it takes.
+        expected: usize,
+        /// Inputs given.
+        found: usize,
+    },
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::Length {
+                buffer,
+                expected,
+                found,
+            } => write!(f, "{buffer} has {found} values but its dims need {expected}"),
+            KernelError::Shape {
+                input,
+                dims,
+                dim,
+                expected,
+            } => write!(
+                f,
+                "{input} has shape {}×{}×{} but {dim} = {expected} from an earlier input",
+                dims[0], dims[1], dims[2]
+            ),
+            KernelError::Factor {
+                input,
+                dims,
+                dim,
+                known,
+            } => write!(
+                f,
+                "{input} has shape {}×{}×{} but its dim {dim} must be a multiple of {known}",
+                dims[0], dims[1], dims[2]
+            ),
+            KernelError::Overflow { buffer } => write!(f, "the size of {buffer} overflows usize"),
+            KernelError::Arity {
+                kernel,
+                expected,
+                found,
+            } => write!(f, "{kernel} takes {expected} inputs, {found} given"),
+        }
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+/// A dense h×m×n tensor of f64, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor3 {
+    /// h, m, n.
+    pub dims: [usize; 3],
+    /// The values, row-major.
+    pub data: Vec<f64>,
+}
+
+impl Tensor3 {
+    /// A tensor from dims and data; the length must match.
+    pub fn new(dims: [usize; 3], data: Vec<f64>) -> Result<Tensor3, KernelError> {
+        check_len("tensor", data.len(), dims)?;
+        Ok(Tensor3 { dims, data })
+    }
+
+    /// The all-zero tensor.
+    pub fn zeros(buffer: &'static str, dims: [usize; 3]) -> Result<Tensor3, KernelError> {
+        Ok(Tensor3 {
+            dims,
+            data: vec![0.0; size(buffer, dims)?],
+        })
+    }
+}
+
+/// The number of entries of `dims`, checked.
+pub fn size(buffer: &'static str, dims: [usize; 3]) -> Result<usize, KernelError> {
+    dims[0]
+        .checked_mul(dims[1])
+        .and_then(|x| x.checked_mul(dims[2]))
+        .ok_or(KernelError::Overflow { buffer })
+}
+
+/// Checks that a buffer of `len` values has dims `dims`.
+pub fn check_len(buffer: &'static str, len: usize, dims: [usize; 3]) -> Result<(), KernelError> {
+    let expected = size(buffer, dims)?;
+    if len == expected {
+        Ok(())
+    } else {
+        Err(KernelError::Length {
+            buffer,
+            expected,
+            found: len,
+        })
+    }
+}
+
+/// Checks that `input`'s axis `axis` has the size fixed earlier for `dim`.
+pub fn same_dim(
+    input: &'static str,
+    dims: [usize; 3],
+    axis: usize,
+    dim: &'static str,
+    expected: usize,
+) -> Result<(), KernelError> {
+    if dims[axis] == expected {
+        Ok(())
+    } else {
+        Err(KernelError::Shape {
+            input,
+            dims,
+            dim,
+            expected,
+        })
+    }
+}
+
+/// The value of a runtime parameter passed as a 1×1×1 tensor.
+pub fn scalar(input: &'static str, t: &Tensor3) -> Result<f64, KernelError> {
+    for axis in 0..3 {
+        same_dim(input, t.dims, axis, "1", 1)?;
+    }
+    check_len(input, t.data.len(), t.dims)?;
+    Ok(t.data[0])
+}
+
+/// Solves `input`'s axis `axis`, declared as the product dim `dim`, for its one unknown
+/// factor: the axis divided by `known` (the product of the other factors), which must
+/// divide it. Fails for `known = 0` (the unknown factor is then undetermined).
+pub fn factor(
+    input: &'static str,
+    dims: [usize; 3],
+    axis: usize,
+    dim: &'static str,
+    known: usize,
+) -> Result<usize, KernelError> {
+    if known > 0 && dims[axis] % known == 0 {
+        Ok(dims[axis] / known)
+    } else {
+        Err(KernelError::Factor {
+            input,
+            dims,
+            dim,
+            known,
+        })
+    }
+}
+
+/// `out = op(a)·op(b)` head by head for h heads, `op(a)` m×k and `op(b)` k×p, `op` a
+/// transpose where flagged (a stride swap, no copy). Buffers are row-major: `a` is
+/// h×m×k (h×k×m when `ta`), `b` is h×k×p (h×p×k when `tb`), `out` is h×m×p. Lengths
+/// are checked. Error: each entry is a length-k dot product, |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|.
+#[allow(clippy::too_many_arguments)]
+pub fn bmm(
+    [h, m, k, p]: [usize; 4],
+    a: &[f64],
+    ta: bool,
+    b: &[f64],
+    tb: bool,
+    out: &mut [f64],
+) -> Result<(), KernelError> {
+    check_len("gemm left operand", a.len(), [h, m, k])?;
+    check_len("gemm right operand", b.len(), [h, k, p])?;
+    check_len("gemm output", out.len(), [h, m, p])?;
+    if m == 0 || p == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    // Row and column strides of op(a) (m×k) and op(b) (k×p) inside one head.
+    let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if tb { (1, k) } else { (p, 1) };
+    out.par_chunks_mut(m * p).enumerate().for_each(|(head, c)| {
+        let a = &a[head * m * k..(head + 1) * m * k];
+        let b = &b[head * k * p..(head + 1) * k * p];
+        // SAFETY: `a` holds m·k values, and for every i < m, l < k the offset
+        // i·rsa + l·csa < m·k for both stride pairs; likewise `b` holds k·p values
+        // reached by l·rsb + j·csb < k·p, and `c` holds m·p values at i·p + j. The
+        // three slices do not overlap (`c` is a distinct `&mut`).
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                p,
+                1.0,
+                a.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                0.0,
+                c.as_mut_ptr(),
+                p as isize,
+                1,
+            );
+        }
+    });
+    Ok(())
+}
+
+/// `out = xᵀ` over the last two axes: `x` is h×m×n, `out` h×n×m. Lengths are checked.
+pub fn transpose([h, m, n]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("transposed buffer", x.len(), [h, m, n])?;
+    check_len("transpose output", out.len(), [h, n, m])?;
+    for k in 0..h {
+        for i in 0..m {
+            for j in 0..n {
+                out[k * n * m + j * m + i] = x[k * m * n + i * n + j];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// PyTorch's head split `view(n, k, d).transpose(0, 1)`: `x` is 1×n×(k·d), `out` is
+/// k×n×d, `out[h,i,j] = x[0,i,h·d+j]`. Lengths are checked.
+pub fn split_heads([k, n, d]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("split input", x.len(), [k, n, d])?;
+    check_len("split output", out.len(), [k, n, d])?;
+    for h in 0..k {
+        for i in 0..n {
+            let src = &x[i * k * d + h * d..][..d];
+            out[(h * n + i) * d..][..d].copy_from_slice(src);
+        }
+    }
+    Ok(())
+}
+
+/// The head merge (inverse of [`split_heads`]): `x` is k×n×d, `out` is 1×n×(k·d),
+/// `out[0,i,h·d+j] = x[h,i,j]`. Lengths are checked.
+pub fn merge_heads([k, n, d]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("merge input", x.len(), [k, n, d])?;
+    check_len("merge output", out.len(), [k, n, d])?;
+    for h in 0..k {
+        for i in 0..n {
+            let src = &x[(h * n + i) * d..][..d];
+            out[i * k * d + h * d..][..d].copy_from_slice(src);
+        }
+    }
+    Ok(())
+}
+
+/// Swaps the first two axes: `x` is a×b×c, `out` is b×a×c, `out[i,h,j] = x[h,i,j]`.
+pub fn swap([a, b, c]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("swap input", x.len(), [a, b, c])?;
+    check_len("swap output", out.len(), [b, a, c])?;
+    for h in 0..a {
+        for i in 0..b {
+            out[(i * a + h) * c..][..c].copy_from_slice(&x[(h * b + i) * c..][..c]);
+        }
+    }
+    Ok(())
+}
+
+/// A row-major cast (`reshape`, `unreshape`, `flat`, `unflat`): the same values under
+/// other dims, copied. Both buffers hold `dims`' entries.
+pub fn cast(dims: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("cast input", x.len(), dims)?;
+    check_len("cast output", out.len(), dims)?;
+    out.copy_from_slice(x);
+    Ok(())
+}
+
+/// Runs `body(row, out_row, registers)` over every row of length `n` of `out`, rows in
+/// parallel; `registers` is made once per worker by `init`, never per row.
+pub fn row_pass<R: Send>(
+    out: &mut [f64],
+    n: usize,
+    init: impl Fn() -> R + Sync + Send,
+    body: impl Fn(usize, &mut [f64], &mut R) + Sync + Send,
+) {
+    if n == 0 {
+        return;
+    }
+    out.par_chunks_mut(n)
+        .enumerate()
+        .for_each_init(init, |regs, (row, out_row)| body(row, out_row, regs));
+}
+
+/// Row `row` of length `n` of a buffer.
+pub fn row(buf: &[f64], row: usize, n: usize) -> &[f64] {
+    &buf[row * n..(row + 1) * n]
+}
