@@ -90,6 +90,14 @@ pub enum RunError {
         /// `op mode`.
         task: String,
     },
+    /// A `--param` that is unknown, repeated, missing or not finite.
+    #[error("parameter {name}: {why} (nothing was written)")]
+    BadParam {
+        /// The parameter.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
     /// The same name was given twice.
     #[error("input {name} is given twice ({} and {})", first.display(), second.display())]
     DuplicateInput {

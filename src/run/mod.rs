@@ -16,11 +16,13 @@ pub mod finite;
 pub mod inputs;
 pub mod npy;
 pub mod output;
+pub mod params;
 pub mod task;
 
 pub use compute::compute;
 pub use error::RunError;
 pub use inputs::InputSpec;
+pub use params::ParamSpec;
 pub use task::Task;
 
 use crate::manifest::KernelMode;
@@ -46,6 +48,9 @@ pub struct RunArgs {
     /// An input, NAME=FILE.npy (repeat per input).
     #[arg(long = "input", value_name = "NAME=FILE.npy", required = true)]
     pub inputs: Vec<InputSpec>,
+    /// A runtime scalar parameter of the term, NAME=VALUE (`c=0.125` for `@c`).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<ParamSpec>,
     /// The folder to write the outputs to (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -71,6 +76,7 @@ impl RunArgs {
                     path: p.to_path_buf(),
                 })
                 .collect(),
+            params: Vec::new(),
             out: out.to_path_buf(),
             force: false,
             manifest: None,
@@ -93,7 +99,8 @@ pub fn execute(args: &RunArgs) -> Result<Vec<(PathBuf, crate::tensor::Dims)>, Ru
     let task = Task::load(args.manifest.as_deref(), &args.kernel, args.mode)?;
     let (plan, files) = inputs::select(&task, &args.inputs)?;
     output::check_targets(&args.out, &task.output_files(), args.force)?;
-    let tensors = inputs::load(&task.plans[plan], &files)?;
+    let mut tensors = inputs::load(&task.plans[plan], &files)?;
+    params::bind(&task, plan, &args.params, &mut tensors)?;
     let outputs = compute(&task, plan, &tensors)?;
     finite::check_finite(&task, plan, &tensors, &outputs)?;
     let written = output::write_all(&args.out, &outputs, args.force)?;
