@@ -73,9 +73,83 @@ define_language! {
 /// A term of the IR.
 pub type Expr = RecExpr<Op>;
 
-/// Parses a term from its s-expression text.
+/// The largest term text accepted: bytes, parenthesis nesting and nodes. The parser
+/// and the printer recurse once per nesting level, so the depth bound is what keeps a
+/// hostile term from exhausting the stack; the others bound memory and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TermLimits {
+    /// Bytes of text (default 1 MiB).
+    pub bytes: usize,
+    /// Nesting depth of parentheses (default 256).
+    pub depth: usize,
+    /// Nodes of the parsed term (default 100 000).
+    pub nodes: usize,
+}
+
+impl Default for TermLimits {
+    fn default() -> Self {
+        TermLimits {
+            bytes: 1 << 20,
+            depth: 256,
+            nodes: 100_000,
+        }
+    }
+}
+
+impl TermLimits {
+    /// Checks the text's length and nesting before anything parses it (terms and rule
+    /// patterns alike). Parentheses inside quoted names count too: the bound is
+    /// conservative, never lax.
+    pub fn check_text(&self, text: &str) -> Result<(), String> {
+        if text.len() > self.bytes {
+            return Err(format!(
+                "the term is {} bytes long; the limit is {} bytes",
+                text.len(),
+                self.bytes
+            ));
+        }
+        let mut depth = 0usize;
+        for b in text.bytes() {
+            match b {
+                b'(' => {
+                    depth += 1;
+                    if depth > self.depth {
+                        return Err(format!(
+                            "the term nests parentheses deeper than the limit of {}",
+                            self.depth
+                        ));
+                    }
+                }
+                b')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a parsed term's node count.
+    pub fn check_nodes(&self, nodes: usize) -> Result<(), String> {
+        if nodes > self.nodes {
+            return Err(format!(
+                "the term has {nodes} nodes; the limit is {}",
+                self.nodes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a term from its s-expression text, within the default [`TermLimits`].
 pub fn parse_term(text: &str) -> Result<Expr, String> {
-    text.parse::<Expr>().map_err(|e| e.to_string())
+    parse_term_within(text, &TermLimits::default())
+}
+
+/// Parses a term from its s-expression text, refusing text or terms beyond `limits`.
+pub fn parse_term_within(text: &str, limits: &TermLimits) -> Result<Expr, String> {
+    limits.check_text(text)?;
+    let e = text.parse::<Expr>().map_err(|e| e.to_string())?;
+    limits.check_nodes(e.as_ref().len())?;
+    Ok(e)
 }
 
 impl Op {
@@ -101,6 +175,28 @@ mod tests {
             assert_eq!(e.to_string(), text);
             assert_eq!(parse_term(&e.to_string()).unwrap(), e);
         }
+    }
+
+    #[test]
+    fn terms_beyond_each_limit_are_refused_and_within_it_accepted() {
+        let limits = TermLimits {
+            bytes: 40,
+            depth: 3,
+            nodes: 5,
+        };
+        assert!(parse_term_within("(+ (exp A) (neg B))", &limits).is_ok());
+        let long = format!("(+ A {})", "B".repeat(40));
+        let err = parse_term_within(&long, &limits).unwrap_err();
+        assert!(err.contains("the limit is 40 bytes"), "{err}");
+        let err = parse_term_within("(exp (exp (exp (exp A))))", &limits).unwrap_err();
+        assert!(err.contains("deeper than the limit of 3"), "{err}");
+        let err = parse_term_within("(+ (+ A B) (+ C D))", &limits).unwrap_err();
+        assert!(err.contains("has 7 nodes; the limit is 5"), "{err}");
+        // The default depth keeps a deeply nested term from reaching the recursive parser.
+        let deep = format!("{}A{}", "(exp ".repeat(100_000), ")".repeat(100_000));
+        assert!(parse_term(&deep)
+            .unwrap_err()
+            .contains("deeper than the limit of 256"));
     }
 
     #[test]

@@ -17,6 +17,43 @@ pub enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// An input path exists but is not a regular file (a directory, a FIFO, a device).
+    #[error("{} is not a regular file", path.display())]
+    InputNotFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An input path is a symbolic link that does not resolve (a loop, or a missing
+    /// target).
+    #[error("cannot read {}: it is a symbolic link that does not resolve (a loop or a missing target): {source}", path.display())]
+    BrokenSymlink {
+        /// The link.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The header announces more entries than the limit (checked before anything the
+    /// header sizes is allocated).
+    #[error("{} declares shape {} ({} entries), more than the limit of {limit} (raise it with --max-elements)", path.display(), fmt_shape(shape), shape.iter().product::<u64>())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The shape as written (its product fits in u64).
+        shape: Vec<u64>,
+        /// The limit.
+        limit: u64,
+    },
+    /// The inputs' shapes make a result (an output or an intermediate) larger than the
+    /// limit, though each input is within it.
+    #[error("the inputs' shapes make {task} compute a result of shape {shape}, more entries than the limit of {limit} (raise it with --max-elements)")]
+    ResultTooLarge {
+        /// The op.
+        task: String,
+        /// The result's shape, `h×m×p`.
+        shape: String,
+        /// The limit.
+        limit: u64,
+    },
     /// The file is not a `.npy` file (bad magic, broken header).
     #[error("{} is not a valid .npy file: {reason}", path.display())]
     NotNpy {

@@ -87,18 +87,47 @@ fn symbolic_shapes(op: SpecOp) -> Result<BTreeMap<String, Shape>, RunError> {
     Ok(shapes)
 }
 
-/// Reads the selected files and checks their shapes against each other: each input's
-/// dims must agree with the dims the inputs before it fixed.
-pub fn load(op: SpecOp, files: &[InputSpec]) -> Result<BTreeMap<String, Tensor<f64>>, RunError> {
+/// Reads the selected files (each of at most `max_elements` entries) and checks their
+/// shapes against each other: each input's dims must agree with the dims the inputs
+/// before it fixed. Then every shape the op's derivatives use (each output has the
+/// shape of an input or of the cotangent) must also hold at most `max_elements`
+/// entries: zero-size inputs `1×N×0` and `1×0×N` would otherwise ask for an `N×N`
+/// result.
+pub fn load(
+    op: SpecOp,
+    files: &[InputSpec],
+    max_elements: u64,
+) -> Result<BTreeMap<String, Tensor<f64>>, RunError> {
     let shapes = symbolic_shapes(op)?;
     let mut bound: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let mut tensors = BTreeMap::new();
     for spec in files {
-        let t = npy::read_tensor(&spec.path)?;
+        let t = npy::read_tensor_within(&spec.path, max_elements)?;
         if let Some(shape) = shapes.get(&spec.name) {
             unify(spec, shape, t.dims(), &mut bound, &tensors)?;
         }
         tensors.insert(spec.name.clone(), t);
+    }
+    for shape in shapes.values() {
+        let dims: Vec<u64> = shape
+            .iter()
+            .map(|d| match d {
+                Dim::Size(k) => *k as u64,
+                Dim::Named(s) => bound.get(s).map_or(0, |(v, _)| *v as u64),
+            })
+            .collect();
+        let entries = dims.iter().try_fold(1u64, |a, d| a.checked_mul(*d));
+        if entries.is_none_or(|n| n > max_elements) {
+            return Err(RunError::ResultTooLarge {
+                task: op.to_string(),
+                shape: dims
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("×"),
+                limit: max_elements,
+            });
+        }
     }
     Ok(tensors)
 }

@@ -83,6 +83,10 @@ pub struct RunArgs {
     /// Overwrite existing output files.
     #[arg(long)]
     pub force: bool,
+    /// The most entries an input may have (checked from its header, before its data
+    /// is read); also bounds each output.
+    #[arg(long, value_name = "N", default_value_t = npy::DEFAULT_MAX_ELEMENTS)]
+    pub max_elements: u64,
 }
 
 impl RunArgs {
@@ -101,6 +105,7 @@ impl RunArgs {
                 .collect(),
             out: out.to_path_buf(),
             force: false,
+            max_elements: npy::DEFAULT_MAX_ELEMENTS,
         }
     }
 }
@@ -119,7 +124,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
 pub fn execute(args: &RunArgs) -> Result<Vec<(PathBuf, crate::tensor::Dims)>, RunError> {
     let files = inputs::select(args.op, args.mode, &args.inputs)?;
     output::check_targets(&args.out, &names::outputs(args.op, args.mode), args.force)?;
-    let tensors = inputs::load(args.op, &files)?;
+    let tensors = inputs::load(args.op, &files, args.max_elements)?;
     let outputs = compute(args.op, args.mode, &tensors)?;
     finite::check_finite(args.op, args.mode, &tensors, &outputs)?;
     let written = output::write_all(&args.out, &outputs, args.force)?;
