@@ -158,6 +158,16 @@ pub enum RunError {
         /// The existing file.
         path: PathBuf,
     },
+    /// Two outputs would be written to the same file.
+    #[error("outputs {first} and {second} would both be written to {} (nothing was written)", path.display())]
+    SamePath {
+        /// The first output's name.
+        first: String,
+        /// The second output's name.
+        second: String,
+        /// The shared path.
+        path: PathBuf,
+    },
     /// An output path exists but is not a regular file.
     #[error("{} exists and is not a regular file (nothing was written)", path.display())]
     OutputNotFile {
