@@ -183,10 +183,14 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// The result has non-finite entries that do not come from non-finite inputs.
-    #[error("{output} would hold non-finite values that no NaN or ±inf input explains: the f64 evaluation of {task} overflowed on these inputs (nothing was written)")]
+    #[error("{output}[{}, {}, {}] would be {value}, which no NaN or ±inf input explains: the f64 evaluation of {task} overflowed on these inputs (nothing was written)", index[0], index[1], index[2])]
     NonFinite {
         /// The output name.
         output: String,
+        /// The first non-finite entry (head, row, column) the overflow produced.
+        index: [usize; 3],
+        /// Its value (±inf or NaN).
+        value: f64,
         /// `op mode`.
         task: String,
     },
