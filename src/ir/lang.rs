@@ -147,9 +147,57 @@ pub fn parse_term(text: &str) -> Result<Expr, String> {
 /// Parses a term from its s-expression text, refusing text or terms beyond `limits`.
 pub fn parse_term_within(text: &str, limits: &TermLimits) -> Result<Expr, String> {
     limits.check_text(text)?;
-    let e = text.parse::<Expr>().map_err(|e| e.to_string())?;
+    let e = single_sexp(text)?
+        .parse::<Expr>()
+        .map_err(|e| e.to_string())?;
     limits.check_nodes(e.as_ref().len())?;
     Ok(e)
+}
+
+/// Checks that `text` is exactly one s-expression egg's parser reads as written, and
+/// returns it with tabs and line breaks as spaces. egg's parser silently ignores text
+/// after the first expression, keeps a tab inside a name, and reads quoted names that
+/// do not print back; such text is refused here (for terms and rule patterns alike).
+pub fn single_sexp(text: &str) -> Result<String, String> {
+    let normal: String = text
+        .chars()
+        .map(|c| {
+            if matches!(c, '\t' | '\r' | '\n') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    if let Some(c) = normal
+        .chars()
+        .find(|&c| c == '"' || c.is_control() || (c.is_whitespace() && c != ' '))
+    {
+        return Err(format!("character {c:?} is not allowed in a term"));
+    }
+    let mut depth = 0usize;
+    let mut items = 0usize;
+    let mut in_atom = false;
+    for (at, c) in normal.char_indices() {
+        let starts_item = depth == 0 && (c == '(' || (c != ' ' && c != ')' && !in_atom));
+        if starts_item {
+            items += 1;
+            if items > 1 {
+                return Err(format!(
+                    "unexpected text after the term at byte {at}: {:?}",
+                    normal[at..].chars().take(20).collect::<String>()
+                ));
+            }
+        }
+        in_atom = !matches!(c, ' ' | '(' | ')');
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return Err(format!("unexpected ) at byte {at}")),
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    Ok(normal)
 }
 
 impl Op {
@@ -197,6 +245,25 @@ mod tests {
         assert!(parse_term(&deep)
             .unwrap_err()
             .contains("deeper than the limit of 256"));
+    }
+
+    #[test]
+    fn only_one_plain_s_expression_is_a_term() {
+        // Found by fuzzing: egg's parser ignored the `+` after the term, and read a
+        // name ending in a form feed that printed as a different term.
+        for bad in [
+            "(sos\0\0\0\x0c)+",
+            "(bmm A B) (exp A)",
+            "(bmm A B))",
+            "A B",
+            "(exp \"A B\")",
+            "(exp A\u{a0}B)",
+        ] {
+            assert!(parse_term(bad).is_err(), "{bad:?}");
+        }
+        let e = parse_term("(bmm\tA\n  B)\n").unwrap();
+        assert_eq!(e.to_string(), "(bmm A B)");
+        assert_eq!(parse_term("  X  ").unwrap().to_string(), "X");
     }
 
     #[test]

@@ -7,4 +7,4 @@ pub mod eval;
 pub mod lang;
 pub mod shape;
 
-pub use lang::{parse_term, parse_term_within, Const, Expr, Op, TermLimits};
+pub use lang::{parse_term, parse_term_within, single_sexp, Const, Expr, Op, TermLimits};

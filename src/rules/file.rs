@@ -17,7 +17,7 @@
 
 use crate::ir::analysis::TensorAnalysis;
 use crate::ir::shape::{Inference, ShapeError, Ty};
-use crate::ir::{Op, TermLimits};
+use crate::ir::{single_sexp, Op, TermLimits};
 use egg::{Id, Pattern, Subst, Var};
 use serde::Deserialize;
 use std::fmt;
@@ -338,7 +338,8 @@ fn check_rule(
         let text = s.get_ref();
         let parsed = TermLimits::default()
             .check_text(text)
-            .and_then(|()| text.parse::<Pattern<Op>>().map_err(|e| e.to_string()));
+            .and_then(|()| single_sexp(text))
+            .and_then(|t| t.parse::<Pattern<Op>>().map_err(|e| e.to_string()));
         parsed.map_err(|message| err(s.span(), RuleErrorKind::Pattern { side, message }))
     };
     let lhs = pattern("lhs", &r.lhs)?;
