@@ -11,6 +11,6 @@ targets=${*:-$(RUSTC_BOOTSTRAP=1 cargo fuzz list)}
 for t in $targets; do
     mkdir -p "corpus/$t"
     RUSTC_BOOTSTRAP=1 nice -n 19 cargo fuzz run -s none -a "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+        -max_total_time="$secs" -timeout=60 -rss_limit_mb=2048 -max_len=8192 \
         -print_final_stats=1
 done
