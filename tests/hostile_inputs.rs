@@ -125,7 +125,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn random_text_is_a_term_or_an_error(text in "[()A-Za-z0-9?/.+*-_ ]{0,60}") {
+    fn random_text_is_a_term_or_an_error(text in "[()A-Za-z0-9?/.+*_ {}%\"\t\x0c'-]{0,60}") {
         check_term(&text);
     }
 

@@ -156,8 +156,9 @@ pub fn parse_term_within(text: &str, limits: &TermLimits) -> Result<Expr, String
 
 /// Checks that `text` is exactly one s-expression egg's parser reads as written, and
 /// returns it with tabs and line breaks as spaces. egg's parser silently ignores text
-/// after the first expression, keeps a tab inside a name, and reads quoted names that
-/// do not print back; such text is refused here (for terms and rule patterns alike).
+/// after the first expression, keeps a tab inside a name, and reads quoted names; its
+/// printer quotes names holding `{`, `}` or `%`, which would then not re-parse. Such
+/// text is refused here (for terms and rule patterns alike).
 pub fn single_sexp(text: &str) -> Result<String, String> {
     let normal: String = text
         .chars()
@@ -169,10 +170,9 @@ pub fn single_sexp(text: &str) -> Result<String, String> {
             }
         })
         .collect();
-    if let Some(c) = normal
-        .chars()
-        .find(|&c| c == '"' || c.is_control() || (c.is_whitespace() && c != ' '))
-    {
+    if let Some(c) = normal.chars().find(|&c| {
+        matches!(c, '"' | '{' | '}' | '%') || c.is_control() || (c.is_whitespace() && c != ' ')
+    }) {
         return Err(format!("character {c:?} is not allowed in a term"));
     }
     let mut depth = 0usize;
@@ -258,6 +258,9 @@ mod tests {
             "A B",
             "(exp \"A B\")",
             "(exp A\u{a0}B)",
+            // Found by fuzzing: `{'` parsed as a name that printed quoted.
+            "{'",
+            "(exp A%)",
         ] {
             assert!(parse_term(bad).is_err(), "{bad:?}");
         }
