@@ -2,6 +2,9 @@
 //! must exit with the row's code and print the row's message. Adding an error to the
 //! CLI is adding a row to the document (and a fixture here if it needs one).
 
+mod common;
+
+use common::raw_header;
 use fderiv::run::npy::encode_tensor;
 use fderiv::tensor::Tensor;
 use std::path::Path;
@@ -105,21 +108,8 @@ fn npy(dir: &Path, name: &str, dims: [usize; 3], data: Vec<f64>) -> Vec<u8> {
     bytes
 }
 
-/// A version-1 `.npy` header holding `dict`, padded as NumPy pads it.
-fn header(dict: &str) -> Vec<u8> {
-    let mut text = dict.to_string();
-    while (10 + text.len() + 1) % 64 != 0 {
-        text.push(' ');
-    }
-    text.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((text.len() as u16).to_le_bytes());
-    out.extend(text.as_bytes());
-    out
-}
-
 fn f8_header(shape: &str) -> Vec<u8> {
-    header(&format!(
+    raw_header(&format!(
         "{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}"
     ))
 }
@@ -148,9 +138,9 @@ fn fixtures(dir: &Path) {
     npy(dir, "huge_B.npy", [1, 1, 1], vec![1e300]);
     npy(dir, "wide_A.npy", [1, 1_000_000_000, 0], vec![]);
     npy(dir, "wide_B.npy", [1, 0, 1_000_000_000], vec![]);
-    let mut i4 = header("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 2), }");
+    let mut i4 = raw_header("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 2), }");
     i4.extend([1, 0, 0, 0, 2, 0, 0, 0]);
-    let mut fortran = header("{'descr': '<f8', 'fortran_order': True, 'shape': (1, 2, 3), }");
+    let mut fortran = raw_header("{'descr': '<f8', 'fortran_order': True, 'shape': (1, 2, 3), }");
     fortran.extend(&x[x.len() - 48..]);
     let mut rank2 = f8_header("(2, 3)");
     rank2.extend(&x[x.len() - 48..]);
@@ -172,10 +162,10 @@ fn fixtures(dir: &Path) {
         ("nested.npy", f8_header(&nested)),
         (
             "noshape.npy",
-            header("{'descr': '<f8', 'fortran_order': False, }"),
+            raw_header("{'descr': '<f8', 'fortran_order': False, }"),
         ),
         ("negshape.npy", f8_header("(-1, 2, 3)")),
-        ("notdict.npy", header("[1, 2, 3]")),
+        ("notdict.npy", raw_header("[1, 2, 3]")),
         (
             "overflow.npy",
             f8_header("(4294967296, 4294967296, 4294967296)"),

@@ -1,6 +1,9 @@
 //! `fderiv run` refuses every kind of bad `.npy` file with a typed error naming the
 //! file, and exit code 2.
 
+mod common;
+
+use common::raw_header;
 use fderiv::derive::SpecOp;
 use fderiv::run::{execute, npy, run, RunArgs, RunError, RunMode};
 use fderiv::tensor::Tensor;
@@ -25,19 +28,6 @@ fn npy_of<T: npyz::AutoSerialize + Copy>(shape: &[u64], order: Order, data: &[T]
     w.extend(data.iter().copied()).unwrap();
     w.finish().unwrap();
     buf
-}
-
-/// A version-1 `.npy` header with the given dict text, padded as NumPy pads it.
-fn raw_header(dict: &str) -> Vec<u8> {
-    let mut text = dict.to_string();
-    while (10 + text.len() + 1) % 64 != 0 {
-        text.push(' ');
-    }
-    text.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((text.len() as u16).to_le_bytes());
-    out.extend(text.as_bytes());
-    out
 }
 
 /// Runs `softmax_last forward` on a file holding `bytes`; returns the error and path.
