@@ -5,11 +5,12 @@
 //! Run: `cargo bench --bench kernels`. Figures are in `docs/performance.md`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use fderiv::derive::{Mode, SpecOp};
+use fderiv::derive::Limits;
 use fderiv::exec::{exec_f64, Tensors};
 use fderiv::kernels::{runtime::Tensor3, KERNELS};
 use fderiv::lower::{Plan, Role};
-use fderiv::rungs::{saved_plan, Kernel};
+use fderiv::manifest::{KernelMode, Manifest};
+use fderiv::rules::RuleSet;
 use fderiv::tensor::Tensor;
 use std::hint::black_box;
 use std::time::Duration;
@@ -66,19 +67,14 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+    let manifest = Manifest::embedded().unwrap();
+    let rules = RuleSet::embedded().unwrap();
     for (h, n) in [(8, 128), (8, 256)] {
-        for op in [SpecOp::Matmul, SpecOp::SoftmaxLast] {
-            for k in [
-                Kernel::Forward,
-                Kernel::Derived(Mode::Jvp),
-                Kernel::Derived(Mode::Vjp),
-            ] {
-                let plan = saved_plan(op, k).unwrap();
+        for def in &manifest.kernels {
+            for mode in KernelMode::ALL {
+                let plan = def.build(mode, &rules, &Limits::default()).unwrap().plan;
                 let ins = inputs(&plan, h, n);
-                let name = match k {
-                    Kernel::Forward => format!("{op}_forward"),
-                    Kernel::Derived(m) => format!("{op}_{m}"),
-                };
+                let name = def.mode_name(mode);
                 let size = format!("h{h}_n{n}");
                 g.bench_with_input(
                     BenchmarkId::new(format!("exec/{name}"), &size),

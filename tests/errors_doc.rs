@@ -188,6 +188,7 @@ fn fixtures(dir: &Path) {
     std::fs::create_dir_all(dir.join("has_S_dir/S.npy")).unwrap();
     term_fixtures(dir);
     rule_fixtures(dir);
+    manifest_fixtures(dir);
     let gen = dir.join("gen_stale");
     std::fs::create_dir(&gen).unwrap();
     let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/kernels/generated");
@@ -197,12 +198,57 @@ fn fixtures(dir: &Path) {
     }
     let edited = gen.join("matmul_forward.rs");
     let text = std::fs::read_to_string(&edited).unwrap();
-    std::fs::write(&edited, format!("// edited\n{text}")).unwrap();
+    std::fs::write(&edited, format!("{text}// edited\n")).unwrap();
 }
 
 fn term_fixtures(dir: &Path) {
     let deep = format!("{}X{}", "(exp ".repeat(300), ")".repeat(300));
     std::fs::write(dir.join("deep_term.txt"), deep).unwrap();
+}
+
+/// A manifest of one kernel `k` with these lines after `name`.
+fn kernel(body: &str) -> String {
+    format!("[[kernel]]\nname = \"k\"\n{body}")
+}
+
+fn manifest_fixtures(dir: &Path) {
+    let ok = kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\nout = \"handwritten\"\n");
+    let cases: [(&str, String); 9] = [
+        ("m_ok.toml", ok.clone()),
+        (
+            "m_fwd.toml",
+            kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\nmodes = [\"forward\"]\n"),
+        ),
+        (
+            "m_term.toml",
+            kernel("term = \"(frob X)\"\ninputs = { X = \"h,m,n\" }\n"),
+        ),
+        (
+            "m_shapes.toml",
+            kernel("term = \"(bmm A B)\"\ninputs = { A = \"h,m,n\", B = \"h,p,n\" }\n"),
+        ),
+        (
+            "m_save.toml",
+            kernel(
+                "term = \"(softmax X)\"\ninputs = { X = \"h,m,n\" }\nsave = { T = \"(exp X)\" }\n",
+            ),
+        ),
+        (
+            "m_wrt.toml",
+            kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\nwrt = [\"Y\"]\n"),
+        ),
+        ("m_dup.toml", format!("{ok}{ok}")),
+        (
+            "m_mode.toml",
+            kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\nmodes = [\"sideways\"]\n"),
+        ),
+        ("m_garbage.toml", "[[kernel]\nname = \"k\"\n".to_string()),
+    ];
+    for (name, text) in &cases {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    std::fs::create_dir(dir.join("handwritten")).unwrap();
+    std::fs::write(dir.join("handwritten/k_forward.rs"), "// mine\n").unwrap();
 }
 
 fn rule_fixtures(dir: &Path) {

@@ -1,11 +1,13 @@
-//! Random and mutated inputs to every parser the CLI exposes (terms, rule files, `.npy`
-//! files) and random argument lists to the binary: never a panic, and every refusal
+//! Random and mutated inputs to every parser the CLI exposes (terms, rule files,
+//! manifests, `.npy` files) and random argument lists to the binary (with mutated
+//! `--manifest` files): never a panic, and every refusal
 //! says something. The fuzz targets in `fuzz/` do the same at length (docs/fuzzing.md);
 //! these properties keep it so in the normal test suite, with modest case counts.
 
 use fderiv::derive::{Mode, Request};
 use fderiv::ir::parse_term;
 use fderiv::ir::shape::{infer_term, parse_shape, ShapeEnv};
+use fderiv::manifest::parse_manifest;
 use fderiv::rules::{RuleSet, Source};
 use fderiv::run::npy::{decode_tensor, encode_tensor};
 use fderiv::tensor::Tensor;
@@ -228,12 +230,37 @@ const WORDS: &[&str] = &[
     "--cases",
     "2",
     "--seed",
+    "--manifest",
+    "g.toml",
+    "fderiv.toml",
+    "missing.toml",
     "--help",
     "-h",
     "--version",
     "=",
     "",
 ];
+
+/// The crate's manifest and a variant with a saved subterm, as seeds for mutation.
+fn manifest_seeds() -> Vec<Vec<u8>> {
+    vec![
+        include_bytes!("../fderiv.toml").to_vec(),
+        b"[[kernel]]\nname = \"k\"\nterm = \"(bmm (softmax X) B)\"\ninputs = { X = \"h,m,n\", B = \"h,n,p\" }\nsave = { S = \"(softmax X)\" }\nwrt = [\"X\"]\nmodes = [\"vjp\"]\n".to_vec(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn mutated_manifests_parse_or_are_located(bytes in mutated(manifest_seeds(), 6)) {
+        let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
+        match parse_manifest("m.toml", &text, Path::new(".")) {
+            Ok(kernels) => prop_assert!(kernels.iter().all(|k| !k.modes.is_empty())),
+            Err(e) => prop_assert!(e.to_string().starts_with("m.toml:"), "{}", e),
+        }
+    }
+}
 
 fn cli_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -256,9 +283,12 @@ proptest! {
 
     #[test]
     fn random_argument_lists_never_panic(
-        args in prop::collection::vec(prop::sample::select(WORDS), 0..8)
+        args in prop::collection::vec(prop::sample::select(WORDS), 0..8),
+        manifest in mutated(manifest_seeds(), 6),
     ) {
         let dir = cli_dir();
+        // `--manifest g.toml`: a mutated manifest, often garbage.
+        std::fs::write(dir.path().join("g.toml"), &manifest).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_fderiv"))
             .args(&args)
             .current_dir(dir.path())

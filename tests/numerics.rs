@@ -2,9 +2,10 @@
 //! PyTorch's NaN/±inf behaviour of softmax rows, huge logits in every mode, sizes 0 and
 //! 1 in every position of every op and mode, and the overflow error naming its entry.
 
-use fderiv::derive::SpecOp;
+use fderiv::manifest::KernelMode;
 use fderiv::run::finite::check_finite;
-use fderiv::run::{compute, names, RunError, RunMode};
+use fderiv::run::task::input_names;
+use fderiv::run::{compute, RunError, Task};
 use fderiv::tensor::Tensor;
 use std::collections::BTreeMap;
 
@@ -29,9 +30,38 @@ fn dyadic(dims: [usize; 3], seed: usize) -> Tensor<f64> {
     )
 }
 
+/// `kernel` of the crate's manifest in `mode`.
+fn task(kernel: &str, mode: KernelMode) -> Task {
+    Task::load(None, kernel, mode).unwrap()
+}
+
+/// The index of the plan of `task` that reads exactly the names of `inputs`.
+fn plan_for(task: &Task, inputs: &Named) -> usize {
+    let mut given: Vec<String> = inputs.keys().cloned().collect();
+    given.sort();
+    task.plans
+        .iter()
+        .position(|p| {
+            let mut names = input_names(p);
+            names.sort();
+            names == given
+        })
+        .unwrap_or_else(|| panic!("{}: no plan reads {given:?}", task.label))
+}
+
+/// Runs `task` on `inputs` with the plan that reads them.
+fn run(task: &Task, inputs: &Named) -> Named {
+    compute(task, plan_for(task, inputs), inputs).unwrap()
+}
+
+/// Checks outputs as `fderiv run` does.
+fn check(task: &Task, inputs: &Named, outputs: &Named) -> Result<(), RunError> {
+    check_finite(task, plan_for(task, inputs), inputs, outputs)
+}
+
 fn softmax_forward(x: Tensor<f64>) -> Vec<f64> {
     let inputs = named(vec![("X", x)]);
-    compute(SpecOp::SoftmaxLast, RunMode::Forward, &inputs).unwrap()["S"]
+    run(&task("softmax_last", KernelMode::Forward), &inputs)["S"]
         .data()
         .to_vec()
 }
@@ -65,14 +95,15 @@ fn softmax_rows_treat_nan_and_inf_as_pytorch_does() {
 fn a_nan_cotangent_or_tangent_poisons_only_its_row() {
     let x = t([1, 2, 2], vec![0.0, 0.0, 1.0, -1.0]);
     let bad = t([1, 2, 2], vec![f64::NAN, 1.0, 1.0, 0.0]);
-    for (mode, name, out) in [(RunMode::Vjp, "G", "gX"), (RunMode::Jvp, "dX", "dS")] {
+    for (mode, name, out) in [(KernelMode::Vjp, "G", "gX"), (KernelMode::Jvp, "dX", "dS")] {
+        let task = task("softmax_last", mode);
         let inputs = named(vec![("X", x.clone()), (name, bad.clone())]);
-        let outputs = compute(SpecOp::SoftmaxLast, mode, &inputs).unwrap();
+        let outputs = run(&task, &inputs);
         let d = outputs[out].data();
         assert!(d[0].is_nan() && d[1].is_nan(), "{mode:?}: {d:?}");
         assert!(d[2].is_finite() && d[3].is_finite(), "{mode:?}: {d:?}");
         // Propagated, not produced: the overflow guard lets it through.
-        check_finite(SpecOp::SoftmaxLast, mode, &inputs, &outputs).unwrap();
+        check(&task, &inputs, &outputs).unwrap();
     }
 }
 
@@ -82,7 +113,7 @@ fn logits_of_magnitude_1e300_give_the_right_jvp() {
     let x = t([1, 2, 2], vec![1e300, 1e300, 1e300, -1e300]);
     let dx = t([1, 2, 2], vec![1.0, 0.0, 1.0, 0.0]);
     let inputs = named(vec![("X", x), ("dX", dx)]);
-    let out = compute(SpecOp::SoftmaxLast, RunMode::Jvp, &inputs).unwrap();
+    let out = run(&task("softmax_last", KernelMode::Jvp), &inputs);
     // dS = S ⊙ (dX − ⟨S, dX⟩): row 0 [¼, −¼], row 1 [0, 0].
     assert_eq!(out["dS"].data(), [0.25, -0.25, 0.0, 0.0]);
 }
@@ -109,6 +140,10 @@ fn inner(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
 
 #[test]
 fn sizes_0_and_1_work_in_every_position_of_matmul() {
+    let tasks: Vec<(KernelMode, Task)> = [KernelMode::Forward, KernelMode::Jvp, KernelMode::Vjp]
+        .into_iter()
+        .map(|m| (m, task("matmul", m)))
+        .collect();
     for d in size_cases(4) {
         let (h, m, n, p) = (d[0], d[1], d[2], d[3]);
         let (a, b) = (dyadic([h, m, n], 1), dyadic([h, n, p], 2));
@@ -120,12 +155,12 @@ fn sizes_0_and_1_work_in_every_position_of_matmul() {
         let run = |mode, extra: Vec<(&str, Tensor<f64>)>| {
             let mut inputs = named(vec![("A", a.clone()), ("B", b.clone())]);
             inputs.extend(named(extra));
-            let out = compute(SpecOp::Matmul, mode, &inputs).unwrap();
-            let names = names::outputs(SpecOp::Matmul, mode);
-            assert_eq!(out.keys().cloned().collect::<Vec<_>>().len(), names.len());
+            let task = &tasks.iter().find(|(m, _)| *m == mode).unwrap().1;
+            let out = run(task, &inputs);
+            assert_eq!(out.keys().cloned().collect::<Vec<_>>(), task.output_files());
             out
         };
-        let c = &run(RunMode::Forward, vec![])["C"];
+        let c = &run(KernelMode::Forward, vec![])["C"];
         assert_eq!(c.dims(), [h, m, p], "{d:?}");
         // The forward product, entry by entry (an empty sum is 0).
         for (idx, v) in c.data().iter().enumerate() {
@@ -135,8 +170,11 @@ fn sizes_0_and_1_work_in_every_position_of_matmul() {
                 .sum();
             assert_eq!(*v, want, "{d:?} at {idx}");
         }
-        let dc = &run(RunMode::Jvp, vec![("dA", da.clone()), ("dB", db.clone())])["dC"];
-        let grads = run(RunMode::Vjp, vec![("G", g.clone())]);
+        let dc = &run(
+            KernelMode::Jvp,
+            vec![("dA", da.clone()), ("dB", db.clone())],
+        )["dC"];
+        let grads = run(KernelMode::Vjp, vec![("G", g.clone())]);
         assert_eq!(dc.dims(), [h, m, p], "{d:?}");
         assert_eq!(grads["gA"].dims(), [h, m, n], "{d:?}");
         assert_eq!(grads["gB"].dims(), [h, n, p], "{d:?}");
@@ -149,6 +187,8 @@ fn sizes_0_and_1_work_in_every_position_of_matmul() {
 
 #[test]
 fn sizes_0_and_1_work_in_every_position_of_softmax_last() {
+    let jvp_task = task("softmax_last", KernelMode::Jvp);
+    let vjp_task = task("softmax_last", KernelMode::Vjp);
     for d in size_cases(3) {
         let dims = [d[0], d[1], d[2]];
         let (x, dx, g) = (dyadic(dims, 1), dyadic(dims, 2), dyadic(dims, 3));
@@ -162,18 +202,11 @@ fn sizes_0_and_1_work_in_every_position_of_softmax_last() {
                 assert!((got - xv.exp() / z).abs() < 1e-15, "{d:?}");
             }
         }
-        let jvp = compute(
-            SpecOp::SoftmaxLast,
-            RunMode::Jvp,
+        let jvp = run(
+            &jvp_task,
             &named(vec![("X", x.clone()), ("dX", dx.clone())]),
-        )
-        .unwrap();
-        let vjp = compute(
-            SpecOp::SoftmaxLast,
-            RunMode::Vjp,
-            &named(vec![("X", x.clone()), ("G", g.clone())]),
-        )
-        .unwrap();
+        );
+        let vjp = run(&vjp_task, &named(vec![("X", x.clone()), ("G", g.clone())]));
         assert_eq!(jvp["dS"].dims(), dims, "{d:?}");
         assert_eq!(vjp["gX"].dims(), dims, "{d:?}");
         let (lhs, rhs) = (inner(&g, &jvp["dS"]), inner(&vjp["gX"], &dx));
@@ -190,8 +223,9 @@ fn an_overflow_names_the_output_and_the_entry() {
     let a = t([1, 2, 1], vec![1.0, 1e200]);
     let b = t([1, 1, 2], vec![1e200, 1.0]);
     let inputs = named(vec![("A", a), ("B", b)]);
-    let outputs = compute(SpecOp::Matmul, RunMode::Forward, &inputs).unwrap();
-    let e = check_finite(SpecOp::Matmul, RunMode::Forward, &inputs, &outputs).unwrap_err();
+    let forward = task("matmul", KernelMode::Forward);
+    let outputs = run(&forward, &inputs);
+    let e = check(&forward, &inputs, &outputs).unwrap_err();
     assert!(
         matches!(e, RunError::NonFinite { ref output, index: [0, 1, 0], .. } if output == "C"),
         "{e}"
@@ -205,7 +239,8 @@ fn an_overflow_names_the_output_and_the_entry() {
     let g = t([1, 2, 2], vec![0.0, 0.0, 0.0, 1e200]);
     let mut vjp_inputs = inputs.clone();
     vjp_inputs.insert("G".into(), g);
-    let outputs = compute(SpecOp::Matmul, RunMode::Vjp, &vjp_inputs).unwrap();
-    let e = check_finite(SpecOp::Matmul, RunMode::Vjp, &vjp_inputs, &outputs).unwrap_err();
+    let vjp = task("matmul", KernelMode::Vjp);
+    let outputs = run(&vjp, &vjp_inputs);
+    let e = check(&vjp, &vjp_inputs, &outputs).unwrap_err();
     assert!(e.to_string().starts_with("gB[0, 0, 1] would be inf"), "{e}");
 }

@@ -4,8 +4,8 @@
 mod common;
 
 use common::raw_header;
-use fderiv::derive::SpecOp;
-use fderiv::run::{execute, npy, run, RunArgs, RunError, RunMode};
+use fderiv::manifest::KernelMode;
+use fderiv::run::{execute, npy, run, RunArgs, RunError};
 use fderiv::tensor::Tensor;
 use npyz::{Order, WriterBuilder};
 use std::path::{Path, PathBuf};
@@ -36,8 +36,8 @@ fn refuse(bytes: &[u8]) -> (RunError, PathBuf) {
     let path = dir.join("X.npy");
     std::fs::write(&path, bytes).unwrap();
     let args = RunArgs::new(
-        SpecOp::SoftmaxLast,
-        RunMode::Forward,
+        "softmax_last",
+        KernelMode::Forward,
         &[("X", &path)],
         &dir.join("out"),
     );
@@ -175,8 +175,8 @@ fn the_element_limit_is_checked_from_the_header_and_adjustable() {
     );
     // Through the command: --max-elements.
     let mut args = RunArgs::new(
-        SpecOp::SoftmaxLast,
-        RunMode::Forward,
+        "softmax_last",
+        KernelMode::Forward,
         &[("X", &p)],
         &dir.path().join("out"),
     );
@@ -199,12 +199,7 @@ fn a_result_larger_than_the_limit_is_refused_before_it_is_allocated() {
     std::fs::write(&a, empty([1, 1_000_000_000, 0])).unwrap();
     std::fs::write(&b, empty([1, 0, 1_000_000_000])).unwrap();
     let out = dir.path().join("out");
-    let mut args = RunArgs::new(
-        SpecOp::Matmul,
-        RunMode::Forward,
-        &[("A", &a), ("B", &b)],
-        &out,
-    );
+    let mut args = RunArgs::new("matmul", KernelMode::Forward, &[("A", &a), ("B", &b)], &out);
     let e = execute(&args).unwrap_err();
     assert!(matches!(e, RunError::ResultTooLarge { .. }), "{e}");
     assert!(
@@ -343,7 +338,7 @@ fn symlink_loops_and_dangling_links_are_refused() {
 /// Runs `softmax_last forward` reading X from `path`; returns the error after checking
 /// its exit code (2) and that nothing was written.
 fn refuse_path(path: &Path, out: &Path) -> RunError {
-    let args = RunArgs::new(SpecOp::SoftmaxLast, RunMode::Forward, &[("X", path)], out);
+    let args = RunArgs::new("softmax_last", KernelMode::Forward, &[("X", path)], out);
     let e = execute(&args).unwrap_err();
     assert_eq!(run(&args).unwrap_err().code, 2, "{e}");
     assert!(!out.exists(), "nothing is written on {e}");

@@ -5,6 +5,10 @@
 pub mod analysis;
 pub mod eval;
 pub mod lang;
+pub mod layout;
+pub mod random;
 pub mod shape;
 
-pub use lang::{parse_term, parse_term_within, single_sexp, Const, Expr, Op, TermLimits};
+pub use lang::{
+    params, parse_term, parse_term_within, single_sexp, Const, Expr, Op, ParamName, TermLimits,
+};

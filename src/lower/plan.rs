@@ -4,6 +4,7 @@
 //! row-major; a step reads buffers and writes exactly one buffer that no earlier step
 //! wrote (single assignment), so steps run in order with no aliasing.
 
+use crate::ir::layout::Layout;
 use crate::ir::shape::{fmt_shape, Shape};
 use crate::ir::Const;
 use serde::{Serialize, Serializer};
@@ -19,6 +20,9 @@ pub enum Role {
     /// Supplied by the caller: an input value `A`, a tangent `dA`, the cotangent `G`
     /// or a saved forward output such as `S`.
     Input,
+    /// A runtime scalar parameter supplied by the caller (a 1×1×1 buffer; an `f64`
+    /// argument of a generated kernel), read by row programs as a broadcast number.
+    Param,
     /// Written and read by the plan only.
     Temp,
     /// Returned to the caller.
@@ -64,6 +68,8 @@ pub enum Arg {
     Reg(Reg),
     /// An exact number, broadcast.
     Num(#[serde(serialize_with = "ser_const")] Const),
+    /// The value of a runtime parameter (a [`Role::Param`] buffer), broadcast.
+    Param(BufId),
 }
 
 /// Entrywise unary operators.
@@ -179,6 +185,18 @@ pub enum Step {
         /// The output buffer.
         out: BufId,
     },
+    /// `out = layout(x)` with `heads` heads: a head split or merge, a copy that moves
+    /// every entry of `x` once (see [`crate::ir::layout`]).
+    Relayout {
+        /// The operator.
+        layout: Layout,
+        /// The head count (unused by `swap`).
+        heads: usize,
+        /// The operand.
+        x: BufId,
+        /// The output buffer.
+        out: BufId,
+    },
     /// A fused row-wise pass writing `out`.
     RowPass {
         /// The output buffer.
@@ -192,9 +210,10 @@ impl Step {
     /// The buffer this step writes.
     pub fn out(&self) -> BufId {
         match self {
-            Step::Gemm { out, .. } | Step::Transpose { out, .. } | Step::RowPass { out, .. } => {
-                *out
-            }
+            Step::Gemm { out, .. }
+            | Step::Transpose { out, .. }
+            | Step::Relayout { out, .. }
+            | Step::RowPass { out, .. } => *out,
         }
     }
 }
@@ -209,6 +228,21 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// An instruction as the plan prints it (`r0 = exp X`).
+    pub fn instr_text(&self, i: &Instr) -> String {
+        Named(self, i).to_string()
+    }
+
+    /// A row program's operand as the plan prints it (a buffer name, register or number).
+    pub fn arg_text(&self, a: &Arg) -> String {
+        Named(self, a).to_string()
+    }
+
+    /// A GEMM operand as the plan prints it (`Kᵀ`).
+    pub fn operand_text(&self, o: GemmOperand) -> String {
+        Named(self, o).to_string()
+    }
+
     /// The buffers with `role`, with their ids.
     pub fn with_role(&self, role: Role) -> impl Iterator<Item = (BufId, &Buffer)> {
         self.buffers
@@ -234,6 +268,7 @@ impl fmt::Display for Named<'_, &Arg> {
             Arg::Buf(b) => write!(f, "{}", self.0.buffers[*b].name),
             Arg::Reg(r) => write!(f, "{r}"),
             Arg::Num(c) => write!(f, "{c}"),
+            Arg::Param(b) => write!(f, "@{}", self.0.buffers[*b].name),
         }
     }
 }
@@ -290,6 +325,7 @@ impl fmt::Display for Plan {
         for b in &self.buffers {
             let role = match b.role {
                 Role::Input => "input ",
+                Role::Param => "param ",
                 Role::Temp => "temp  ",
                 Role::Output => "output",
             };
@@ -308,6 +344,16 @@ impl fmt::Display for Plan {
                 )?,
                 Step::Transpose { x, .. } => {
                     writeln!(f, "  {}. {out} = copy {}ᵀ", i + 1, self.buffers[*x].name)?
+                }
+                Step::Relayout {
+                    layout, heads, x, ..
+                } => {
+                    let k = match layout {
+                        Layout::Swap => String::new(),
+                        _ => format!(" {heads}"),
+                    };
+                    let x = &self.buffers[*x].name;
+                    writeln!(f, "  {}. {out} = copy ({layout}{k} {x})", i + 1)?
                 }
                 Step::RowPass { program, .. } => {
                     writeln!(f, "  {}. {out} = row pass, per row:", i + 1)?;

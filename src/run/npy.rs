@@ -1,7 +1,7 @@
 //! Reading and encoding NumPy `.npy` files of rank-3 float64 arrays, with `npyz`.
 //!
-//! Reading is strict: float64 only (either byte order), C order only, rank 3 only,
-//! and the data part must be exactly as long as the shape says. Nothing sized by the
+//! Reading is strict: float64 only (either byte order), C order only, rank 3 (or 2,
+//! read as 1×m×n, where the kernel declares h = 1), and the data part must be exactly as long as the shape says. Nothing sized by the
 //! file is allocated before the header has been checked: the header is at most
 //! [`MAX_HEADER_BYTES`] long and nests at most [`MAX_HEADER_DEPTH`] brackets, its
 //! shape's product must fit in `u64`, and the tensor it announces must have at most
@@ -33,9 +33,19 @@ pub fn read_tensor(path: &Path) -> Result<Tensor<f64>, RunError> {
 }
 
 /// Reads a C-order float64 h×m×n array of at most `max_elements` entries from `path`.
-/// A path that is not a regular file, or a symbolic link that does not resolve, is
-/// refused before it is opened.
 pub fn read_tensor_within(path: &Path, max_elements: u64) -> Result<Tensor<f64>, RunError> {
+    rank3(path, read_array_within(path, max_elements)?)
+}
+
+/// Reads a C-order float64 array of rank 3 (h×m×n) or 2 (m×n, returned as 1×m×n)
+/// from `path`, within [`DEFAULT_MAX_ELEMENTS`]; returns it with its rank in the file.
+pub fn read_array(path: &Path) -> Result<(Tensor<f64>, usize), RunError> {
+    read_array_within(path, DEFAULT_MAX_ELEMENTS)
+}
+
+/// [`read_array`] with at most `max_elements` entries. A path that is not a regular
+/// file, or a symbolic link that does not resolve, is refused before it is opened.
+pub fn read_array_within(path: &Path, max_elements: u64) -> Result<(Tensor<f64>, usize), RunError> {
     let read_err = |source| RunError::Read {
         path: path.into(),
         source,
@@ -74,7 +84,21 @@ pub fn decode_tensor(
     max_elements: u64,
 ) -> Result<Tensor<f64>, RunError> {
     let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-    decode(&mut Cursor::new(bytes), len, path, max_elements)
+    rank3(
+        path,
+        decode(&mut Cursor::new(bytes), len, path, max_elements)?,
+    )
+}
+
+/// The tensor of a rank-3 file; a rank-2 file is refused with its m×n shape.
+fn rank3(path: &Path, (t, rank): (Tensor<f64>, usize)) -> Result<Tensor<f64>, RunError> {
+    match rank {
+        3 => Ok(t),
+        _ => Err(RunError::Rank {
+            path: path.into(),
+            shape: t.dims()[1..].iter().map(|d| *d as u64).collect(),
+        }),
+    }
 }
 
 /// Reads the header from `r` (a file of `len` bytes), checks it, then reads exactly the
@@ -84,7 +108,7 @@ fn decode(
     len: u64,
     path: &Path,
     max_elements: u64,
-) -> Result<Tensor<f64>, RunError> {
+) -> Result<(Tensor<f64>, usize), RunError> {
     let not_npy = |reason: String| RunError::NotNpy {
         path: path.into(),
         reason,
@@ -92,7 +116,7 @@ fn decode(
     let prefix = read_header_bytes(r, path)?;
     let shape = announced_shape(&prefix, path)?;
     let header = NpyHeader::from_reader(&prefix[..]).map_err(|e| not_npy(e.to_string()))?;
-    let dims = check_header(&header, path)?;
+    let (dims, rank) = check_header(&header, path)?;
     let elements = shape.iter().product::<u64>();
     if elements > max_elements {
         return Err(RunError::TooLarge {
@@ -125,7 +149,8 @@ fn decode(
     let values: Vec<f64> = NpyFile::with_header(header, &data[..])
         .into_vec()
         .map_err(|e| not_npy(e.to_string()))?;
-    Tensor::new(dims, values).map_err(|e| not_npy(e.to_string()))
+    let t = Tensor::new(dims, values).map_err(|e| not_npy(e.to_string()))?;
+    Ok((t, rank))
 }
 
 /// The magic, version, header length and header text, bounded by [`MAX_HEADER_BYTES`].
@@ -236,8 +261,9 @@ fn announced_shape(prefix: &[u8], path: &Path) -> Result<Vec<u64>, RunError> {
     Ok(dims)
 }
 
-/// Checks dtype, order and rank; returns the dims.
-fn check_header(header: &NpyHeader, path: &Path) -> Result<Dims, RunError> {
+/// Checks dtype, order and rank (2 or 3); returns the dims (1×m×n for rank 2) and
+/// the rank.
+fn check_header(header: &NpyHeader, path: &Path) -> Result<(Dims, usize), RunError> {
     match header.dtype() {
         DType::Plain(t) if t.type_char() == TypeChar::Float && t.size_field() == 8 => {}
         other => {
@@ -248,7 +274,7 @@ fn check_header(header: &NpyHeader, path: &Path) -> Result<Dims, RunError> {
         }
     }
     let shape = header.shape();
-    if shape.len() != 3 {
+    if shape.len() != 3 && shape.len() != 2 {
         return Err(RunError::Rank {
             path: path.into(),
             shape: shape.to_vec(),
@@ -265,7 +291,10 @@ fn check_header(header: &NpyHeader, path: &Path) -> Result<Dims, RunError> {
         shape: shape.to_vec(),
     };
     let dim = |i: usize| usize::try_from(shape[i]).map_err(|_| oversized());
-    Ok([dim(0)?, dim(1)?, dim(2)?])
+    Ok(match shape.len() {
+        2 => ([1, dim(0)?, dim(1)?], 2),
+        _ => ([dim(0)?, dim(1)?, dim(2)?], 3),
+    })
 }
 
 /// The bytes of a `.npy` file (little-endian float64, C order) holding `t`.
