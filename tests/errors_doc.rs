@@ -213,7 +213,11 @@ fn kernel(body: &str) -> String {
 
 fn manifest_fixtures(dir: &Path) {
     let ok = kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\nout = \"handwritten\"\n");
-    let cases: [(&str, String); 9] = [
+    let cases: [(&str, String); 10] = [
+        (
+            "m_nomodes.toml",
+            kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\nmodes = []\n"),
+        ),
         ("m_ok.toml", ok.clone()),
         (
             "m_fwd.toml",
