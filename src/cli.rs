@@ -217,15 +217,18 @@ pub fn run_derivation(
 ) -> Result<(Derivation, RuleSet, Vec<Saved>), Failure> {
     let rules = load_rules(args.rules.as_ref())?;
     let (req, saved) = request(args)?;
-    if !args.time_limit.is_finite() || args.time_limit <= 0.0 {
-        return Err(Failure::input(
-            "--time-limit must be a positive number of seconds",
-        ));
-    }
+    let time = match Duration::try_from_secs_f64(args.time_limit) {
+        Ok(t) if !t.is_zero() => t,
+        _ => {
+            return Err(Failure::input(
+                "--time-limit must be a positive number of seconds (at most about 1.8e19)",
+            ))
+        }
+    };
     let limits = Limits {
         iterations: args.iter_limit,
         nodes: args.node_limit,
-        time: Duration::from_secs_f64(args.time_limit),
+        time,
         explain: with_trace,
     };
     let d = derive(&req, &rules, &limits).map_err(|e| match e {

@@ -183,6 +183,11 @@ fn an_overflow_from_finite_inputs_is_refused_even_beside_a_nan() {
     let a = args("matmul", KernelMode::Forward, &[("A", &a), ("B", &b)], &out);
     let e = execute(&a).unwrap_err();
     assert!(matches!(e, RunError::NonFinite { .. }), "{e}");
+    // It names where: head 1 of C, not the NaN head 0.
+    assert!(
+        e.to_string().starts_with("C[1, 0, 0] would be inf, "),
+        "{e}"
+    );
     assert_eq!(run(&a).unwrap_err().code, 1);
     assert!(!out.exists(), "nothing is written when refusing");
 }

@@ -139,9 +139,131 @@ pub fn params(expr: &Expr) -> Vec<Symbol> {
     out
 }
 
-/// Parses a term from its s-expression text.
+/// The largest term text accepted: bytes, parenthesis nesting and nodes. The parser
+/// and the printer recurse once per nesting level, so the depth bound is what keeps a
+/// hostile term from exhausting the stack; the others bound memory and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TermLimits {
+    /// Bytes of text (default 1 MiB).
+    pub bytes: usize,
+    /// Nesting depth of parentheses (default 256).
+    pub depth: usize,
+    /// Nodes of the parsed term (default 100 000).
+    pub nodes: usize,
+}
+
+impl Default for TermLimits {
+    fn default() -> Self {
+        TermLimits {
+            bytes: 1 << 20,
+            depth: 256,
+            nodes: 100_000,
+        }
+    }
+}
+
+impl TermLimits {
+    /// Checks the text's length and nesting before anything parses it (terms and rule
+    /// patterns alike). Parentheses inside quoted names count too: the bound is
+    /// conservative, never lax.
+    pub fn check_text(&self, text: &str) -> Result<(), String> {
+        if text.len() > self.bytes {
+            return Err(format!(
+                "the term is {} bytes long; the limit is {} bytes",
+                text.len(),
+                self.bytes
+            ));
+        }
+        let mut depth = 0usize;
+        for b in text.bytes() {
+            match b {
+                b'(' => {
+                    depth += 1;
+                    if depth > self.depth {
+                        return Err(format!(
+                            "the term nests parentheses deeper than the limit of {}",
+                            self.depth
+                        ));
+                    }
+                }
+                b')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a parsed term's node count.
+    pub fn check_nodes(&self, nodes: usize) -> Result<(), String> {
+        if nodes > self.nodes {
+            return Err(format!(
+                "the term has {nodes} nodes; the limit is {}",
+                self.nodes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a term from its s-expression text, within the default [`TermLimits`].
 pub fn parse_term(text: &str) -> Result<Expr, String> {
-    text.parse::<Expr>().map_err(|e| e.to_string())
+    parse_term_within(text, &TermLimits::default())
+}
+
+/// Parses a term from its s-expression text, refusing text or terms beyond `limits`.
+pub fn parse_term_within(text: &str, limits: &TermLimits) -> Result<Expr, String> {
+    limits.check_text(text)?;
+    let e = single_sexp(text)?
+        .parse::<Expr>()
+        .map_err(|e| e.to_string())?;
+    limits.check_nodes(e.as_ref().len())?;
+    Ok(e)
+}
+
+/// Checks that `text` is exactly one s-expression egg's parser reads as written, and
+/// returns it with tabs and line breaks as spaces. egg's parser silently ignores text
+/// after the first expression, keeps a tab inside a name, and reads quoted names; its
+/// printer quotes names holding `{`, `}` or `%`, which would then not re-parse. Such
+/// text is refused here (for terms and rule patterns alike).
+pub fn single_sexp(text: &str) -> Result<String, String> {
+    let normal: String = text
+        .chars()
+        .map(|c| {
+            if matches!(c, '\t' | '\r' | '\n') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    if let Some(c) = normal.chars().find(|&c| {
+        matches!(c, '"' | '{' | '}' | '%') || c.is_control() || (c.is_whitespace() && c != ' ')
+    }) {
+        return Err(format!("character {c:?} is not allowed in a term"));
+    }
+    let mut depth = 0usize;
+    let mut items = 0usize;
+    let mut in_atom = false;
+    for (at, c) in normal.char_indices() {
+        let starts_item = depth == 0 && (c == '(' || (c != ' ' && c != ')' && !in_atom));
+        if starts_item {
+            items += 1;
+            if items > 1 {
+                return Err(format!(
+                    "unexpected text after the term at byte {at}: {:?}",
+                    normal[at..].chars().take(20).collect::<String>()
+                ));
+            }
+        }
+        in_atom = !matches!(c, ' ' | '(' | ')');
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return Err(format!("unexpected ) at byte {at}")),
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    Ok(normal)
 }
 
 impl Op {
@@ -184,6 +306,50 @@ mod tests {
             assert_eq!(e.to_string(), text);
             assert_eq!(parse_term(&e.to_string()).unwrap(), e);
         }
+    }
+
+    #[test]
+    fn terms_beyond_each_limit_are_refused_and_within_it_accepted() {
+        let limits = TermLimits {
+            bytes: 40,
+            depth: 3,
+            nodes: 5,
+        };
+        assert!(parse_term_within("(+ (exp A) (neg B))", &limits).is_ok());
+        let long = format!("(+ A {})", "B".repeat(40));
+        let err = parse_term_within(&long, &limits).unwrap_err();
+        assert!(err.contains("the limit is 40 bytes"), "{err}");
+        let err = parse_term_within("(exp (exp (exp (exp A))))", &limits).unwrap_err();
+        assert!(err.contains("deeper than the limit of 3"), "{err}");
+        let err = parse_term_within("(+ (+ A B) (+ C D))", &limits).unwrap_err();
+        assert!(err.contains("has 7 nodes; the limit is 5"), "{err}");
+        // The default depth keeps a deeply nested term from reaching the recursive parser.
+        let deep = format!("{}A{}", "(exp ".repeat(100_000), ")".repeat(100_000));
+        assert!(parse_term(&deep)
+            .unwrap_err()
+            .contains("deeper than the limit of 256"));
+    }
+
+    #[test]
+    fn only_one_plain_s_expression_is_a_term() {
+        // Found by fuzzing: egg's parser ignored the `+` after the term, and read a
+        // name ending in a form feed that printed as a different term.
+        for bad in [
+            "(sos\0\0\0\x0c)+",
+            "(bmm A B) (exp A)",
+            "(bmm A B))",
+            "A B",
+            "(exp \"A B\")",
+            "(exp A\u{a0}B)",
+            // Found by fuzzing: `{'` parsed as a name that printed quoted.
+            "{'",
+            "(exp A%)",
+        ] {
+            assert!(parse_term(bad).is_err(), "{bad:?}");
+        }
+        let e = parse_term("(bmm\tA\n  B)\n").unwrap();
+        assert_eq!(e.to_string(), "(bmm A B)");
+        assert_eq!(parse_term("  X  ").unwrap().to_string(), "X");
     }
 
     #[test]

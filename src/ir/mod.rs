@@ -9,4 +9,6 @@ pub mod layout;
 pub mod random;
 pub mod shape;
 
-pub use lang::{params, parse_term, Const, Expr, Op, ParamName};
+pub use lang::{
+    params, parse_term, parse_term_within, single_sexp, Const, Expr, Op, ParamName, TermLimits,
+};

@@ -168,6 +168,9 @@ fn check_kernel(
     };
     let modes = match &k.modes {
         None => KernelMode::ALL.to_vec(),
+        Some(list) if list.get_ref().is_empty() => {
+            return Err(err(list.span(), ManifestErrorKind::NoModes))
+        }
         Some(list) => {
             let mut modes = Vec::new();
             for m in list.get_ref() {

@@ -149,6 +149,9 @@ pub enum ManifestErrorKind {
     /// A mode other than forward, jvp, vjp.
     #[error("unknown mode {0:?} (modes: forward, jvp, vjp)")]
     Mode(String),
+    /// `modes = []`: the kernel would build nothing.
+    #[error("modes = [] builds nothing: list at least one of forward, jvp, vjp")]
+    NoModes,
     /// `wrt` names something that is not an input.
     #[error("wrt names {name}, which is not an input (inputs: {inputs})")]
     Wrt {

@@ -121,6 +121,10 @@ fn bad_input_is_a_located_typed_error() {
             "m.toml:4:8: kernel head: ",
         ),
         (
+            with("modes", "[]"),
+            "kernel head: modes = [] builds nothing",
+        ),
+        (
             with("wrt", "[\"Q\", \"X\"]"),
             "kernel head: wrt names X, which is not an input (inputs: Q, K, V, M)",
         ),

@@ -17,7 +17,7 @@
 
 use crate::ir::analysis::TensorAnalysis;
 use crate::ir::shape::{Inference, ShapeError, Ty};
-use crate::ir::Op;
+use crate::ir::{single_sexp, Op, TermLimits};
 use egg::{Id, Pattern, Subst, Var};
 use serde::Deserialize;
 use std::fmt;
@@ -103,6 +103,14 @@ pub enum RuleErrorKind {
         /// Where the first one is.
         first: Location,
     },
+    /// The file is longer than the limit.
+    #[error("the file is {bytes} bytes long; the limit is {limit} bytes")]
+    TooLarge {
+        /// Its length (at least; reading stops past the limit).
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// egg refused the rewrite.
     #[error("egg refused the rewrite: {0}")]
     Egg(String),
@@ -132,6 +140,19 @@ impl fmt::Display for RuleError {
 }
 
 impl RuleError {
+    /// A file of `bytes` bytes (or more) refused by the `limit`.
+    pub fn too_large(file: &str, bytes: usize, limit: usize) -> RuleError {
+        RuleError {
+            location: Some(Location {
+                file: file.to_string(),
+                line: 1,
+                col: 1,
+            }),
+            rule: None,
+            kind: Box::new(RuleErrorKind::TooLarge { bytes, limit }),
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: &std::path::Path, e: std::io::Error) -> RuleError {
         RuleError {
@@ -288,8 +309,25 @@ struct RuleToml {
     simplify_only: bool,
 }
 
-/// Parses one rule file and checks each rule statically.
+/// The largest rule file accepted (1 MiB). Each side of a rule also obeys the
+/// default [`TermLimits`].
+pub const MAX_RULE_FILE_BYTES: usize = 1 << 20;
+
+/// Parses one rule file and checks each rule statically, within
+/// [`MAX_RULE_FILE_BYTES`].
 pub fn parse_rules_file(file: &str, text: &str) -> Result<Vec<RuleDef>, RuleError> {
+    parse_rules_file_within(file, text, MAX_RULE_FILE_BYTES)
+}
+
+/// Parses one rule file of at most `max_bytes` bytes and checks each rule statically.
+pub fn parse_rules_file_within(
+    file: &str,
+    text: &str,
+    max_bytes: usize,
+) -> Result<Vec<RuleDef>, RuleError> {
+    if text.len() > max_bytes {
+        return Err(RuleError::too_large(file, text.len(), max_bytes));
+    }
     let at = |span: Range<usize>| Location::at(file, text, span.start);
     let parsed: FileToml = toml::from_str(text).map_err(|e| RuleError {
         location: Some(at(e.span().unwrap_or(0..0))),
@@ -315,15 +353,12 @@ fn check_rule(
         kind: Box::new(kind),
     };
     let pattern = |side: &'static str, s: &Spanned<String>| {
-        s.get_ref().parse::<Pattern<Op>>().map_err(|e| {
-            err(
-                s.span(),
-                RuleErrorKind::Pattern {
-                    side,
-                    message: e.to_string(),
-                },
-            )
-        })
+        let text = s.get_ref();
+        let parsed = TermLimits::default()
+            .check_text(text)
+            .and_then(|()| single_sexp(text))
+            .and_then(|t| t.parse::<Pattern<Op>>().map_err(|e| e.to_string()));
+        parsed.map_err(|message| err(s.span(), RuleErrorKind::Pattern { side, message }))
     };
     let lhs = pattern("lhs", &r.lhs)?;
     let rhs = pattern("rhs", &r.rhs)?;

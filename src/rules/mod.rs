@@ -89,7 +89,7 @@ impl RuleSet {
         paths.sort();
         let mut files = Vec::new();
         for p in paths {
-            let text = std::fs::read_to_string(&p).map_err(|e| RuleError::io(&p, e))?;
+            let text = read_bounded(&p, file::MAX_RULE_FILE_BYTES)?;
             files.push((p.display().to_string(), text));
         }
         Self::from_files(Source::Folder(dir.to_path_buf()), &files)
@@ -157,9 +157,54 @@ fn make_rewrite(
         .map_err(|e| rule.error(RuleErrorKind::Egg(e)))
 }
 
+/// Reads a rule file of at most `limit` bytes without reading more than one byte past
+/// it, so a huge file is refused without being loaded.
+fn read_bounded(path: &Path, limit: usize) -> Result<String, RuleError> {
+    use std::io::Read;
+    let io_err = |e: std::io::Error| RuleError::io(path, e);
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let mut bytes = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(cap).read_to_end(&mut bytes).map_err(io_err)?;
+    if bytes.len() > limit {
+        return Err(RuleError::too_large(
+            &path.display().to_string(),
+            bytes.len(),
+            limit,
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        io_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.utf8_error(),
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_files_beyond_the_byte_limit_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.toml");
+        std::fs::write(&path, format!("# {}\n", "x".repeat(100))).unwrap();
+        let err = read_bounded(&path, 50).unwrap_err();
+        assert_eq!(
+            *err.kind,
+            RuleErrorKind::TooLarge {
+                bytes: 51,
+                limit: 50
+            }
+        );
+        assert!(read_bounded(&path, 200).is_ok());
+        let err = file::parse_rules_file_within("t.toml", "group = \"algebra\"\n", 10);
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .starts_with("t.toml:1:1: the file is 18 bytes"));
+    }
 
     #[test]
     fn embedded_rules_load_and_build() {

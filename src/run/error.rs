@@ -16,6 +16,43 @@ pub enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// An input path exists but is not a regular file (a directory, a FIFO, a device).
+    #[error("{} is not a regular file", path.display())]
+    InputNotFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An input path is a symbolic link that does not resolve (a loop, or a missing
+    /// target).
+    #[error("cannot read {}: it is a symbolic link that does not resolve (a loop or a missing target): {source}", path.display())]
+    BrokenSymlink {
+        /// The link.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The header announces more entries than the limit (checked before anything the
+    /// header sizes is allocated).
+    #[error("{} declares shape {} ({} entries), more than the limit of {limit} (raise it with --max-elements)", path.display(), fmt_shape(shape), shape.iter().product::<u64>())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The shape as written (its product fits in u64).
+        shape: Vec<u64>,
+        /// The limit.
+        limit: u64,
+    },
+    /// The inputs' shapes make a result (an output or an intermediate) larger than the
+    /// limit, though each input is within it.
+    #[error("the inputs' shapes make {task} compute a result of shape {shape}, more entries than the limit of {limit} (raise it with --max-elements)")]
+    ResultTooLarge {
+        /// The op.
+        task: String,
+        /// The result's shape, `h×m×p`.
+        shape: String,
+        /// The limit.
+        limit: u64,
+    },
     /// The file is not a `.npy` file (bad magic, broken header).
     #[error("{} is not a valid .npy file: {reason}", path.display())]
     NotNpy {
@@ -128,6 +165,16 @@ pub enum RunError {
         /// The existing file.
         path: PathBuf,
     },
+    /// Two outputs would be written to the same file.
+    #[error("outputs {first} and {second} would both be written to {} (nothing was written)", path.display())]
+    SamePath {
+        /// The first output's name.
+        first: String,
+        /// The second output's name.
+        second: String,
+        /// The shared path.
+        path: PathBuf,
+    },
     /// An output path exists but is not a regular file.
     #[error("{} exists and is not a regular file (nothing was written)", path.display())]
     OutputNotFile {
@@ -143,10 +190,14 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// The result has non-finite entries that do not come from non-finite inputs.
-    #[error("{output} would hold non-finite values that no NaN or ±inf input explains: the f64 evaluation of {task} overflowed on these inputs (nothing was written)")]
+    #[error("{output}[{}, {}, {}] would be {value}, which no NaN or ±inf input explains: the f64 evaluation of {task} overflowed on these inputs (nothing was written)", index[0], index[1], index[2])]
     NonFinite {
         /// The output name.
         output: String,
+        /// The first non-finite entry (head, row, column) the overflow produced.
+        index: [usize; 3],
+        /// Its value (±inf or NaN).
+        value: f64,
         /// `op mode`.
         task: String,
     },

@@ -7,11 +7,14 @@ use std::collections::BTreeMap;
 
 type Named = BTreeMap<String, Tensor<f64>>;
 
-fn first_non_finite(tensors: &Named) -> Option<String> {
-    tensors
-        .iter()
-        .find(|(_, t)| t.data().iter().any(|v| !v.is_finite()))
-        .map(|(name, _)| name.clone())
+/// The first non-finite entry: the tensor's name, the entry's index (k, i, j) and value.
+fn first_non_finite(tensors: &Named) -> Option<(String, [usize; 3], f64)> {
+    tensors.iter().find_map(|(name, t)| {
+        let at = t.data().iter().position(|v| !v.is_finite())?;
+        let [_, m, n] = t.dims();
+        let index = [at / (m * n), at / n % m, at % n];
+        Some((name.clone(), index, t.data()[at]))
+    })
 }
 
 /// Checks `outputs` (computed from `inputs`). Non-finite inputs propagate as IEEE
@@ -38,8 +41,10 @@ pub fn check_finite(
         first_non_finite(&compute(task, plan, &finite_part)?)
     };
     match culprit {
-        Some(output) => Err(RunError::NonFinite {
+        Some((output, index, value)) => Err(RunError::NonFinite {
             output,
+            index,
+            value,
             task: task.label.clone(),
         }),
         None => Ok(()),

@@ -4,7 +4,7 @@
 use super::task::{input_names, input_shapes, Task};
 use super::{npy, RunError};
 use crate::ir::shape::{Dim, Shape};
-use crate::lower::Plan;
+use crate::lower::{Plan, Role};
 use crate::tensor::{fmt_dims, Dims, Tensor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -96,15 +96,24 @@ pub fn select(task: &Task, given: &[InputSpec]) -> Result<(usize, Vec<InputSpec>
     Ok((best, files))
 }
 
-/// Reads the selected files and checks their shapes against each other and the
-/// plan's declared shapes: each input's dims must agree with the dims the inputs
-/// before it fixed. A rank-2 array is read as 1×m×n where the declared h is 1.
-pub fn load(plan: &Plan, files: &[InputSpec]) -> Result<BTreeMap<String, Tensor<f64>>, RunError> {
+/// Reads the selected files (each of at most `max_elements` entries) and checks their
+/// shapes against each other and the plan's declared shapes: each input's dims must
+/// agree with the dims the inputs before it fixed. A rank-2 array is read as 1×m×n
+/// where the declared h is 1. Then every buffer the plan computes (outputs and
+/// temporaries, with the dims the inputs bound) must also hold at most `max_elements`
+/// entries: zero-size inputs `1×N×0` and `1×0×N` would otherwise ask for an `N×N`
+/// result.
+pub fn load(
+    task: &Task,
+    plan: &Plan,
+    files: &[InputSpec],
+    max_elements: u64,
+) -> Result<BTreeMap<String, Tensor<f64>>, RunError> {
     let shapes = input_shapes(plan);
     let mut bound: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let mut tensors = BTreeMap::new();
     for spec in files {
-        let (t, rank) = npy::read_array(&spec.path)?;
+        let (t, rank) = npy::read_array_within(&spec.path, max_elements)?;
         let shape = shapes.get(&spec.name);
         if rank == 2 && shape.is_some_and(|s| s[0] != Dim::Size(1)) {
             return Err(RunError::Rank {
@@ -117,7 +126,46 @@ pub fn load(plan: &Plan, files: &[InputSpec]) -> Result<BTreeMap<String, Tensor<
         }
         tensors.insert(spec.name.clone(), t);
     }
+    check_result_sizes(task, plan, &bound, max_elements)?;
     Ok(tensors)
+}
+
+/// Refuses a plan whose computed buffers, with the dims `bound` by the inputs (an
+/// unbound name counts as 0), would hold more than `max_elements` entries.
+fn check_result_sizes(
+    task: &Task,
+    plan: &Plan,
+    bound: &BTreeMap<String, (usize, String)>,
+    max_elements: u64,
+) -> Result<(), RunError> {
+    let size_of = |n: &str| Some(bound.get(n).map_or(0, |(v, _)| *v));
+    let computed = plan
+        .with_role(Role::Output)
+        .chain(plan.with_role(Role::Temp));
+    for (_, buffer) in computed {
+        let dims: Vec<Option<u64>> = buffer
+            .shape
+            .iter()
+            .map(|d| d.size_with(&size_of).map(|v| v as u64))
+            .collect();
+        let entries = dims
+            .iter()
+            .try_fold(1u64, |a, d| d.and_then(|d| a.checked_mul(d)));
+        if entries.is_none_or(|n| n > max_elements) {
+            return Err(RunError::ResultTooLarge {
+                task: task.label.clone(),
+                shape: buffer
+                    .shape
+                    .iter()
+                    .zip(&dims)
+                    .map(|(d, v)| v.map_or_else(|| d.to_string(), |v| v.to_string()))
+                    .collect::<Vec<_>>()
+                    .join("×"),
+                limit: max_elements,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Binds `shape`'s letters to `dims`, or says which earlier inputs disagree.

@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Overwrite existing output files.
     #[arg(long)]
     pub force: bool,
+    /// The most entries an input may have (checked from its header, before its data
+    /// is read); also bounds each output.
+    #[arg(long, value_name = "N", default_value_t = npy::DEFAULT_MAX_ELEMENTS)]
+    pub max_elements: u64,
     /// The kernel manifest (default: the crate's own fderiv.toml).
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
@@ -79,6 +83,7 @@ impl RunArgs {
             params: Vec::new(),
             out: out.to_path_buf(),
             force: false,
+            max_elements: npy::DEFAULT_MAX_ELEMENTS,
             manifest: None,
         }
     }
@@ -99,7 +104,7 @@ pub fn execute(args: &RunArgs) -> Result<Vec<(PathBuf, crate::tensor::Dims)>, Ru
     let task = Task::load(args.manifest.as_deref(), &args.kernel, args.mode)?;
     let (plan, files) = inputs::select(&task, &args.inputs)?;
     output::check_targets(&args.out, &task.output_files(), args.force)?;
-    let mut tensors = inputs::load(&task.plans[plan], &files)?;
+    let mut tensors = inputs::load(&task, &task.plans[plan], &files, args.max_elements)?;
     params::bind(&task, plan, &args.params, &mut tensors)?;
     let outputs = compute(&task, plan, &tensors)?;
     finite::check_finite(&task, plan, &tensors, &outputs)?;

@@ -20,9 +20,23 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     }
 }
 
-/// Refuses, before anything is computed or written, an output path that exists and is
-/// not a regular file, or that exists at all without `force`.
+/// Refuses, before anything is computed or written, two outputs that would land on
+/// the same file (names equal up to case count as equal, since some file systems
+/// ignore case), an output path that exists and is not a regular file, or that exists
+/// at all without `force`.
 pub fn check_targets(dir: &Path, names: &[String], force: bool) -> Result<(), RunError> {
+    for (i, name) in names.iter().enumerate() {
+        if let Some(other) = names[..i]
+            .iter()
+            .find(|o| o.to_lowercase() == name.to_lowercase())
+        {
+            return Err(RunError::SamePath {
+                first: other.clone(),
+                second: name.clone(),
+                path: path_of(dir, name),
+            });
+        }
+    }
     for name in names {
         let path = path_of(dir, name);
         match std::fs::metadata(&path) {
@@ -98,4 +112,30 @@ fn sync_dir(dir: &Path) -> Result<(), RunError> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_outputs_on_one_path_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        for pair in [["gA", "gA"], ["gA", "ga"]] {
+            let names: Vec<String> = pair.iter().map(|s| s.to_string()).collect();
+            let e = check_targets(&out, &names, true).unwrap_err();
+            assert!(matches!(e, RunError::SamePath { .. }), "{e}");
+            assert!(e.to_string().contains("outputs gA and"), "{e}");
+            let t = Tensor::new([1, 1, 1], vec![1.0]).unwrap();
+            let outputs: BTreeMap<String, Tensor<f64>> =
+                names.iter().map(|n| (n.clone(), t.clone())).collect();
+            if outputs.len() == 2 {
+                assert!(write_all(&out, &outputs, true).is_err());
+                assert!(!out.exists());
+            }
+        }
+        let distinct = vec!["gA".to_string(), "gB".to_string()];
+        assert!(check_targets(&out, &distinct, false).is_ok());
+    }
 }

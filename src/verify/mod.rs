@@ -299,6 +299,11 @@ pub fn run(args: &VerifyArgs) -> Result<(), Failure> {
     if args.cases == 0 {
         return Err(Failure::input("--cases must be at least 1"));
     }
+    if args.max_dim > 64 {
+        return Err(Failure::input(
+            "--max-dim: exact checks take sizes up to 64",
+        ));
+    }
     refuse_unsound(&RuleSet::embedded().map_err(Failure::input)?).map_err(Failure::check)?;
     let report = ladder(args)?;
     match args.format {

@@ -1,4 +1,4 @@
-//! Shared helpers: shapes from text, and the exact check of a derivation against the
+//! Shared helpers: shapes from text, hand-built `.npy` headers, and the exact check of a derivation against the
 //! semantics (dual-number JVP, adjoint by probing) on random points over ℚ.
 #![allow(dead_code)]
 
@@ -67,4 +67,17 @@ pub fn check_derived(term: &str, s: &ShapeEnv, mode: Mode, cases: usize) -> Deri
         );
     }
     d
+}
+
+/// A version-1 `.npy` header with the given dict text, padded as NumPy pads it.
+pub fn raw_header(dict: &str) -> Vec<u8> {
+    let mut text = dict.to_string();
+    while (10 + text.len() + 1) % 64 != 0 {
+        text.push(' ');
+    }
+    text.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((text.len() as u16).to_le_bytes());
+    out.extend(text.as_bytes());
+    out
 }
