@@ -77,18 +77,74 @@ fn matmul_plan(mode: Mode) -> (fderiv::ir::Expr, fderiv::ir::shape::ShapeEnv, Pl
     (e, shapes, plan)
 }
 
+/// The matmul JVP plan with its accumulating GEMM corrupted to overwrite (β = 0).
+fn overwriting(plan: &Plan) -> Plan {
+    let mut bad = plan.clone();
+    let Some(Step::Gemm { accumulate, .. }) = bad.steps.last_mut() else {
+        panic!("the JVP ends with a GEMM accumulating into the first")
+    };
+    assert!(*accumulate, "{plan}");
+    *accumulate = false;
+    bad
+}
+
 #[test]
-fn rung_a_rejects_a_plan_with_a_dropped_term() {
-    let (e, shapes, mut plan) = matmul_plan(Mode::Jvp);
-    let Some(Step::RowPass { program, .. }) = plan.steps.last_mut() else {
-        panic!("the JVP ends with the sum of its two GEMMs")
-    };
-    let Some(fderiv::lower::Instr::Binary { a, .. }) = program.instrs.pop() else {
-        panic!("the sum is one binary instruction")
-    };
-    program.result = a;
-    let c = check_plan_exact(&e, &shapes, &plan, &CFG).unwrap();
+fn the_matmul_jvp_is_two_gemms_into_its_output_with_no_temporaries() {
+    let (_, _, plan) = matmul_plan(Mode::Jvp);
+    assert_eq!(plan.buffers.len(), 5, "{plan}");
+    let acc: Vec<bool> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            matches!(
+                s,
+                Step::Gemm {
+                    accumulate: true,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(acc, [false, true], "{plan}");
+    assert!(plan.to_string().contains("out += gemm"), "{plan}");
+}
+
+#[test]
+fn rung_a_rejects_a_plan_whose_accumulate_overwrites() {
+    let (e, shapes, plan) = matmul_plan(Mode::Jvp);
+    let c = check_plan_exact(&e, &shapes, &overwriting(&plan), &CFG).unwrap();
     assert!(c.passed < c.cases / 2, "{c:?}");
+}
+
+#[test]
+fn rungs_b_and_c_reject_an_executor_whose_accumulate_overwrites() {
+    let plan = saved_plan(SpecOp::Matmul, Kernel::Derived(Mode::Jvp)).unwrap();
+    let bad = overwriting(&plan);
+    let run = |i: &Tensors<f64>| exec_f64(&bad, i);
+    let c = check_f64_exact(&plan, &run, &CFG).unwrap();
+    assert!(c.passed < c.cases / 2, "{c:?}");
+    let c = check_f64_bound(&plan, &run, &CFG).unwrap();
+    assert!(c.passed < c.cases / 2, "{c:?}");
+}
+
+#[test]
+fn an_accumulate_into_an_unwritten_buffer_is_malformed() {
+    let (_, _, mut plan) = matmul_plan(Mode::Jvp);
+    plan.steps.remove(0);
+    let err = plan.check_writes().unwrap_err();
+    assert!(err.contains("no earlier GEMM wrote"), "{err}");
+    let ins = fderiv::rungs::random_inputs(
+        &plan,
+        &mut rand_chacha::rand_core::SeedableRng::seed_from_u64(1),
+        2,
+        true,
+        |_| 1.0,
+    )
+    .unwrap();
+    assert!(matches!(
+        exec_f64(&plan, &ins),
+        Err(ExecError::Malformed(_))
+    ));
 }
 
 #[test]

@@ -119,6 +119,7 @@ impl<'a> Names<'a> {
 
 /// The whole file for one kernel.
 pub fn kernel_file(k: &Lowered, hash: u64) -> Result<String, String> {
+    k.plan.check_writes()?;
     let names = Names::new(&k.plan)?;
     let kname = k.id.name();
     let mut s = String::new();
@@ -213,14 +214,20 @@ fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> 
 fn step_code(s: &mut String, n: usize, step: &Step, names: &Names<'_>) -> Result<(), String> {
     let out = names.write(step.out());
     match step {
-        Step::Gemm { a, b, out: o } => {
+        Step::Gemm {
+            a,
+            b,
+            out: o,
+            accumulate,
+        } => {
             let sa = names.shape(a.buf);
             let k = if a.transposed { &sa[1] } else { &sa[2] };
             let so = names.shape(*o);
             let _ = writeln!(
                 s,
-                "    // {n}. {} = {}{} · {}{} per head",
+                "    // {n}. {} {}= {}{} · {}{} per head",
                 names.name(*o),
+                if *accumulate { "+" } else { "" },
                 names.name(a.buf),
                 if a.transposed { "ᵀ" } else { "" },
                 names.name(b.buf),
@@ -228,7 +235,7 @@ fn step_code(s: &mut String, n: usize, step: &Step, names: &Names<'_>) -> Result
             );
             let _ = writeln!(
                 s,
-                "    runtime::bmm([{}, {}, {}, {}], {}, {}, {}, {}, {out})?;",
+                "    runtime::bmm([{}, {}, {}, {}], {}, {}, {}, {}, {out}, {accumulate})?;",
                 dim(&so[0]),
                 dim(&so[1]),
                 dim(k),

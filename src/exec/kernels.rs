@@ -13,7 +13,9 @@
 //!   output entry is a dot product of length k summed in some order (blocked, maybe
 //!   with FMA); for any order, `|fl(Σ aᵢbᵢ) − Σ aᵢbᵢ| ≤ γₖ Σ|aᵢbᵢ|` with
 //!   `γₖ = k·u/(1 − k·u)`, `u = 2⁻⁵³` (Higham, *Accuracy and Stability*, §3.1), barring
-//!   underflow (each product may then add ≤ 2⁻¹⁰⁷⁵) and overflow.
+//!   underflow (each product may then add ≤ 2⁻¹⁰⁷⁵) and overflow. An accumulating
+//!   GEMM (β = 1) adds the old entry c as one more term: `fl(c + Σ aᵢbᵢ)` is within
+//!   `γₖ₊₁ (|c| + Σ|aᵢbᵢ|)` of the exact sum, whatever the blocking.
 //! - Row passes: rows in parallel chunks, each chunk with its own registers; every
 //!   entrywise operation is one IEEE operation (error ≤ u·|result|), a row sum of n
 //!   terms is summed left to right (error ≤ γₙ₋₁ Σ|xᵢ|).
@@ -115,8 +117,14 @@ pub trait ExecScalar: Scalar {
         Ok(())
     }
 
-    /// `c = op(a)·op(b)` head by head; `c` has `heads·m·n` values.
-    fn gemm(s: &GemmShape, a: &[Self], b: &[Self], c: &mut [Self]) {
+    /// `c + Σ aᵢ·bᵢ` (one entry of an accumulating GEMM).
+    fn dot_onto(c: Self, pairs: impl Iterator<Item = (Self, Self)>) -> Self {
+        c + Self::dot(pairs)
+    }
+
+    /// `c = op(a)·op(b)` head by head (`c += …` when `accumulate`); `c` has
+    /// `heads·m·n` values.
+    fn gemm(s: &GemmShape, a: &[Self], b: &[Self], c: &mut [Self], accumulate: bool) {
         let [ar, ac] = s.a_strides;
         let [br, bc] = s.b_strides;
         for (h, ch) in c.chunks_mut((s.m * s.n).max(1)).enumerate().take(s.heads) {
@@ -125,7 +133,12 @@ pub trait ExecScalar: Scalar {
                 for j in 0..s.n {
                     let pairs = (0..s.k)
                         .map(|l| (ah[i * ar + l * ac].clone(), bh[l * br + j * bc].clone()));
-                    ch[i * s.n + j] = Self::dot(pairs);
+                    let c = &mut ch[i * s.n + j];
+                    *c = if accumulate {
+                        Self::dot_onto(c.clone(), pairs)
+                    } else {
+                        Self::dot(pairs)
+                    };
                 }
             }
         }
@@ -180,14 +193,14 @@ impl ExecScalar for f64 {
         Ok(())
     }
 
-    fn gemm(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
+    fn gemm(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64], accumulate: bool) {
         let per_head = s.m * s.n;
         if per_head == 0 {
             return;
         }
-        c.par_chunks_mut(per_head)
-            .enumerate()
-            .for_each(|(h, ch)| gemm_head(s, &a[h * s.a_head..], &b[h * s.b_head..], ch));
+        c.par_chunks_mut(per_head).enumerate().for_each(|(h, ch)| {
+            gemm_head(s, &a[h * s.a_head..], &b[h * s.b_head..], ch, accumulate)
+        });
     }
 
     fn row_pass(
@@ -207,14 +220,17 @@ impl ExecScalar for f64 {
     }
 }
 
-/// One head of an f64 GEMM: `c = op(a)·op(b)`, c m×n row-major.
+/// One head of an f64 GEMM: `c = op(a)·op(b)` (β = 0), or `c += op(a)·op(b)` (β = 1)
+/// when `accumulate`; c m×n row-major.
 ///
 /// Preconditions (upheld by [`GemmShape::new`] from bound plan dims): `a` holds at
 /// least `(m−1)·ar + (k−1)·ac + 1` values, `b` at least `(k−1)·br + (n−1)·bc + 1`,
 /// `c` exactly `m·n`.
-fn gemm_head(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
+fn gemm_head(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64], accumulate: bool) {
     if s.k == 0 {
-        c.fill(0.0);
+        if !accumulate {
+            c.fill(0.0);
+        }
         return;
     }
     let [ar, ac] = s.a_strides;
@@ -227,7 +243,7 @@ fn gemm_head(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
     );
     // SAFETY: m, n, k ≥ 1 here (c is non-empty, k checked); the assertion above shows
     // every index matrixmultiply forms, i·rs + l·cs, lies inside the slices; c is
-    // exclusively borrowed and β = 0 means c is only written.
+    // exclusively borrowed (β = 0: only written; β = 1: read and written in place).
     unsafe {
         matrixmultiply::dgemm(
             s.m,
@@ -240,7 +256,7 @@ fn gemm_head(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
             b.as_ptr(),
             br as isize,
             bc as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             c.as_mut_ptr(),
             s.n as isize,
             1,

@@ -30,7 +30,7 @@ pub fn matmul_forward_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b:
     runtime::check_len("B", b.len(), [h, n, p])?;
     runtime::check_len("out", out.len(), [h, m, p])?;
     // 1. out = A · B per head
-    runtime::bmm([h, m, n, p], a, false, b, false, out)?;
+    runtime::bmm([h, m, n, p], a, false, b, false, out, false)?;
     Ok(())
 }
 

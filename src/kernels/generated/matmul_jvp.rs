@@ -13,15 +13,10 @@
 //!   B    input   h×n×p
 //!   dA   input   h×m×n
 //!   dB   input   h×n×p
-//!   t0   temp    h×m×p
-//!   t1   temp    h×m×p
 //!   out  output  h×m×p
 //! steps:
-//!   1. t0 = gemm A · dB   (per head)
-//!   2. t1 = gemm dA · B   (per head)
-//!   3. out = row pass, per row:
-//!        r0 = t1 + t0
-//!        store r0
+//!   1. out = gemm dA · B   (per head)
+//!   2. out += gemm A · dB   (per head)
 //! ```
 
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
@@ -39,20 +34,10 @@ pub fn matmul_jvp_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b: &[f
     runtime::check_len("dA", d_a.len(), [h, m, n])?;
     runtime::check_len("dB", d_b.len(), [h, n, p])?;
     runtime::check_len("out", out.len(), [h, m, p])?;
-    let mut t0 = vec![0.0; runtime::size("t0", [h, m, p])?];
-    let mut t1 = vec![0.0; runtime::size("t1", [h, m, p])?];
-    // 1. t0 = A · dB per head
-    runtime::bmm([h, m, n, p], a, false, d_b, false, &mut t0)?;
-    // 2. t1 = dA · B per head
-    runtime::bmm([h, m, n, p], d_a, false, b, false, &mut t1)?;
-    // 3. out = a fused pass over each row
-    runtime::row_pass(out, p, || -> [Vec<f64>; 1] { std::array::from_fn(|_| vec![0.0; p]) }, |row, out, regs| {
-        let [r0] = regs;
-        let t0 = runtime::row(&t0, row, p);
-        let t1 = runtime::row(&t1, row, p);
-        for j in 0..p { r0[j] = (t1[j]) + (t0[j]); }
-        out.copy_from_slice(r0);
-    });
+    // 1. out = dA · B per head
+    runtime::bmm([h, m, n, p], d_a, false, b, false, out, false)?;
+    // 2. out += A · dB per head
+    runtime::bmm([h, m, n, p], a, false, d_b, false, out, true)?;
     Ok(())
 }
 

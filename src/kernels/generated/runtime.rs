@@ -147,9 +147,11 @@ pub fn same_dim(
 }
 
 /// `out = op(a)·op(b)` head by head for h heads, `op(a)` m×k and `op(b)` k×p, `op` a
-/// transpose where flagged (a stride swap, no copy). Buffers are row-major: `a` is
-/// h×m×k (h×k×m when `ta`), `b` is h×k×p (h×p×k when `tb`), `out` is h×m×p. Lengths
-/// are checked. Error: each entry is a length-k dot product, |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|.
+/// transpose where flagged (a stride swap, no copy); with `accumulate`,
+/// `out += op(a)·op(b)` in place (GEMM β = 1: no temporary, no add pass). Buffers are
+/// row-major: `a` is h×m×k (h×k×m when `ta`), `b` is h×k×p (h×p×k when `tb`), `out`
+/// is h×m×p. Lengths are checked. Error: each entry is a length-k dot product,
+/// |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; accumulated, γₖ₊₁·(|c| + Σ|aᵢbᵢ|) around the old entry c.
 #[allow(clippy::too_many_arguments)]
 pub fn bmm(
     [h, m, k, p]: [usize; 4],
@@ -158,6 +160,7 @@ pub fn bmm(
     b: &[f64],
     tb: bool,
     out: &mut [f64],
+    accumulate: bool,
 ) -> Result<(), KernelError> {
     check_len("gemm left operand", a.len(), [h, m, k])?;
     check_len("gemm right operand", b.len(), [h, k, p])?;
@@ -166,7 +169,9 @@ pub fn bmm(
         return Ok(());
     }
     if k == 0 {
-        out.fill(0.0);
+        if !accumulate {
+            out.fill(0.0);
+        }
         return Ok(());
     }
     // Row and column strides of op(a) (m×k) and op(b) (k×p) inside one head.
@@ -178,7 +183,7 @@ pub fn bmm(
         // SAFETY: `a` holds m·k values, and for every i < m, l < k the offset
         // i·rsa + l·csa < m·k for both stride pairs; likewise `b` holds k·p values
         // reached by l·rsb + j·csb < k·p, and `c` holds m·p values at i·p + j. The
-        // three slices do not overlap (`c` is a distinct `&mut`).
+        // three slices do not overlap (`c` is a distinct `&mut`, read in place when β = 1).
         unsafe {
             matrixmultiply::dgemm(
                 m,
@@ -191,7 +196,7 @@ pub fn bmm(
                 b.as_ptr(),
                 rsb as isize,
                 csb as isize,
-                0.0,
+                if accumulate { 1.0 } else { 0.0 },
                 c.as_mut_ptr(),
                 p as isize,
                 1,
