@@ -1,6 +1,6 @@
 //! Support code for the kernels `fderiv emit` generates: shape and length checks, the
 //! batched GEMM (on `matrixmultiply`, heads in parallel on `rayon`), the transpose copy
-//! and the parallel row-pass driver.
+//! the parallel row-pass driver and the reusable [`Workspace`] for temporaries.
 //!
 //! Hand-written, and emitted verbatim beside the generated kernels so that the folder
 //! stands alone: it needs only the crates `matrixmultiply` and `rayon`.
@@ -95,7 +95,8 @@ impl Tensor3 {
         Ok(Tensor3 { dims, data })
     }
 
-    /// The all-zero tensor.
+    /// The all-zero tensor. The values come from `calloc`: fresh zero pages for large
+    /// tensors, first touched by the parallel workers of the kernel that writes them.
     pub fn zeros(buffer: &'static str, dims: [usize; 3]) -> Result<Tensor3, KernelError> {
         Ok(Tensor3 {
             dims,
@@ -220,20 +221,69 @@ pub fn transpose([h, m, n]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<()
     Ok(())
 }
 
-/// Runs `body(row, out_row, registers)` over every row of length `n` of `out`, rows in
-/// parallel; `registers` is made once per worker by `init`, never per row.
-pub fn row_pass<R: Send>(
+/// Rows per parallel task of a row pass: enough work to amortize the task.
+const ROW_CHUNK_VALUES: usize = 1 << 14;
+
+thread_local! {
+    /// Each worker's row registers, grown once and reused by every later pass.
+    static REGISTERS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `body(row, out_row, registers)` over every row of length `n` of `out`, chunks
+/// of rows in parallel. The `R` row registers (n values each) come from the worker's
+/// reused scratch, so a pass allocates nothing once each worker has run one; their
+/// contents on entry are unspecified (every register is written before it is read).
+pub fn row_pass<const R: usize>(
     out: &mut [f64],
     n: usize,
-    init: impl Fn() -> R + Sync + Send,
-    body: impl Fn(usize, &mut [f64], &mut R) + Sync + Send,
+    body: impl Fn(usize, &mut [f64], [&mut [f64]; R]) + Sync + Send,
 ) {
     if n == 0 {
         return;
     }
-    out.par_chunks_mut(n)
+    let rows = (ROW_CHUNK_VALUES / n).max(1);
+    out.par_chunks_mut(rows * n)
         .enumerate()
-        .for_each_init(init, |regs, (row, out_row)| body(row, out_row, regs));
+        .for_each(|(chunk, out)| {
+            REGISTERS.with(|cell| {
+                let mut scratch = cell.borrow_mut();
+                if scratch.len() < R * n {
+                    scratch.resize(R * n, 0.0);
+                }
+                for (i, out_row) in out.chunks_mut(n).enumerate() {
+                    let mut regs = scratch.chunks_mut(n);
+                    let regs = std::array::from_fn(|_| regs.next().unwrap_or_default());
+                    body(chunk * rows + i, out_row, regs);
+                }
+            })
+        });
+}
+
+/// Reusable scratch for a kernel's temporaries: grown on first use and kept, so that
+/// repeated calls of a `*_into` kernel with the same workspace allocate nothing.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    buffers: Vec<Vec<f64>>,
+}
+
+impl Workspace {
+    /// `N` buffers of the given lengths. Their contents are unspecified: each
+    /// temporary is written whole by its step before any step reads it.
+    pub fn buffers<const N: usize>(&mut self, lens: [usize; N]) -> [&mut [f64]; N] {
+        if self.buffers.len() < N {
+            self.buffers.resize_with(N, Vec::new);
+        }
+        for (b, &len) in self.buffers.iter_mut().zip(&lens) {
+            if b.len() < len {
+                b.resize(len, 0.0);
+            }
+        }
+        let mut it = self.buffers.iter_mut().zip(lens);
+        std::array::from_fn(|_| match it.next() {
+            Some((b, len)) => &mut b[..len],
+            None => &mut [],
+        })
+    }
 }
 
 /// Row `row` of length `n` of a buffer.
