@@ -424,11 +424,12 @@ fn instr(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str) {
         }
         Instr::Softmax { x, dst } => {
             // The forward definition exp xᵢ / Σⱼ exp xⱼ, shifted by the row maximum so
-            // that large logits do not overflow (a NaN entry makes the row NaN).
+            // that large logits do not overflow (a NaN entry makes the row NaN); exp
+            // and the sum by the runtime's vectorized `exp_sum`.
             let xj = at(x, names, "j");
             let _ = writeln!(
                 s,
-                "        let mut top = f64::NEG_INFINITY;\n        for j in 0..{len} {{ top = top.max({xj}); }}\n        let mut total = 0.0_f64;\n        for j in 0..{len} {{ r{dst}[j] = ({xj} - top).exp(); total += r{dst}[j]; }}\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
+                "        let mut top = f64::NEG_INFINITY;\n        for j in 0..{len} {{ top = top.max({xj}); }}\n        for j in 0..{len} {{ r{dst}[j] = {xj} - top; }}\n        let total = runtime::exp_sum(r{dst});\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
             );
         }
     }

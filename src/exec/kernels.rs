@@ -22,7 +22,10 @@
 //! - Softmax row: `m = max xⱼ`, `eᵢ = exp(xᵢ − m)`, `sᵢ = eᵢ / Σ eⱼ`. The shift makes
 //!   rows with entries of magnitude 1e300 give the right softmax. NaN anywhere in the
 //!   row gives a NaN row; an all −∞ row gives NaN (−∞ − (−∞)), as PyTorch; a +∞ entry
-//!   gives NaN too. The f64 `exp` is the platform's libm (assumed within 1 ulp).
+//!   gives NaN too. exp and the row sum are the generated runtime's vectorized
+//!   `exp_sum` (AVX2/FMA or portable, within `EXP_ULPS` ulps, summed in 4 lanes: a
+//!   sum of n terms in any order is within γₙ₋₁ Σ|xᵢ|). A standalone `exp`
+//!   instruction uses the platform's libm.
 //!
 //! NaN and ±∞ propagate as IEEE arithmetic does everywhere else.
 
@@ -181,11 +184,10 @@ const ROW_CHUNK_VALUES: usize = 1 << 14;
 impl ExecScalar for f64 {
     fn softmax_in_place(row: &mut [f64], _oracle: &ExpOracle) -> Result<(), ScalarError> {
         let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut total = 0.0;
         for v in row.iter_mut() {
-            *v = (*v - m).exp();
-            total += *v;
+            *v -= m;
         }
+        let total = crate::kernels::runtime::exp_sum(row);
         // max ignores NaN: a NaN entry still makes `total` NaN, so the row is NaN.
         for v in row.iter_mut() {
             *v /= total;

@@ -36,8 +36,8 @@ pub fn softmax_last_forward_into(h: usize, m: usize, n: usize, x: &[f64], out: &
         let x = runtime::row(x, row, n);
         let mut top = f64::NEG_INFINITY;
         for j in 0..n { top = top.max(x[j]); }
-        let mut total = 0.0_f64;
-        for j in 0..n { r0[j] = (x[j] - top).exp(); total += r0[j]; }
+        for j in 0..n { r0[j] = x[j] - top; }
+        let total = runtime::exp_sum(r0);
         for j in 0..n { r0[j] /= total; }
     });
     Ok(())
