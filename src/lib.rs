@@ -5,6 +5,7 @@
 //! ([`rules`]), derivation ([`derive`]) with readable traces ([`trace`]), all checked
 //! exactly over ℚ ([`verify`]). See `docs/ARCHITECTURE.md`.
 
+pub mod bench;
 pub mod cli;
 pub mod derive;
 pub mod emit;
