@@ -139,6 +139,29 @@ fn resolve<const N: usize>(d: &[&str; N], sizes: &BTreeMap<&str, usize>) -> [usi
     })
 }
 
+/// The size of each of `e`'s named dims in `shape`.
+fn sizes<'a>(e: &'a Entry, shape: &[usize]) -> BTreeMap<&'a str, usize> {
+    e.dims.iter().copied().zip(shape.iter().copied()).collect()
+}
+
+/// Deterministic inputs and zeroed outputs for kernel `e` on `shape` (its dims in
+/// order): what `bench` and the criterion benches feed the kernels.
+pub fn tensors(e: &Entry, shape: &[usize]) -> Result<(Vec<Tensor3>, Vec<Tensor3>), BenchError> {
+    let sizes = sizes(e, shape);
+    let ins = e
+        .input_dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| filled(resolve(d, &sizes), i))
+        .collect::<Result<_, _>>()?;
+    let outs = e
+        .output_dims
+        .iter()
+        .map(|d| Tensor3::zeros("bench output", resolve(d, &sizes)))
+        .collect::<Result<_, _>>()?;
+    Ok((ins, outs))
+}
+
 /// The median wall-clock time of `f` over at most `reps` calls after one warm-up call.
 fn median(reps: usize, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, BenchError> {
     f()?;
@@ -234,19 +257,9 @@ fn bench_kernel(
     reps: usize,
     refs: &mut BTreeMap<(String, Vec<usize>), f64>,
 ) -> Result<Vec<Row>, BenchError> {
-    let sizes: BTreeMap<&str, usize> = e.dims.iter().copied().zip(shape.iter().copied()).collect();
-    let ins: Vec<Tensor3> = e
-        .input_dims
-        .iter()
-        .enumerate()
-        .map(|(i, d)| filled(resolve(d, &sizes), i))
-        .collect::<Result<_, _>>()?;
+    let sizes = sizes(e, shape);
+    let (ins, mut outs) = tensors(e, shape)?;
     let refs_in: Vec<&Tensor3> = ins.iter().collect();
-    let mut outs: Vec<Tensor3> = e
-        .output_dims
-        .iter()
-        .map(|d| Tensor3::zeros("bench output", resolve(d, &sizes)))
-        .collect::<Result<_, _>>()?;
     let mut ws = Workspace::default();
     let alloc = median(reps, || (e.run)(&refs_in).map(drop).map_err(Into::into))?;
     let into = median(reps, || Ok((e.run_into)(&refs_in, &mut outs, &mut ws)?))?;
