@@ -108,6 +108,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let env = Env {
         inputs,
+        params: BTreeMap::new(),
         oracle: ExpOracle::Libm,
     };
     let forward = eval(&fderiv::ir::parse_term(term)?, &env)?;

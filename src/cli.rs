@@ -4,9 +4,12 @@
 //! 2 bad input (unparsable term, ill-shaped term, broken rule file, unusable
 //! arguments) or a derivation that could not finish.
 
-use crate::derive::{derive, Derivation, Limits, Mode, Request, SpecOp};
+use crate::derive::{derive, Derivation, Limits, Mode, Request};
 use crate::ir::shape::{parse_shape, ShapeEnv};
-use crate::outcome::{Failure, Format};
+use crate::lower::Saved;
+use crate::manifest::Manifest;
+use crate::notation::{DerivationFormat, RulesFormat};
+use crate::outcome::Failure;
 use crate::rules::soundness::{check_rules, CheckConfig};
 use crate::rules::RuleSet;
 use crate::trace::trace;
@@ -30,7 +33,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the verification ladder and print a report table.
     Verify(crate::verify::VerifyArgs),
-    /// Derive the JVP or VJP of a spec op or of any term of the IR.
+    /// Derive the JVP or VJP of a manifest kernel or of any term of the IR.
     Derive(DeriveArgs),
     /// Derive and print the derivation trace (same as `derive --trace`).
     Trace(DeriveArgs),
@@ -51,9 +54,12 @@ pub enum Command {
 /// Arguments of `fderiv emit`.
 #[derive(Debug, Args)]
 pub struct EmitArgs {
-    /// The folder to write (or check).
-    #[arg(long, default_value = crate::emit::COMMITTED_DIR)]
-    pub out: PathBuf,
+    /// Write (or check) every kernel in this folder instead of each kernel's `out`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The kernel manifest (default: the crate's own fderiv.toml).
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
     /// Check that the folder holds exactly what the rules generate; write nothing.
     #[arg(long)]
     pub check: bool,
@@ -67,22 +73,24 @@ pub struct EmitArgs {
 
 fn cmd_emit(args: &EmitArgs) -> Result<(), Failure> {
     let rules = load_rules(args.rules.as_ref())?;
+    let manifest = Manifest::load(args.manifest.as_deref()).map_err(Failure::input)?;
     let fail = |e: crate::emit::EmitError| match e {
         crate::emit::EmitError::Stale { .. } | crate::emit::EmitError::Unsound(_) => {
             Failure::check(e)
         }
         other => Failure::input(other),
     };
+    let out = args.out.as_deref();
     if args.check {
-        let n = crate::emit::check(&args.out, &rules).map_err(fail)?;
-        println!("{}: all {n} generated files are fresh", args.out.display());
+        let n = crate::emit::check(&manifest, &rules, out).map_err(fail)?;
+        println!("{}: all {n} generated files are fresh", manifest.source);
     } else {
-        let written = crate::emit::write(&args.out, &rules, args.force).map_err(fail)?;
+        let written = crate::emit::write(&manifest, &rules, out, args.force).map_err(fail)?;
         if written.is_empty() {
-            println!("{}: already up to date", args.out.display());
+            println!("{}: already up to date", manifest.source);
         }
-        for name in written {
-            println!("wrote {}", args.out.join(name).display());
+        for path in written {
+            println!("wrote {}", path.display());
         }
     }
     Ok(())
@@ -95,6 +103,9 @@ pub enum RulesAction {
     List {
         /// A folder of *.toml rule files (default: the embedded rewrites/).
         dir: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RulesFormat::Text)]
+        format: RulesFormat,
     },
     /// Check every rule for soundness, exactly; exit 1 if one fails.
     Check {
@@ -112,9 +123,12 @@ pub enum RulesAction {
 /// Arguments of `derive` and `trace`.
 #[derive(Debug, Args)]
 pub struct DeriveArgs {
-    /// The spec op to differentiate (or use --expr).
-    #[arg(value_enum, required_unless_present = "expr", conflicts_with = "expr")]
-    pub op: Option<SpecOp>,
+    /// The manifest kernel to differentiate (or use --expr).
+    #[arg(required_unless_present = "expr", conflicts_with = "expr")]
+    pub kernel: Option<String>,
+    /// The kernel manifest (default: the crate's own fderiv.toml).
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
     /// JVP or VJP.
     #[arg(long, value_enum, default_value_t = Mode::Jvp)]
     pub mode: Mode,
@@ -127,9 +141,9 @@ pub struct DeriveArgs {
     /// The inputs to differentiate with respect to (comma-separated; default: all).
     #[arg(long, value_delimiter = ',')]
     pub wrt: Vec<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output format (math, latex, dot: see docs/derivation.md).
+    #[arg(long, value_enum, default_value_t = DerivationFormat::Text)]
+    pub format: DerivationFormat,
     /// A folder of *.toml rule files replacing the embedded rewrites/.
     #[arg(long)]
     pub rules: Option<PathBuf>,
@@ -159,20 +173,26 @@ pub fn load_rules(dir: Option<&PathBuf>) -> Result<RuleSet, Failure> {
     .map_err(Failure::input)
 }
 
-fn request(args: &DeriveArgs) -> Result<Request, Failure> {
+/// The request, and the subterms the kernel saves (none for `--expr`).
+fn request(args: &DeriveArgs) -> Result<(Request, Vec<Saved>), Failure> {
     let wrt = if args.wrt.is_empty() {
         None
     } else {
         Some(args.wrt.iter().map(|w| Symbol::from(w.trim())).collect())
     };
-    match (&args.op, &args.expr) {
-        (Some(op), _) => {
+    match (&args.kernel, &args.expr) {
+        (Some(name), _) => {
             if wrt.is_some() || !args.shapes.is_empty() {
                 return Err(Failure::input(
-                    "--wrt and --shape go with --expr; a spec op fixes its inputs",
+                    "--wrt and --shape go with --expr; a manifest kernel declares its inputs",
                 ));
             }
-            op.request(args.mode).map_err(Failure::input)
+            let manifest = Manifest::load(args.manifest.as_deref()).map_err(Failure::input)?;
+            let def = manifest.kernel(name).map_err(Failure::input)?;
+            Ok((
+                def.request(args.mode).map_err(Failure::input)?,
+                def.save.clone(),
+            ))
         }
         (None, Some(expr)) => {
             let mut shapes = ShapeEnv::new();
@@ -184,16 +204,21 @@ fn request(args: &DeriveArgs) -> Result<Request, Failure> {
                     parse_shape(dims).map_err(|e| Failure::input(format!("--shape {s}: {e}")))?;
                 shapes.insert(Symbol::from(name.trim()), shape);
             }
-            Request::new(expr, shapes, wrt, args.mode).map_err(Failure::input)
+            let req = Request::new(expr, shapes, wrt, args.mode).map_err(Failure::input)?;
+            Ok((req, Vec::new()))
         }
-        (None, None) => Err(Failure::input("give a spec op or --expr")),
+        (None, None) => Err(Failure::input("give a kernel name or --expr")),
     }
 }
 
-/// Runs a derivation as `derive`/`trace` do.
-pub fn run_derivation(args: &DeriveArgs) -> Result<(Derivation, RuleSet), Failure> {
+/// Runs a derivation as `derive`/`trace` do (with the explanation only when a trace
+/// is printed); returns it with the rules and the kernel's saved subterms.
+pub fn run_derivation(
+    args: &DeriveArgs,
+    with_trace: bool,
+) -> Result<(Derivation, RuleSet, Vec<Saved>), Failure> {
     let rules = load_rules(args.rules.as_ref())?;
-    let req = request(args)?;
+    let (req, saved) = request(args)?;
     if !args.time_limit.is_finite() || args.time_limit <= 0.0 {
         return Err(Failure::input(
             "--time-limit must be a positive number of seconds",
@@ -203,24 +228,37 @@ pub fn run_derivation(args: &DeriveArgs) -> Result<(Derivation, RuleSet), Failur
         iterations: args.iter_limit,
         nodes: args.node_limit,
         time: Duration::from_secs_f64(args.time_limit),
+        explain: with_trace,
     };
     let d = derive(&req, &rules, &limits).map_err(|e| match e {
         crate::derive::DeriveError::Unsound(_) => Failure::check(e),
         other => Failure::input(other),
     })?;
-    Ok((d, rules))
+    Ok((d, rules, saved))
+}
+
+/// The derivation's statistics, as `derive` reports them.
+fn stats_json(d: &Derivation) -> serde_json::Value {
+    serde_json::json!({
+        "stop": d.stop, "iterations": d.iterations, "enodes": d.egraph_nodes,
+        "eclasses": d.egraph_classes, "egg_seconds": d.seconds,
+        "total_seconds": d.total_seconds, "peak_rss_bytes": d.peak_rss, "phases": d.phases,
+    })
 }
 
 fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
-    let (d, rules) = run_derivation(args)?;
+    let (d, rules, saved) = run_derivation(args, with_trace)?;
     let t = trace(&d, &rules);
     let plan = if args.plan {
-        Some(crate::lower::lower(&d.result, &d.request.shapes).map_err(Failure::input)?)
+        Some(
+            crate::lower::lower_with(&d.result, &d.request.shapes, &saved)
+                .map_err(Failure::input)?,
+        )
     } else {
         None
     };
     match args.format {
-        Format::Json => {
+        DerivationFormat::Json => {
             let mut v = if with_trace {
                 serde_json::to_value(&t).map_err(Failure::input)?
             } else {
@@ -232,12 +270,13 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
             if let Some(p) = &plan {
                 v["plan"] = serde_json::to_value(p).map_err(Failure::input)?;
             }
+            v["stats"] = stats_json(&d);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&v).map_err(Failure::input)?
             );
         }
-        Format::Text => {
+        DerivationFormat::Text => {
             if with_trace {
                 print!("{}", t.to_text());
             } else {
@@ -247,14 +286,22 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
                 print!("{p}");
             }
         }
+        notation => {
+            let shown = crate::notation::show(notation, &t, plan.as_ref(), with_trace);
+            print!("{}", shown.map_err(Failure::input)?);
+        }
     }
+    let rss = d.peak_rss.map_or("peak memory unknown".into(), |b| {
+        format!("peak RSS {:.1} MB", b as f64 / 1e6)
+    });
     eprintln!(
-        "egg: {} after {} iterations, {} e-nodes, {} e-classes, {:.1} ms (rules: {})",
+        "egg: {} after {} iterations, {} e-nodes, {} e-classes, {:.1} ms in egg, {:.1} ms in all, {rss} (rules: {})",
         d.stop,
         d.iterations,
         d.egraph_nodes,
         d.egraph_classes,
         d.seconds * 1e3,
+        d.total_seconds * 1e3,
         rules.source
     );
     Ok(())
@@ -262,8 +309,12 @@ fn cmd_derive(args: &DeriveArgs, with_trace: bool) -> Result<(), Failure> {
 
 fn cmd_rules(action: &RulesAction) -> Result<(), Failure> {
     match action {
-        RulesAction::List { dir } => {
+        RulesAction::List { dir, format } => {
             let set = load_rules(dir.as_ref())?;
+            if *format == RulesFormat::Math {
+                print!("{}", crate::notation::math::rules(&set));
+                return Ok(());
+            }
             for r in &set.rules {
                 let arrow = if r.bidirectional { "<=>" } else { "=>" };
                 let cond = if r.conditions.0.is_empty() {

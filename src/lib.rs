@@ -2,7 +2,8 @@
 //!
 //! A Rust mirror of TorchLean's `NN.Proofs.Autograd.Tape.Nodes.Batched` ([`spec`]) and a
 //! symbolic differentiation engine built on `egg`: terms ([`ir`]), rules as data
-//! ([`rules`]), derivation ([`derive`]) with readable traces ([`trace`]), all checked
+//! ([`rules`]), derivation ([`derive`]) with readable traces ([`trace`]) in the notation of papers
+//! ([`notation`]), all checked
 //! exactly over ℚ ([`verify`]). See `docs/ARCHITECTURE.md`.
 
 pub mod bench;
@@ -13,6 +14,8 @@ pub mod exec;
 pub mod ir;
 pub mod kernels;
 pub mod lower;
+pub mod manifest;
+pub mod notation;
 pub mod outcome;
 pub mod rules;
 pub mod run;

@@ -37,6 +37,16 @@ pub enum TensorError {
         /// The right operand's dims.
         right: Dims,
     },
+    /// A head split or merge whose input dims do not fit its head count.
+    #[error("{op} with {heads} heads: shape {} does not fit", fmt_dims(dims))]
+    Heads {
+        /// The layout operator.
+        op: &'static str,
+        /// The input's dims.
+        dims: Dims,
+        /// The head count.
+        heads: usize,
+    },
     /// Scalar arithmetic failed.
     #[error(transparent)]
     Scalar(#[from] ScalarError),

@@ -154,9 +154,22 @@ fn counted(names: &[String]) -> Vec<String> {
 impl Trace {
     /// The trace as text.
     pub fn to_text(&self) -> String {
+        self.to_text_with(&self.forward, "", &|term| term.to_string())
+    }
+
+    /// The text form with `forward` as the heading's term, `preface` lines after the
+    /// heading, and every other term (start, each step's, result) printed by `show`
+    /// from its s-expression: how the notation prints a trace.
+    pub fn to_text_with(
+        &self,
+        forward: &str,
+        preface: &str,
+        show: &dyn Fn(&str) -> String,
+    ) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "{} of {}", self.mode, self.forward);
-        let _ = writeln!(s, "start:  {}", self.start);
+        let _ = writeln!(s, "{} of {forward}", self.mode);
+        s.push_str(preface);
+        let _ = writeln!(s, "start:  {}", show(&self.start));
         for step in &self.steps {
             let arrow = if step.direction == "backward" {
                 " (←)"
@@ -170,9 +183,9 @@ impl Trace {
             if !step.lean.is_empty() {
                 let _ = writeln!(s, "     lean: {}", step.lean);
             }
-            let _ = writeln!(s, "     ⇒ {}", step.term);
+            let _ = writeln!(s, "     ⇒ {}", show(&step.term));
         }
-        let _ = writeln!(s, "result: {}", self.result);
+        let _ = writeln!(s, "result: {}", show(&self.result));
         let _ = writeln!(
             s,
             "({} steps shown, {} egg rewrites; egg stopped: {})",

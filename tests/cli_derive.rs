@@ -1,22 +1,10 @@
 //! The derive / trace / rules commands, run as a user runs them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn fderiv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fderiv"))
-        .args(args)
-        .output()
-        .expect("the fderiv binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{fderiv, stderr, stdout};
 
 /// Runs a derivation that must succeed and returns the printed result.
 fn derived(args: &[&str]) -> String {
@@ -281,7 +269,7 @@ fn a_times_a_sums_both_contributions_into_one_slot() {
             "--mode",
             "vjp",
         ]),
-        "(grad A (+ (bmm G (T A)) (bmm (T A) G)))"
+        "(grad A (+ (bmm (T A) G) (bmm G (T A))))"
     );
 }
 

@@ -2,27 +2,40 @@
 //! (sizes 0 included) and points, equals the spec mirror's jvp and vjp, the dual-number
 //! derivative and the adjoint of the derivative.
 
-use fderiv::derive::{derive_unchecked, Derivation, Limits, Mode, SpecOp};
+use fderiv::derive::{Derivation, Limits};
+use fderiv::manifest::{KernelMode, Manifest, SpecOp};
 use fderiv::outcome::Format;
 use fderiv::rules::RuleSet;
-use fderiv::verify::{derived_rungs, VerifyArgs};
+use fderiv::verify::{derived_rungs, Derived, VerifyArgs};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
 
-fn derivations() -> &'static Vec<(SpecOp, Derivation, Derivation)> {
-    static CELL: OnceLock<Vec<(SpecOp, Derivation, Derivation)>> = OnceLock::new();
+type Kernel = (String, Option<SpecOp>, Derivation, Derivation);
+
+/// Every kernel of the crate's manifest, derived once.
+fn derivations() -> &'static Vec<Kernel> {
+    static CELL: OnceLock<Vec<Kernel>> = OnceLock::new();
     CELL.get_or_init(|| {
         let rules = RuleSet::embedded().expect("the embedded rules load");
-        [SpecOp::Matmul, SpecOp::SoftmaxLast]
-            .into_iter()
-            .map(|op| {
+        let manifest = Manifest::embedded().expect("the manifest loads");
+        manifest
+            .kernels
+            .iter()
+            .map(|def| {
                 let d = |mode| {
-                    let req = op.request(mode).expect("request");
-                    derive_unchecked(&req, &rules, &Limits::default()).expect("derives")
+                    def.build(mode, &rules, &Limits::default().unexplained())
+                        .expect("builds")
+                        .derivation
+                        .expect("a derivative")
                 };
-                (op, d(Mode::Jvp), d(Mode::Vjp))
+                (
+                    def.name.clone(),
+                    def.spec,
+                    d(KernelMode::Jvp),
+                    d(KernelMode::Vjp),
+                )
             })
             .collect()
     })
@@ -33,10 +46,15 @@ proptest! {
 
     #[test]
     fn derived_derivatives_equal_the_spec_mirror(seed in any::<u64>(), max_dim in 0usize..=3) {
-        let args = VerifyArgs { cases: 4, seed, max_dim, shapes: vec![], format: Format::Text };
+        let args = VerifyArgs {
+            cases: 4, seed, max_dim, shapes: vec![], format: Format::Text,
+            manifest: None, kernels: vec![], random_terms: 0,
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        for (op, jvp, vjp) in derivations() {
-            let rows = derived_rungs(*op, jvp, vjp, &args, &mut rng).expect("evaluates");
+        for (name, spec, jvp, vjp) in derivations() {
+            let k = Derived { name, jvp: Some(jvp), vjp: Some(vjp), spec: *spec };
+            let rows = derived_rungs(&k, &args, &mut rng).expect("evaluates");
+            prop_assert_eq!(rows.len(), if spec.is_some() { 5 } else { 3 });
             for row in rows {
                 prop_assert!(row.holds(), "{} {} {}: {:?}", row.rung, row.op, row.mode, row.count.first_failure);
             }

@@ -1,9 +1,11 @@
 //! The generated kernels: fresh (regenerating gives the committed bytes), sensitive to
 //! the rules, verified by the same rungs as the executed plans, and snapshotted.
 
-use fderiv::emit::{self, EmitError, KernelId, COMMITTED_DIR};
+use fderiv::derive::Limits;
+use fderiv::emit::{self, EmitError, COMMITTED_DIR};
 use fderiv::exec::{ExecError, Tensors};
 use fderiv::kernels;
+use fderiv::manifest::{KernelMode, Manifest};
 use fderiv::rules::{RuleSet, Source, EMBEDDED};
 use fderiv::rungs::{check_f64_exact, RungConfig};
 use fderiv::verify::{generated_rows, generated_run};
@@ -12,6 +14,10 @@ use std::process::Command;
 
 fn committed() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED_DIR)
+}
+
+fn manifest() -> Manifest {
+    Manifest::embedded().unwrap()
 }
 
 fn cfg() -> RungConfig {
@@ -25,7 +31,7 @@ fn cfg() -> RungConfig {
 #[test]
 fn the_committed_kernels_are_fresh() {
     let rules = RuleSet::embedded().unwrap();
-    if let Err(e) = emit::check(&committed(), &rules) {
+    if let Err(e) = emit::check(&manifest(), &rules, Some(&committed())) {
         panic!("{e}");
     }
 }
@@ -45,7 +51,7 @@ fn changing_the_rules_makes_the_committed_kernels_stale() {
         })
         .collect();
     let changed = RuleSet::from_files(Source::Embedded, &files).unwrap();
-    match emit::check(&committed(), &changed) {
+    match emit::check(&manifest(), &changed, Some(&committed())) {
         Err(EmitError::Stale { stale, .. }) => {
             assert!(stale.contains(&"mod.rs".to_string()), "{stale:?}");
             assert!(
@@ -59,7 +65,20 @@ fn changing_the_rules_makes_the_committed_kernels_stale() {
 
 #[test]
 fn generated_kernels_pass_the_ladder() {
-    for row in generated_rows(&cfg()).unwrap() {
+    let rules = RuleSet::embedded().unwrap();
+    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+    for def in &manifest().kernels {
+        for mode in &def.modes {
+            let built = def.build(*mode, &rules, &Limits::default()).unwrap();
+            generated_rows(def, &built, &cfg(), &mut rows, &mut skipped).unwrap();
+        }
+    }
+    assert_eq!(
+        rows.len(),
+        11,
+        "2 rungs per kernel, 1 for the softmax forward"
+    );
+    for row in rows {
         assert!(
             row.holds(),
             "{} {} {}: {:?}",
@@ -74,11 +93,11 @@ fn generated_kernels_pass_the_ladder() {
 #[test]
 fn a_one_ulp_error_in_a_generated_kernel_is_rejected() {
     let rules = RuleSet::embedded().unwrap();
-    let id = KernelId::all()
-        .into_iter()
-        .find(|k| k.name() == "softmax_last_vjp")
-        .unwrap();
-    let plan = emit::lower_kernel(id, &rules).unwrap().plan;
+    let m = manifest();
+    let def = m.kernel("softmax_last").unwrap();
+    let plan = emit::lower_kernel(def, KernelMode::Vjp, &rules)
+        .unwrap()
+        .plan;
     let entry = kernels::KERNELS
         .iter()
         .find(|e| e.name == "softmax_last_vjp")
@@ -155,7 +174,9 @@ fn emit_writes_the_committed_bytes_and_never_clobbers_without_force() {
         .output()
         .unwrap();
     assert!(check.status.success());
-    std::fs::write(out.join("matmul_vjp.rs"), "// mine\n").unwrap();
+    let generated = std::fs::read_to_string(out.join("matmul_vjp.rs")).unwrap();
+    let edited = generated.replace("Term:", "Term (edited):");
+    std::fs::write(out.join("matmul_vjp.rs"), &edited).unwrap();
     let stale = Command::new(bin)
         .args(["emit", "--check", "--out"])
         .arg(&out)
@@ -171,7 +192,7 @@ fn emit_writes_the_committed_bytes_and_never_clobbers_without_force() {
     assert_eq!(refused.status.code(), Some(2));
     assert_eq!(
         std::fs::read_to_string(out.join("matmul_vjp.rs")).unwrap(),
-        "// mine\n"
+        edited
     );
     let forced = Command::new(bin)
         .args(["emit", "--force", "--out"])
@@ -179,7 +200,24 @@ fn emit_writes_the_committed_bytes_and_never_clobbers_without_force() {
         .output()
         .unwrap();
     assert!(forced.status.success());
-    assert_ne!(
+    assert_eq!(
+        std::fs::read_to_string(out.join("matmul_vjp.rs")).unwrap(),
+        generated
+    );
+    // A hand-written file of a kernel's name is never overwritten, even with --force.
+    std::fs::write(out.join("matmul_vjp.rs"), "// mine\n").unwrap();
+    let kept = Command::new(bin)
+        .args(["emit", "--force", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(kept.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&kept.stderr);
+    assert!(
+        err.contains("hand-written") && err.contains("matmul_vjp.rs"),
+        "{err}"
+    );
+    assert_eq!(
         std::fs::read_to_string(out.join("matmul_vjp.rs")).unwrap(),
         "// mine\n"
     );
@@ -188,7 +226,8 @@ fn emit_writes_the_committed_bytes_and_never_clobbers_without_force() {
 #[test]
 fn emitted_source_snapshots() {
     let rules = RuleSet::embedded().unwrap();
-    for (name, text) in emit::generate(&rules).unwrap() {
+    let folders = emit::generate(&manifest(), &rules, None).unwrap();
+    for (name, text) in folders.into_iter().flat_map(|f| f.files) {
         if name == "runtime.rs" {
             continue;
         }

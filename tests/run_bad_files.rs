@@ -1,8 +1,8 @@
 //! `fderiv run` refuses every kind of bad `.npy` file with a typed error naming the
 //! file, and exit code 2.
 
-use fderiv::derive::SpecOp;
-use fderiv::run::{execute, npy, run, InputSpec, RunArgs, RunError, RunMode};
+use fderiv::manifest::KernelMode;
+use fderiv::run::{execute, npy, run, InputSpec, RunArgs, RunError};
 use fderiv::tensor::Tensor;
 use npyz::{Order, WriterBuilder};
 use std::path::{Path, PathBuf};
@@ -46,14 +46,15 @@ fn refuse(bytes: &[u8]) -> (RunError, PathBuf) {
     let path = dir.join("X.npy");
     std::fs::write(&path, bytes).unwrap();
     let args = RunArgs {
-        op: SpecOp::SoftmaxLast,
-        mode: RunMode::Forward,
+        kernel: "softmax_last".into(),
+        mode: KernelMode::Forward,
         inputs: vec![InputSpec {
             name: "X".into(),
             path: path.clone(),
         }],
         out: dir.join("out"),
         force: false,
+        manifest: None,
     };
     let e = execute(&args).unwrap_err();
     assert!(!dir.join("out").exists(), "nothing is written on {e}");
@@ -166,14 +167,15 @@ fn unreadable_paths_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for path in [Path::new("/nonexistent/fderiv/X.npy"), dir.path()] {
         let args = RunArgs {
-            op: SpecOp::SoftmaxLast,
-            mode: RunMode::Forward,
+            kernel: "softmax_last".into(),
+            mode: KernelMode::Forward,
             inputs: vec![InputSpec {
                 name: "X".into(),
                 path: path.into(),
             }],
             out: dir.path().join("out"),
             force: false,
+            manifest: None,
         };
         let e = execute(&args).unwrap_err();
         assert!(matches!(e, RunError::Read { .. }), "{e}");

@@ -1,9 +1,9 @@
 //! `fderiv run` through the library: outputs, bad input, overwriting, atomicity,
 //! NaN/inf propagation and the overflow guard.
 
-use fderiv::derive::SpecOp;
+use fderiv::manifest::KernelMode;
 use fderiv::outcome::Failure;
-use fderiv::run::{execute, npy, run, InputSpec, RunArgs, RunError, RunMode};
+use fderiv::run::{execute, npy, run, InputSpec, RunArgs, RunError};
 use fderiv::tensor::Tensor;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,7 @@ fn save(dir: &Path, name: &str, t: &Tensor<f64>) -> PathBuf {
     path
 }
 
-fn args(op: SpecOp, mode: RunMode, inputs: &[(&str, &Path)], out: &Path) -> RunArgs {
+fn args(op: &str, mode: KernelMode, inputs: &[(&str, &Path)], out: &Path) -> RunArgs {
     RunArgs::new(op, mode, inputs, out)
 }
 
@@ -52,10 +52,10 @@ impl Matmul {
     fn out(&self) -> PathBuf {
         self.dir.path().join("out")
     }
-    fn args(&self, mode: RunMode, names: &[&str]) -> RunArgs {
+    fn args(&self, mode: KernelMode, names: &[&str]) -> RunArgs {
         let paths: Vec<(&str, PathBuf)> = names.iter().map(|n| (*n, self.input(n))).collect();
         let refs: Vec<(&str, &Path)> = paths.iter().map(|(n, p)| (*n, p.as_path())).collect();
-        args(SpecOp::Matmul, mode, &refs, &self.out())
+        args("matmul", mode, &refs, &self.out())
     }
 }
 
@@ -77,16 +77,16 @@ fn files_in(dir: &Path) -> Vec<String> {
 #[test]
 fn matmul_forward_jvp_vjp_write_exact_results() {
     let m = Matmul::new();
-    run(&m.args(RunMode::Forward, &["A", "B"])).unwrap();
+    run(&m.args(KernelMode::Forward, &["A", "B"])).unwrap();
     assert_eq!(read(&m.out().join("C.npy")), m.a.bmm(&m.b).unwrap());
-    run(&m.args(RunMode::Jvp, &["A", "B", "dA", "dB"])).unwrap();
+    run(&m.args(KernelMode::Jvp, &["A", "B", "dA", "dB"])).unwrap();
     let (da, db) = (read(&m.input("dA")), read(&m.input("dB")));
     let dc = da.bmm(&m.b).unwrap();
     let dc = dc
         .zip(&m.a.bmm(&db).unwrap(), "+", |x, y| Ok(x + y))
         .unwrap();
     assert_eq!(read(&m.out().join("dC.npy")), dc);
-    run(&m.args(RunMode::Vjp, &["A", "B", "G"])).unwrap();
+    run(&m.args(KernelMode::Vjp, &["A", "B", "G"])).unwrap();
     let g = read(&m.input("G"));
     assert_eq!(
         read(&m.out().join("gA.npy")),
@@ -106,10 +106,10 @@ fn softmax_last_modes_write_their_files_and_rows_sum_to_one() {
     let dx = save(dir.path(), "dX", &dyadic([3, 2, 5], 2));
     let g = save(dir.path(), "G", &dyadic([3, 2, 5], 3));
     let out = dir.path().join("a/b/out");
-    let sm = SpecOp::SoftmaxLast;
-    run(&args(sm, RunMode::Forward, &[("X", &x)], &out)).unwrap();
-    run(&args(sm, RunMode::Jvp, &[("X", &x), ("dX", &dx)], &out)).unwrap();
-    run(&args(sm, RunMode::Vjp, &[("X", &x), ("G", &g)], &out)).unwrap();
+    let sm = "softmax_last";
+    run(&args(sm, KernelMode::Forward, &[("X", &x)], &out)).unwrap();
+    run(&args(sm, KernelMode::Jvp, &[("X", &x), ("dX", &dx)], &out)).unwrap();
+    run(&args(sm, KernelMode::Vjp, &[("X", &x), ("G", &g)], &out)).unwrap();
     assert_eq!(files_in(&out), ["S.npy", "dS.npy", "gX.npy"]);
     let s = read(&out.join("S.npy"));
     for row in s.data().chunks(5) {
@@ -132,19 +132,19 @@ fn failure(a: &RunArgs) -> Failure {
 #[test]
 fn unknown_missing_and_duplicate_inputs_are_refused_with_exit_2() {
     let m = Matmul::new();
-    let mut a = m.args(RunMode::Forward, &["A", "B", "dA"]);
+    let mut a = m.args(KernelMode::Forward, &["A", "B", "dA"]);
     let e = err(&a);
     assert!(matches!(e, RunError::UnknownInput { ref name, .. } if name == "dA"));
     assert_eq!(
         e.to_string(),
         "unknown input dA for matmul forward (it takes A, B)"
     );
-    a = m.args(RunMode::Jvp, &["A", "B", "dA"]);
+    a = m.args(KernelMode::Jvp, &["A", "B", "dA"]);
     assert_eq!(
         err(&a).to_string(),
         "matmul jvp needs input dB: add --input dB=FILE.npy"
     );
-    a = m.args(RunMode::Forward, &["A", "B", "A"]);
+    a = m.args(KernelMode::Forward, &["A", "B", "A"]);
     assert!(matches!(err(&a), RunError::DuplicateInput { ref name, .. } if name == "A"));
     assert_eq!(failure(&a).code, 2);
     assert!(!m.out().exists());
@@ -165,7 +165,7 @@ fn input_spec_parses_name_equals_file() {
 fn shape_disagreements_name_both_shapes() {
     let m = Matmul::new();
     let b = save(m.dir.path(), "B", &dyadic([2, 5, 4], 2));
-    let e = err(&m.args(RunMode::Forward, &["A", "B"]));
+    let e = err(&m.args(KernelMode::Forward, &["A", "B"]));
     assert_eq!(
         e.to_string(),
         format!(
@@ -175,21 +175,21 @@ fn shape_disagreements_name_both_shapes() {
     );
     let m = Matmul::new();
     save(m.dir.path(), "G", &dyadic([2, 3, 4], 2));
-    let e = err(&m.args(RunMode::Vjp, &["A", "B", "G"]));
+    let e = err(&m.args(KernelMode::Vjp, &["A", "B", "G"]));
     assert!(
         e.to_string()
             .ends_with("has shape 2×3×4 but A (2×3×4) and B (2×4×5) need G to be 2×3×5"),
         "{e}"
     );
     save(m.dir.path(), "dA", &dyadic([2, 4, 3], 2));
-    let e = err(&m.args(RunMode::Jvp, &["A", "B", "dA", "dB"]));
+    let e = err(&m.args(KernelMode::Jvp, &["A", "B", "dA", "dB"]));
     assert!(
         e.to_string()
             .ends_with("but A (2×3×4) needs dA to be 2×3×4"),
         "{e}"
     );
     assert_eq!(
-        failure(&m.args(RunMode::Jvp, &["A", "B", "dA", "dB"])).code,
+        failure(&m.args(KernelMode::Jvp, &["A", "B", "dA", "dB"])).code,
         2
     );
 }
@@ -201,8 +201,8 @@ fn zero_sizes_are_fine() {
     let b = save(dir.path(), "B", &dyadic([2, 3, 4], 1));
     let out = dir.path().join("out");
     run(&args(
-        SpecOp::Matmul,
-        RunMode::Forward,
+        "matmul",
+        KernelMode::Forward,
         &[("A", &a), ("B", &b)],
         &out,
     ))

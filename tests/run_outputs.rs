@@ -1,8 +1,8 @@
 //! `fderiv run` outputs: no overwriting without --force, each file whole or not at
 //! all, NaN/±inf propagation, and the overflow guard.
 
-use fderiv::derive::SpecOp;
-use fderiv::run::{execute, npy, run, RunArgs, RunError, RunMode};
+use fderiv::manifest::KernelMode;
+use fderiv::run::{execute, npy, run, RunArgs, RunError};
 use fderiv::tensor::Tensor;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,7 @@ fn seq(n: usize) -> Vec<f64> {
     (0..n).map(|i| (i % 5) as f64 - 2.0).collect()
 }
 
-fn args(op: SpecOp, mode: RunMode, inputs: &[(&str, &Path)], out: &Path) -> RunArgs {
+fn args(op: &str, mode: KernelMode, inputs: &[(&str, &Path)], out: &Path) -> RunArgs {
     RunArgs::new(op, mode, inputs, out)
 }
 
@@ -29,8 +29,8 @@ fn matmul_vjp() -> (tempfile::TempDir, RunArgs) {
     let g = save(dir.path(), "G", [1, 2, 2], seq(4));
     let out = dir.path().join("out");
     let a = args(
-        SpecOp::Matmul,
-        RunMode::Vjp,
+        "matmul",
+        KernelMode::Vjp,
         &[("A", &a), ("B", &b), ("G", &g)],
         &out,
     );
@@ -110,8 +110,8 @@ fn nan_and_inf_inputs_propagate_to_the_entries_they_touch() {
     let b = save(dir.path(), "B", [1, 2, 2], vec![1.0, 0.0, 0.0, 2.0]);
     let out = dir.path().join("out");
     run(&args(
-        SpecOp::Matmul,
-        RunMode::Forward,
+        "matmul",
+        KernelMode::Forward,
         &[("A", &a), ("B", &b)],
         &out,
     ))
@@ -124,8 +124,8 @@ fn nan_and_inf_inputs_propagate_to_the_entries_they_touch() {
     // softmax: a NaN row is NaN, the other row is untouched.
     let x = save(dir.path(), "X", [1, 2, 2], vec![0.0, f64::NAN, 0.0, 0.0]);
     run(&args(
-        SpecOp::SoftmaxLast,
-        RunMode::Forward,
+        "softmax_last",
+        KernelMode::Forward,
         &[("X", &x)],
         &out,
     ))
@@ -140,7 +140,7 @@ fn nan_and_inf_inputs_propagate_to_the_entries_they_touch() {
         [1, 1, 3],
         vec![f64::NEG_INFINITY, 0.0, 0.0],
     );
-    let mut a = args(SpecOp::SoftmaxLast, RunMode::Forward, &[("X", &x)], &out);
+    let mut a = args("softmax_last", KernelMode::Forward, &[("X", &x)], &out);
     a.force = true;
     run(&a).unwrap();
     let s = npy::read_tensor(&out.join("S.npy")).unwrap();
@@ -162,12 +162,12 @@ fn huge_logits_give_the_right_softmax() {
     let g = save(dir.path(), "G", [1, 2, 2], vec![1.0, 0.0, 0.0, 1.0]);
     let out = dir.path().join("out");
     for (mode, extra, expect) in [
-        (RunMode::Forward, None, [0.5, 0.5, 1.0, 0.0]),
-        (RunMode::Vjp, Some(("G", &g)), [0.25, -0.25, 0.0, 0.0]),
+        (KernelMode::Forward, None, [0.5, 0.5, 1.0, 0.0]),
+        (KernelMode::Vjp, Some(("G", &g)), [0.25, -0.25, 0.0, 0.0]),
     ] {
         let mut inputs = vec![("X", x.as_path())];
         inputs.extend(extra.map(|(n, p)| (n, p.as_path())));
-        let written = execute(&args(SpecOp::SoftmaxLast, mode, &inputs, &out)).unwrap();
+        let written = execute(&args("softmax_last", mode, &inputs, &out)).unwrap();
         let t = npy::read_tensor(&written[0].0).unwrap();
         assert_eq!(t.data(), expect, "{mode:?}");
     }
@@ -180,12 +180,7 @@ fn an_overflow_from_finite_inputs_is_refused_even_beside_a_nan() {
     let a = save(dir.path(), "A", [2, 1, 1], vec![f64::NAN, 1e300]);
     let b = save(dir.path(), "B", [2, 1, 1], vec![1.0, 1e300]);
     let out = dir.path().join("out");
-    let a = args(
-        SpecOp::Matmul,
-        RunMode::Forward,
-        &[("A", &a), ("B", &b)],
-        &out,
-    );
+    let a = args("matmul", KernelMode::Forward, &[("A", &a), ("B", &b)], &out);
     let e = execute(&a).unwrap_err();
     assert!(matches!(e, RunError::NonFinite { .. }), "{e}");
     assert_eq!(run(&a).unwrap_err().code, 1);

@@ -1,9 +1,9 @@
 //! Plan → Rust source, one case per step kind and per row instruction.
 
 use super::Lowered;
+use crate::ir::layout::Layout;
 use crate::ir::shape::{Dim, Shape};
 use crate::lower::{Arg, Binary, BufId, Instr, Plan, Reg, Role, RowProgram, Step, Unary};
-use crate::rungs::Kernel;
 use std::fmt::Write as _;
 
 /// A Rust identifier for a buffer name: `A` → `a`, `dA` → `d_a`, `gX` → `g_x`.
@@ -22,9 +22,70 @@ fn ident(name: &str) -> String {
     out
 }
 
-/// The source text of a dim: its name, or its size.
+/// The source text of a dim: its name, its size, or a product `h*d` (a Rust
+/// expression over the dims in scope).
 fn dim(d: &Dim) -> String {
-    d.to_string()
+    match d {
+        Dim::Product(_) => format!("({d})"),
+        _ => d.to_string(),
+    }
+}
+
+/// Writes the check (or the binding) of one input axis in the tensor form: an unbound
+/// name is read from the axis; a product with one unbound name is solved for it
+/// (`runtime::factor` checks divisibility); anything else is compared.
+fn dim_check(s: &mut String, input: &str, id: &str, axis: usize, d: &Dim, bound: &mut Vec<String>) {
+    let mut unknown: Vec<String> = named_factors(d)
+        .into_iter()
+        .filter(|n| !bound.contains(n))
+        .collect();
+    unknown.dedup();
+    match (d, unknown.as_slice()) {
+        (Dim::Named(x), [_]) => {
+            let _ = writeln!(s, "    let {x} = {id}.dims[{axis}];");
+            bound.push(x.clone());
+        }
+        (Dim::Product(fs), [x])
+            if fs
+                .iter()
+                .filter(|f| matches!(f, Dim::Named(n) if n == x))
+                .count()
+                == 1 =>
+        {
+            let rest: Vec<String> = fs
+                .iter()
+                .filter(|f| !matches!(f, Dim::Named(n) if n == x))
+                .map(dim)
+                .collect();
+            let _ = writeln!(
+                s,
+                "    let {x} = runtime::factor({input:?}, {id}.dims, {axis}, {:?}, {})?;",
+                d.to_string(),
+                rest.join(" * ")
+            );
+            bound.push(x.clone());
+        }
+        _ => {
+            let _ = writeln!(
+                s,
+                "    runtime::same_dim({input:?}, {id}.dims, {axis}, {:?}, {})?;",
+                d.to_string(),
+                dim(d)
+            );
+        }
+    }
+}
+
+/// The named dims a dim mentions (itself, or a product's named factors).
+fn named_factors(d: &Dim) -> Vec<String> {
+    d.clone()
+        .factors()
+        .into_iter()
+        .filter_map(|f| match f {
+            Dim::Named(n) => Some(n),
+            _ => None,
+        })
+        .collect()
 }
 
 fn dims3(s: &Shape) -> String {
@@ -41,6 +102,8 @@ struct Names<'a> {
     /// Named dims, in first-appearance order over the inputs.
     dims: Vec<String>,
     inputs: Vec<BufId>,
+    /// Runtime parameters (`f64` arguments), by name.
+    params: Vec<BufId>,
     outputs: Vec<BufId>,
 }
 
@@ -62,11 +125,9 @@ impl<'a> Names<'a> {
         let outputs: Vec<BufId> = plan.with_role(Role::Output).map(|(i, _)| i).collect();
         let mut dims: Vec<String> = Vec::new();
         for b in plan.buffers.iter() {
-            for d in &b.shape {
-                if let Dim::Named(n) = d {
-                    if !dims.contains(n) {
-                        dims.push(n.clone());
-                    }
+            for n in b.shape.iter().flat_map(named_factors) {
+                if !dims.contains(&n) {
+                    dims.push(n);
                 }
             }
         }
@@ -74,16 +135,24 @@ impl<'a> Names<'a> {
         if let Some(clash) = dims.iter().find(|d| idents.contains(d)) {
             return Err(format!("dim {clash} has the same name as a buffer"));
         }
-        let unbound = plan.buffers.iter().flat_map(|b| b.shape.iter()).find(|d| {
-            matches!(d, Dim::Named(n) if !inputs.iter().any(|i| plan.buffers[*i].shape.contains(&Dim::Named(n.clone()))))
-        });
+        let in_inputs = |n: &String| {
+            inputs.iter().any(|i| {
+                plan.buffers[*i]
+                    .shape
+                    .iter()
+                    .any(|d| named_factors(d).contains(n))
+            })
+        };
+        let unbound = dims.iter().find(|n| !in_inputs(n));
         if let Some(d) = unbound {
             return Err(format!("dim {d} is not fixed by any input"));
         }
+        let params: Vec<BufId> = plan.with_role(Role::Param).map(|(i, _)| i).collect();
         Ok(Names {
             plan,
             dims,
             inputs,
+            params,
             outputs,
         })
     }
@@ -123,21 +192,26 @@ impl<'a> Names<'a> {
     }
 }
 
+/// The first lines of every generated file but the runtime.
+fn header(hash: u64) -> String {
+    format!(
+        "{} from the rule set {hash:#018x}. Do not edit: regenerate with\n// `fderiv emit --force` (with the --manifest that declares the kernel).\n",
+        super::MARKER
+    )
+}
+
 /// The whole file for one kernel.
 pub fn kernel_file(k: &Lowered, hash: u64) -> Result<String, String> {
     k.plan.check_writes()?;
     let names = Names::new(&k.plan)?;
-    let kname = k.id.name();
+    let kname = k.name();
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "// @generated by `fderiv emit` from the rule set {hash:#018x}. Do not edit: regenerate with\n// `cargo run -- emit --out src/kernels/generated --force`.\n"
-    );
-    let what = match k.id.kernel {
-        Kernel::Forward => "forward map".to_string(),
-        Kernel::Derived(m) => format!("{} (derived with the rules)", m.to_string().to_uppercase()),
+    let _ = writeln!(s, "{}", header(hash));
+    let what = match k.mode.derivative() {
+        None => "forward map".to_string(),
+        Some(m) => format!("{} (derived with the rules)", m.to_string().to_uppercase()),
     };
-    let _ = writeln!(s, "//! `{}` {what}.\n//!", k.id.op);
+    let _ = writeln!(s, "//! `{}` {what}.\n//!", k.kernel);
     let _ = writeln!(s, "//! Term: `{}`\n//!", k.term);
     let _ = writeln!(
         s,
@@ -173,6 +247,12 @@ fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> 
         io_doc(names, &names.outputs)
     );
     let mut params: Vec<String> = names.dims.iter().map(|d| format!("{d}: usize")).collect();
+    params.extend(
+        names
+            .params
+            .iter()
+            .map(|b| format!("{}: f64", names.id(*b))),
+    );
     params.extend(
         names
             .inputs
@@ -275,6 +355,31 @@ fn step_code(s: &mut String, n: usize, step: &Step, names: &Names<'_>) -> Result
                 names.read(*x)
             );
         }
+        Step::Relayout {
+            layout,
+            heads,
+            x,
+            out: o,
+        } => {
+            let _ = writeln!(
+                s,
+                "    // {n}. {} = ({layout} {heads} {}) (a copy)",
+                names.name(*o),
+                names.name(*x)
+            );
+            let (f, dims) = match layout {
+                Layout::Split => ("split_heads", names.shape(*o)),
+                Layout::Merge => ("merge_heads", names.shape(*x)),
+                Layout::Swap => ("swap", names.shape(*x)),
+                _ => ("cast", names.shape(*x)),
+            };
+            let _ = writeln!(
+                s,
+                "    runtime::{f}({}, {}, {out})?;",
+                dims3(dims),
+                names.read(*x)
+            );
+        }
         Step::RowPass { out: o, program } => row_pass(s, n, *o, program, names),
     }
     Ok(())
@@ -345,6 +450,7 @@ fn at(a: &Arg, names: &Names<'_>, j: &str) -> String {
         Arg::Reg(Reg::Row(i)) => format!("r{i}[{j}]"),
         Arg::Reg(Reg::Scalar(i)) => format!("s{i}"),
         Arg::Num(c) => number(&c.0),
+        Arg::Param(b) => names.id(*b),
     }
 }
 
@@ -440,6 +546,12 @@ fn tensor_fn(s: &mut String, kname: &str, names: &Names<'_>) {
         .inputs
         .iter()
         .map(|b| format!("{}: &Tensor3", names.id(*b)))
+        .chain(
+            names
+                .params
+                .iter()
+                .map(|b| format!("{}: f64", names.id(*b))),
+        )
         .collect();
     let outs: Vec<String> = names.outputs.iter().map(|b| names.id(*b)).collect();
     let ret = if outs.len() == 1 {
@@ -483,10 +595,12 @@ fn tensor_fn(s: &mut String, kname: &str, names: &Names<'_>) {
     let _ = writeln!(s, "    Ok({result})\n}}\n");
 }
 
-/// The arguments of the slice form: dims, the inputs' and outputs' data and the
-/// workspace `ws` when the plan has temporaries.
+/// The arguments of the slice form: dims, the parameters (`f64`s in scope under their
+/// names), the inputs' and outputs' data and the workspace `ws` when the plan has
+/// temporaries.
 fn into_args(names: &Names<'_>, ws: &str) -> Vec<String> {
     let mut args: Vec<String> = names.dims.clone();
+    args.extend(names.params.iter().map(|b| names.id(*b)));
     args.extend(
         names
             .inputs
@@ -509,23 +623,17 @@ fn into_args(names: &Names<'_>, ws: &str) -> Vec<String> {
 /// inputs against it.
 fn bind_dims(s: &mut String, names: &Names<'_>) {
     let mut bound: Vec<String> = Vec::new();
-    for b in &names.inputs {
-        let id = names.id(*b);
-        for (axis, d) in names.shape(*b).iter().enumerate() {
-            let (dname, expected) = match d {
-                Dim::Named(x) if !bound.contains(x) => {
-                    let _ = writeln!(s, "    let {x} = {id}.dims[{axis}];");
-                    bound.push(x.clone());
+    // Plain dims first, then products (which may solve for their last unknown factor).
+    for products in [false, true] {
+        for b in &names.inputs {
+            let id = names.id(*b);
+            for (axis, d) in names.shape(*b).iter().enumerate() {
+                if matches!(d, Dim::Product(_)) != products {
                     continue;
                 }
-                Dim::Named(x) => (x.clone(), x.clone()),
-                Dim::Size(k) => (k.to_string(), k.to_string()),
-            };
-            let _ = writeln!(
-                s,
-                "    runtime::same_dim({:?}, {id}.dims, {axis}, {dname:?}, {expected})?;",
-                names.name(*b)
-            );
+                let input = names.name(*b);
+                dim_check(s, input, &id, axis, d, &mut bound);
+            }
         }
     }
 }
@@ -552,10 +660,11 @@ fn dyn_fn(s: &mut String, kname: &str, names: &Names<'_>) {
             .join(", ")
     };
     let upper = kname.to_uppercase();
+    let all: Vec<BufId> = names.inputs.iter().chain(&names.params).copied().collect();
     let _ = writeln!(
         s,
         "/// The inputs of [`{kname}`], in order.\npub const {upper}_INPUTS: &[&str] = &[{}];\n",
-        quoted(&names.inputs)
+        quoted(&all)
     );
     let _ = writeln!(
         s,
@@ -597,19 +706,31 @@ fn dyn_fn(s: &mut String, kname: &str, names: &Names<'_>) {
         s,
         "/// The named dims of [`{kname}`], in the slice form's order.\npub const {upper}_DIMS: &[&str] = &[{}];\n\n/// The dims of each input of [`{kname}`].\npub const {upper}_INPUT_DIMS: &[[&str; 3]] = &[{}];\n\n/// The dims of each output of [`{kname}`].\npub const {upper}_OUTPUT_DIMS: &[[&str; 3]] = &[{}];\n\n/// The dims [h, m, k, p] of each GEMM step of [`{kname}`].\npub const {upper}_GEMMS: &[[&str; 4]] = &[{}];\n",
         dims.join(", "),
-        dims_of(&names.inputs),
+        dims_of(&all),
         dims_of(&names.outputs),
         gemms.join(", ")
     );
-    let ins: Vec<String> = names.inputs.iter().map(|b| names.id(*b)).collect();
+    let ins: Vec<String> = all.iter().map(|b| names.id(*b)).collect();
+    // A parameter arrives as a 1×1×1 tensor.
+    let args: Vec<String> = names
+        .inputs
+        .iter()
+        .map(|b| names.id(*b))
+        .chain(
+            names
+                .params
+                .iter()
+                .map(|b| format!("runtime::scalar({:?}, {})?", names.name(*b), names.id(*b))),
+        )
+        .collect();
     let outs: Vec<String> = names.outputs.iter().map(|b| names.id(*b)).collect();
     let call = if outs.len() == 1 {
-        format!("Ok(vec![{kname}({})?])", ins.join(", "))
+        format!("Ok(vec![{kname}({})?])", args.join(", "))
     } else {
         format!(
             "{{\n            let ({}) = {kname}({})?;\n            Ok(vec![{}])\n        }}",
             outs.join(", "),
-            ins.join(", "),
+            args.join(", "),
             outs.join(", ")
         )
     };
@@ -634,6 +755,16 @@ fn dyn_into_fn(s: &mut String, kname: &str, names: &Names<'_>, ins: &[String], o
     for b in &names.outputs {
         check_output(s, names, *b);
     }
+    // A parameter arrives as a 1×1×1 tensor.
+    for b in &names.params {
+        let _ = writeln!(
+            s,
+            "    let {} = runtime::scalar({:?}, {})?;",
+            names.id(*b),
+            names.name(*b),
+            names.id(*b)
+        );
+    }
     if !names.has_temps() {
         let _ = writeln!(s, "    let _ = ws;");
     }
@@ -647,13 +778,11 @@ fn dyn_into_fn(s: &mut String, kname: &str, names: &Names<'_>, ins: &[String], o
 /// `mod.rs`: the modules and the registry of kernels.
 pub fn mod_file(kernels: &[String], hash: u64) -> String {
     let mut s = String::new();
+    let _ = writeln!(s, "{}", header(hash));
     let _ = writeln!(
         s,
-        "// @generated by `fderiv emit` from the rule set {hash:#018x}. Do not edit: regenerate with\n// `cargo run -- emit --out src/kernels/generated --force`.\n"
-    );
-    let _ = writeln!(
-        s,
-        "//! Generated f64 kernels: the forward, JVP and VJP of `matmul` and `softmax_last`,\n//! lowered from the derived expressions. Each kernel has a slice form (`*_into`), a\n//! tensor form, and a uniform form (`*_dyn`) listed in [`KERNELS`].\n"
+        "//! Generated f64 kernels, lowered from the derived expressions: {}.\n//! Each kernel has a slice form (`*_into`), a tensor form, and a uniform form\n//! (`*_dyn`) listed in [`KERNELS`].\n",
+        kernels.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
     );
     let _ = writeln!(s, "pub mod runtime;");
     for k in kernels {
@@ -689,24 +818,29 @@ pub fn mod_file(kernels: &[String], hash: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::derive::{Mode, SpecOp};
-    use crate::emit::KernelId;
     use crate::ir::parse_term;
     use crate::ir::shape::parse_shape;
     use crate::lower::lower;
+    use crate::manifest::KernelMode;
+    use egg::Symbol;
+
+    /// The forward file of a kernel named `matmul` with this term and plan.
+    fn file(term: crate::ir::Expr, plan: Plan) -> Result<String, String> {
+        let lowered = Lowered {
+            kernel: "matmul".into(),
+            mode: KernelMode::Forward,
+            term,
+            plan,
+        };
+        kernel_file(&lowered, 0)
+    }
 
     /// The file for a plan with a temporary (a transpose copy read by a row pass).
     fn with_temp() -> String {
         let term = parse_term("(exp (T A))").unwrap();
-        let shapes = [(egg::Symbol::from("A"), parse_shape("h,m,n").unwrap())]
-            .into_iter()
-            .collect();
+        let shapes = [(Symbol::from("A"), parse_shape("h,m,n").unwrap())].into();
         let plan = lower(&term, &shapes).unwrap();
-        let id = KernelId {
-            op: SpecOp::Matmul,
-            kernel: Kernel::Derived(Mode::Jvp),
-        };
-        kernel_file(&Lowered { id, term, plan }, 0).unwrap()
+        file(term, plan).unwrap()
     }
 
     #[test]
@@ -724,16 +858,34 @@ mod tests {
     #[test]
     fn an_accumulate_into_an_unwritten_buffer_is_not_emitted() {
         let term = parse_term("(+ (bmm A A) (bmm A (T A)))").unwrap();
-        let shapes = [(egg::Symbol::from("A"), parse_shape("h,m,m").unwrap())]
-            .into_iter()
-            .collect();
+        let shapes = [(Symbol::from("A"), parse_shape("h,m,m").unwrap())].into();
         let mut plan = lower(&term, &shapes).unwrap();
         plan.steps.remove(0);
-        let id = KernelId {
-            op: SpecOp::Matmul,
-            kernel: Kernel::Forward,
-        };
-        let err = kernel_file(&Lowered { id, term, plan }, 0).unwrap_err();
+        let err = file(term, plan).unwrap_err();
         assert!(err.contains("no earlier GEMM wrote"), "{err}");
+    }
+
+    #[test]
+    fn parameters_product_dims_and_head_layouts_are_written() {
+        let shapes = [
+            (Symbol::from("X"), parse_shape("1,n,2*d").unwrap()),
+            (Symbol::from("W"), parse_shape("1,2*d,2*d").unwrap()),
+        ]
+        .into();
+        let term = parse_term("(merge 2 (exp (* @c (split 2 (bmm X W)))))").unwrap();
+        let plan = lower(&term, &shapes).unwrap();
+        let src = file(term, plan).unwrap();
+        for want in [
+            "pub fn matmul_forward_into(d: usize, n: usize, c: f64, w: &[f64], x: &[f64]",
+            "let d = runtime::factor(\"W\", w.dims, 1, \"2*d\", 2)?;",
+            "runtime::same_dim(\"X\", x.dims, 2, \"2*d\", (2*d))?;",
+            "runtime::bmm([1, n, (2*d), (2*d)], x, false, w, false, &mut *t0, false)?;",
+            "runtime::split_heads([2, n, d], &*t0, &mut *t1)?;",
+            "runtime::merge_heads([2, n, d], &*t2, out)?;",
+            "[w, x, c] => Ok(vec![matmul_forward(w, x, runtime::scalar(\"c\", c)?)?]),",
+            "let c = runtime::scalar(\"c\", c)?;",
+        ] {
+            assert!(src.contains(want), "{want} not in\n{src}");
+        }
     }
 }

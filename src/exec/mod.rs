@@ -14,7 +14,7 @@ mod rows;
 pub use kernels::{ExecScalar, GemmShape};
 pub use rows::{Compiled, Store};
 
-use crate::ir::shape::{fmt_shape, Dim};
+use crate::ir::shape::fmt_shape;
 use crate::lower::{Plan, Role, Step};
 use crate::scalar::{ExpOracle, ScalarError};
 use crate::tensor::{checked_size, fmt_dims, Dims, Tensor, TensorError};
@@ -67,59 +67,83 @@ pub fn bind<S: crate::scalar::Scalar>(
     plan: &Plan,
     inputs: &Tensors<S>,
 ) -> Result<Vec<Dims>, ExecError> {
-    if let Some(extra) = inputs
-        .keys()
-        .find(|k| !plan.with_role(Role::Input).any(|(_, b)| &b.name == *k))
-    {
+    if let Some(extra) = inputs.keys().find(|k| {
+        !plan
+            .buffers
+            .iter()
+            .any(|b| matches!(b.role, Role::Input | Role::Param) && &b.name == *k)
+    }) {
         return Err(ExecError::Unexpected(extra.clone()));
     }
-    let mut sizes: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, b) in plan.with_role(Role::Input) {
+    let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut pending: Vec<(&crate::lower::Buffer, Dims)> = Vec::new();
+    let supplied = plan
+        .with_role(Role::Input)
+        .chain(plan.with_role(Role::Param));
+    for (_, b) in supplied {
         let t = inputs
             .get(&b.name)
             .ok_or_else(|| ExecError::Missing(b.name.clone()))?;
-        let found = t.dims();
-        let mismatch = |sizes: &BTreeMap<&str, usize>| {
-            let bound: Vec<String> = b
-                .shape
-                .iter()
-                .map(|d| match d {
-                    Dim::Named(s) => sizes.get(s.as_str()).map_or(s.clone(), |v| v.to_string()),
-                    Dim::Size(v) => v.to_string(),
-                })
-                .collect();
-            ExecError::Shape {
-                name: b.name.clone(),
-                expected: format!("{} (= {})", fmt_shape(&b.shape), bound.join("×")),
-                found: fmt_dims(&found),
-            }
-        };
-        for (d, &v) in b.shape.iter().zip(&found) {
-            let ok = match d {
-                Dim::Size(s) => *s == v,
-                Dim::Named(s) => *sizes.entry(s.as_str()).or_insert(v) == v,
-            };
-            if !ok {
-                return Err(mismatch(&sizes));
+        pending.push((b, t.dims()));
+    }
+    // A product dim binds its last unknown factor once the others are bound: sweep
+    // until nothing changes.
+    let mut open: Vec<(usize, usize)> = (0..pending.len())
+        .flat_map(|i| (0..3).map(move |a| (i, a)))
+        .collect();
+    loop {
+        let before = open.len();
+        let mut still = Vec::new();
+        for (i, axis) in open {
+            let (b, found) = pending[i];
+            match b.shape[axis].bind(found[axis], &mut sizes) {
+                Some(true) => {}
+                Some(false) => return Err(shape_mismatch(b, found, &sizes)),
+                None => still.push((i, axis)),
             }
         }
+        open = still;
+        if open.is_empty() || open.len() == before {
+            break;
+        }
+    }
+    if let Some((i, axis)) = open.first() {
+        return Err(ExecError::Unbound(pending[*i].0.shape[*axis].to_string()));
     }
     plan.buffers
         .iter()
         .map(|b| {
             let mut dims = [0; 3];
             for (slot, d) in dims.iter_mut().zip(&b.shape) {
-                *slot = match d {
-                    Dim::Size(s) => *s,
-                    Dim::Named(s) => *sizes
-                        .get(s.as_str())
-                        .ok_or_else(|| ExecError::Unbound(s.clone()))?,
-                };
+                *slot = d
+                    .size_with(&|n| sizes.get(n).copied())
+                    .ok_or_else(|| ExecError::Unbound(d.to_string()))?;
             }
             checked_size(dims)?;
             Ok(dims)
         })
         .collect()
+}
+
+/// The error for an input whose dims disagree with its buffer's shape.
+fn shape_mismatch(
+    b: &crate::lower::Buffer,
+    found: Dims,
+    sizes: &BTreeMap<String, usize>,
+) -> ExecError {
+    let bound: Vec<String> = b
+        .shape
+        .iter()
+        .map(|d| {
+            d.size_with(&|n| sizes.get(n).copied())
+                .map_or(d.to_string(), |v| v.to_string())
+        })
+        .collect();
+    ExecError::Shape {
+        name: b.name.clone(),
+        expected: format!("{} (= {})", fmt_shape(&b.shape), bound.join("×")),
+        found: fmt_dims(&found),
+    }
 }
 
 /// Runs `plan` over f64: GEMMs by `matrixmultiply` (heads in parallel), fused row
@@ -146,11 +170,12 @@ fn run<S: ExecScalar>(
 ) -> Result<Tensors<S>, ExecError> {
     let dims = bind(plan, inputs)?;
     plan.check_writes().map_err(ExecError::Malformed)?;
-    let in_range = |b: usize| b < dims.len() && plan.buffers[b].role != Role::Input;
+    let in_range =
+        |b: usize| b < dims.len() && !matches!(plan.buffers[b].role, Role::Input | Role::Param);
     for step in &plan.steps {
         let reads_ok = match step {
             Step::Gemm { a, b, .. } => a.buf < dims.len() && b.buf < dims.len(),
-            Step::Transpose { x, .. } => *x < dims.len(),
+            Step::Transpose { x, .. } | Step::Relayout { x, .. } => *x < dims.len(),
             Step::RowPass { .. } => true,
         };
         if !reads_ok || !in_range(step.out()) {
@@ -188,6 +213,21 @@ fn run<S: ExecScalar>(
                     return Err(ExecError::Malformed("transpose of the wrong shape".into()));
                 }
                 S::transpose(dims[*x], store.get(*x), &mut out)
+            }
+            Step::Relayout {
+                layout, heads, x, ..
+            } => {
+                if layout.out_dims(dims[*x], *heads).ok() != Some(dims[o]) {
+                    return Err(ExecError::Malformed(format!(
+                        "{layout} {heads} of {} into {}",
+                        fmt_dims(&dims[*x]),
+                        fmt_dims(&dims[o])
+                    )));
+                }
+                let src = store.get(*x);
+                for (slot, i) in out.iter_mut().zip(layout.sources(dims[*x], *heads)?) {
+                    *slot = src[i].clone();
+                }
             }
             Step::RowPass { program, .. } => {
                 let compiled = Compiled::new(program, &dims, o)?;

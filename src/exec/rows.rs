@@ -29,7 +29,7 @@ impl<'a, S: ExecScalar> Store<'a, S> {
             .iter()
             .zip(dims)
             .map(|(b, d)| match (b.role, inputs.get(&b.name)) {
-                (Role::Input, Some(t)) => Slot::Borrowed(t.data()),
+                (Role::Input | Role::Param, Some(t)) => Slot::Borrowed(t.data()),
                 _ => Slot::Owned(vec![S::zero(); d[0] * d[1] * d[2]]),
             })
             .collect();
@@ -65,6 +65,7 @@ enum Src {
     Row(usize),
     Scalar(usize),
     Const(usize),
+    Param(usize),
 }
 
 /// A row program ready to run: numbers converted once per execution.
@@ -95,6 +96,7 @@ impl<'p, S: ExecScalar> Compiled<'p, S> {
                     consts.push(S::from_rational(&c.0));
                     Src::Const(consts.len() - 1)
                 }
+                Arg::Param(b) if dims.get(*b) == Some(&[1, 1, 1]) => Src::Param(*b),
                 other => return Err(bad_program(&format!("operand {other:?} is out of range"))),
             });
         }
@@ -153,6 +155,7 @@ where
         Src::Row(r) => View::Row(&regs.rows[r]),
         Src::Scalar(s) => View::One(&regs.scalars[s]),
         Src::Const(c) => View::One(&consts[c]),
+        Src::Param(b) => View::One(&store.get(b)[0]),
     }
 }
 

@@ -67,3 +67,27 @@ fn exact_division_by_zero_is_an_error_and_f64_gives_inf() {
     let q: Tensors<crate::scalar::Rational> = zero();
     assert!(exec_exact(&plan, &q, &ExpOracle::None).is_err());
 }
+
+#[test]
+fn product_dims_bind_their_last_factor_and_reject_a_size_that_does_not_divide() {
+    let shapes = [
+        (Symbol::from("X"), parse_shape("1,n,h*d").unwrap()),
+        (Symbol::from("W"), parse_shape("1,h*d,h").unwrap()),
+    ]
+    .into();
+    let plan = lower(&parse_term("(bmm X W)").unwrap(), &shapes).unwrap();
+    let t = |d| Tensor::filled(d, 1.0).unwrap();
+    // h = 2 from W's last axis, then d = 6 / 2 = 3 from X.
+    let ok: Tensors<f64> = [("X".into(), t([1, 4, 6])), ("W".into(), t([1, 6, 2]))].into();
+    assert_eq!(bind(&plan, &ok).unwrap()[2], [1, 4, 2]);
+    assert_eq!(exec_f64(&plan, &ok).unwrap()["out"].data(), &[6.0; 8]);
+    let bad: Tensors<f64> = [("X".into(), t([1, 4, 7])), ("W".into(), t([1, 7, 2]))].into();
+    let err = exec_f64(&plan, &bad).unwrap_err();
+    assert!(matches!(err, ExecError::Shape { .. }), "{err}");
+    assert!(err.to_string().contains("h*d"), "{err}");
+    // Only products over two unknown names: undetermined.
+    let only: BTreeMap<Symbol, _> = [(Symbol::from("X"), parse_shape("1,n,h*d").unwrap())].into();
+    let plan = lower(&parse_term("(exp X)").unwrap(), &only).unwrap();
+    let err = exec_f64(&plan, &[("X".into(), t([1, 2, 6]))].into()).unwrap_err();
+    assert!(matches!(err, ExecError::Unbound(d) if d == "h*d"));
+}

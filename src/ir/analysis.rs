@@ -15,7 +15,8 @@ pub struct Facts {
     /// The class is constant along the last axis (built from row sums and numbers),
     /// so it may move into or out of a row sum.
     pub row_const: bool,
-    /// The class is a number (no input occurs in it).
+    /// The class is a number: built from constants and runtime parameters (no
+    /// input occurs in it), so its tangent is zero.
     pub constant: bool,
     /// The class contains a named input.
     pub input: Option<Symbol>,
@@ -37,7 +38,7 @@ impl Analysis<Op> for TensorAnalysis {
         let tf = |x: &Facts| x.tangent_free;
         let rc = |x: &Facts| x.row_const;
         let (tangent_free, row_const) = match enode {
-            Op::Num(_) => (true, true),
+            Op::Num(_) | Op::Param(_) => (true, true),
             Op::Input(_) => (true, false),
             Op::Tan(_) | Op::Jvp(_) | Op::Vjp(_) | Op::Adj(_) | Op::Grad(_) | Op::GAdd(_) => {
                 (false, false)
@@ -46,6 +47,13 @@ impl Analysis<Op> for TensorAnalysis {
             Op::Add(c) | Op::Sub(c) | Op::Mul(c) | Op::Div(c) => (all(c, tf), all(c, rc)),
             Op::Neg(c) | Op::Inv(c) | Op::Exp(c) => (all(c, tf), all(c, rc)),
             Op::Bmm(c) => (all(c, tf), false),
+            Op::Split(c)
+            | Op::Merge(c)
+            | Op::Reshape(c)
+            | Op::Unreshape(c)
+            | Op::Flat(c)
+            | Op::Unflat(c) => (all(c, tf), false),
+            Op::Swap(c) => (all(c, tf), false),
             Op::Transpose(c) | Op::Softmax(c) => (all(c, tf), false),
         };
         let input = match enode {
@@ -53,7 +61,7 @@ impl Analysis<Op> for TensorAnalysis {
             _ => None,
         };
         let constant = match enode {
-            Op::Num(_) => true,
+            Op::Num(_) | Op::Param(_) => true,
             Op::Add(c) | Op::Sub(c) | Op::Mul(c) | Op::Div(c) => all(c, |x| x.constant),
             Op::Neg(c) | Op::Inv(c) | Op::Exp(c) => all(c, |x| x.constant),
             _ => false,

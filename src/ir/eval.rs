@@ -38,6 +38,8 @@ pub struct Binding<S> {
 pub struct Env<S> {
     /// Inputs by name.
     pub inputs: BTreeMap<Symbol, Binding<S>>,
+    /// Runtime parameters by name (`@c` reads `params[c]`); they have no tangent.
+    pub params: BTreeMap<Symbol, S>,
     /// How `exp` is evaluated over exact scalars.
     pub oracle: ExpOracle,
 }
@@ -48,6 +50,7 @@ impl<S: Scalar> Env<S> {
         self.inputs
             .iter()
             .map(|(k, b)| format!("{k} = {}, d{k} = {}", b.value, b.tangent))
+            .chain(self.params.iter().map(|(k, v)| format!("@{k} = {v}")))
             .collect()
     }
 }
@@ -121,6 +124,11 @@ impl<S: Scalar> Derivatives<S> for Exact {
                     Ok((*k, Binding { value, tangent }))
                 })
                 .collect::<Result<_, EvalError>>()?,
+            params: env
+                .params
+                .iter()
+                .map(|(k, v)| (*k, Dual::constant(v.clone())))
+                .collect(),
             oracle: env.oracle.clone(),
         };
         Ok(match Evaluator::new(expr, &dual_env, &Inside).eval(e)? {
@@ -306,10 +314,49 @@ impl<'a, T: Scalar> Evaluator<'a, T> {
         }
     }
 
+    /// A layout operator applied to its operand (the head count read from the term).
+    fn layout(&mut self, node: &Op) -> Result<Value<T>, EvalError> {
+        let Some((layout, k, x)) = node.layout() else {
+            return Err(EvalError::Kind {
+                op: node.to_string(),
+                expected: "a layout operator",
+            });
+        };
+        let k = match k.map(|k| &self.expr[k]) {
+            None => 0,
+            Some(Op::Num(c)) => c.heads().ok_or(EvalError::Kind {
+                op: layout.to_string(),
+                expected: "a head count (a whole number ≥ 1)",
+            })?,
+            Some(_) => {
+                return Err(EvalError::Kind {
+                    op: layout.to_string(),
+                    expected: "a head count (a whole number ≥ 1)",
+                })
+            }
+        };
+        let x = self.tensor(layout.name(), x)?;
+        Ok(Value::Tensor(layout.apply(&x, k)?))
+    }
+
     fn compute(&mut self, node: &Op) -> Result<Value<T>, EvalError> {
         let oracle = &self.env.oracle;
         Ok(match node {
+            Op::Split(_)
+            | Op::Merge(_)
+            | Op::Reshape(_)
+            | Op::Unreshape(_)
+            | Op::Flat(_)
+            | Op::Unflat(_)
+            | Op::Swap(_) => self.layout(node)?,
             Op::Num(c) => Value::Scalar(T::from_rational(&c.0)),
+            Op::Param(p) => Value::Scalar(
+                self.env
+                    .params
+                    .get(&p.0)
+                    .cloned()
+                    .ok_or_else(|| EvalError::Unbound(p.to_string()))?,
+            ),
             Op::Input(s) => Value::Tensor(self.binding(*s)?.value.clone()),
             Op::Tan([a]) => Value::Tensor(self.binding(self.name(*a, "tan")?)?.tangent.clone()),
             Op::Add(c) => self.entrywise("+", *c, |x, y| Ok(x.clone() + y.clone()))?,

@@ -5,6 +5,8 @@
 pub mod analysis;
 pub mod eval;
 pub mod lang;
+pub mod layout;
+pub mod random;
 pub mod shape;
 
-pub use lang::{parse_term, Const, Expr, Op};
+pub use lang::{params, parse_term, Const, Expr, Op, ParamName};

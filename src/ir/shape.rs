@@ -6,17 +6,21 @@
 //! over dims; an ill-shaped term is an error naming both shapes.
 
 use super::lang::Op;
+use super::layout::Layout;
 use egg::{ENodeOrVar, Id, Language, RecExpr, Symbol, Var};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// One dimension as the user wrote it: a symbolic name or a concrete size.
+/// One dimension as the user wrote it: a symbolic name, a concrete size, or a product
+/// of names and sizes such as `h*d` (the model width of `h` heads of width `d`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dim {
     /// A symbolic dimension such as `h`.
     Named(String),
     /// A concrete size.
     Size(usize),
+    /// A product of at least two factors, each a name or a size, in written order.
+    Product(Vec<Dim>),
 }
 
 impl fmt::Display for Dim {
@@ -24,13 +28,30 @@ impl fmt::Display for Dim {
         match self {
             Dim::Named(s) => write!(f, "{s}"),
             Dim::Size(n) => write!(f, "{n}"),
+            Dim::Product(fs) => {
+                let parts: Vec<String> = fs.iter().map(|d| d.to_string()).collect();
+                write!(f, "{}", parts.join("*"))
+            }
         }
     }
 }
 
 impl Dim {
-    /// Parses `h` or `3`.
+    /// Parses `h`, `3` or a product `h*d`, `2*d`.
     pub fn parse(text: &str) -> Result<Dim, ShapeError> {
+        let t = text.trim();
+        if t.contains('*') {
+            let factors = t
+                .split('*')
+                .map(Dim::parse_factor)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| ShapeError::BadDim(t.to_string()))?;
+            return Ok(Dim::product(factors));
+        }
+        Dim::parse_factor(t)
+    }
+
+    fn parse_factor(text: &str) -> Result<Dim, ShapeError> {
         let t = text.trim();
         if let Ok(n) = t.parse::<usize>() {
             return Ok(Dim::Size(n));
@@ -41,6 +62,67 @@ impl Dim {
             Ok(Dim::Named(t.to_string()))
         } else {
             Err(ShapeError::BadDim(t.to_string()))
+        }
+    }
+
+    /// The product of `factors` (nested products flattened; one factor is itself).
+    pub fn product(factors: Vec<Dim>) -> Dim {
+        let mut flat: Vec<Dim> = factors.into_iter().flat_map(Dim::factors).collect();
+        match flat.len() {
+            1 => flat.remove(0),
+            _ => Dim::Product(flat),
+        }
+    }
+
+    /// The factors of this dim: itself, or a product's factors.
+    pub fn factors(self) -> Vec<Dim> {
+        match self {
+            Dim::Product(fs) => fs,
+            d => vec![d],
+        }
+    }
+
+    /// The size of this dim given the sizes of named dims, `None` if a name is unknown
+    /// or the product overflows.
+    pub fn size_with(&self, size_of: &dyn Fn(&str) -> Option<usize>) -> Option<usize> {
+        match self {
+            Dim::Size(n) => Some(*n),
+            Dim::Named(s) => size_of(s),
+            Dim::Product(fs) => fs
+                .iter()
+                .try_fold(1usize, |acc, f| acc.checked_mul(f.size_with(size_of)?)),
+        }
+    }
+
+    /// Binds the named dims of `self` so that it has size `v`, given the sizes bound
+    /// so far: a name takes `v`; a product with exactly one unbound name (occurring
+    /// once) takes `v` divided by the other factors. Returns `Some(true)` when `self`
+    /// has size `v`, `Some(false)` when it cannot, `None` while it is undetermined.
+    pub fn bind(&self, v: usize, sizes: &mut BTreeMap<String, usize>) -> Option<bool> {
+        if let Some(s) = self.size_with(&|n| sizes.get(n).copied()) {
+            return Some(s == v);
+        }
+        let factors = self.clone().factors();
+        let unknown: Vec<&String> = factors
+            .iter()
+            .filter_map(|f| match f {
+                Dim::Named(s) if !sizes.contains_key(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let known = factors
+            .iter()
+            .filter(|f| !matches!(f, Dim::Named(s) if unknown.contains(&s)))
+            .try_fold(1usize, |acc, f| {
+                acc.checked_mul(f.size_with(&|n| sizes.get(n).copied())?)
+            })?;
+        match unknown.as_slice() {
+            [one] if known > 0 && v % known == 0 => {
+                sizes.insert((*one).clone(), v / known);
+                Some(true)
+            }
+            [_] if known > 0 => Some(false),
+            _ => None,
         }
     }
 }
@@ -68,15 +150,21 @@ pub fn fmt_shape(s: &Shape) -> String {
 
 /// Concrete sizes for `shape`: a size stays, a named dim takes the size already chosen
 /// for that name in `sizes`, or `draw(name)` the first time (then remembered), so that
-/// every input sharing a dim name gets the same size.
+/// every input sharing a dim name gets the same size; a product multiplies its factors'
+/// sizes (draw small sizes: products grow fast).
 pub fn concrete_dims(
     shape: &Shape,
     sizes: &mut BTreeMap<String, usize>,
     mut draw: impl FnMut(&str) -> usize,
 ) -> [usize; 3] {
-    shape.clone().map(|d| match d {
-        Dim::Size(n) => n,
-        Dim::Named(s) => *sizes.entry(s).or_insert_with_key(|s| draw(s)),
+    shape.clone().map(|d| {
+        d.factors().into_iter().fold(1, |acc, f| {
+            acc * match f {
+                Dim::Named(s) => *sizes.entry(s).or_insert_with_key(|s| draw(s)),
+                Dim::Size(n) => n,
+                Dim::Product(_) => 1, // flattened by Dim::product: never nested
+            }
+        })
     })
 }
 
@@ -148,8 +236,26 @@ pub enum ShapeError {
 #[derive(Debug, Default, Clone)]
 pub struct Unifier {
     parent: Vec<usize>,
-    value: Vec<Option<Dim>>,
+    value: Vec<Option<Val>>,
 }
+
+/// The value of a dim variable: a name, a size, or a product of other variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Val {
+    Named(String),
+    Size(usize),
+    Product(Vec<usize>),
+}
+
+/// A factor of a normalised product: a rigid name or a still-unknown variable.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Atom {
+    Name(String),
+    Var(usize),
+}
+
+/// A product normalised: the sizes multiplied out, the other factors sorted.
+type Normal = (usize, Vec<Atom>);
 
 type DimVars = [usize; 3];
 
@@ -162,12 +268,24 @@ enum VarTy {
 
 impl Unifier {
     fn fresh(&mut self, value: Option<Dim>) -> usize {
+        let value = value.map(|d| match d {
+            Dim::Named(s) => Val::Named(s),
+            Dim::Size(n) => Val::Size(n),
+            Dim::Product(fs) => Val::Product(fs.into_iter().map(|f| self.fresh(Some(f))).collect()),
+        });
+        self.fresh_val(value)
+    }
+    fn fresh_val(&mut self, value: Option<Val>) -> usize {
         self.parent.push(self.parent.len());
         self.value.push(value);
         self.parent.len() - 1
     }
     fn fresh3(&mut self) -> DimVars {
         [self.fresh(None), self.fresh(None), self.fresh(None)]
+    }
+    /// A fresh variable equal to the product of `factors`.
+    fn product(&mut self, factors: Vec<usize>) -> usize {
+        self.fresh_val(Some(Val::Product(factors)))
     }
     fn find(&mut self, mut x: usize) -> usize {
         while self.parent[x] != x {
@@ -176,10 +294,46 @@ impl Unifier {
         }
         x
     }
-    /// The value of a dim variable, if known.
+    /// The value of a dim variable, if known (a product only when all its factors are).
     fn get(&mut self, x: usize) -> Option<Dim> {
         let r = self.find(x);
-        self.value[r].clone()
+        match self.value[r].clone()? {
+            Val::Named(s) => Some(Dim::Named(s)),
+            Val::Size(n) => Some(Dim::Size(n)),
+            Val::Product(fs) => {
+                let factors = fs
+                    .into_iter()
+                    .map(|f| self.get(f))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(Dim::product(factors))
+            }
+        }
+    }
+    /// The normal form of a variable (depth-bounded: a cyclic product is opaque).
+    fn normal(&mut self, x: usize, depth: usize) -> Normal {
+        let r = self.find(x);
+        match self.value[r].clone() {
+            Some(Val::Product(fs)) if depth < 64 => {
+                let (mut c, mut atoms) = (1usize, Vec::new());
+                for f in fs {
+                    let (fc, fa) = self.normal(f, depth + 1);
+                    c = c.saturating_mul(fc);
+                    atoms.extend(fa);
+                }
+                atoms.sort();
+                (c, atoms)
+            }
+            Some(Val::Named(s)) => (1, vec![Atom::Name(s)]),
+            Some(Val::Size(n)) => (n, vec![]),
+            _ => (1, vec![Atom::Var(r)]),
+        }
+    }
+    fn link(&mut self, ra: usize, rb: usize) {
+        self.parent[ra] = rb;
+        let va = self.value[ra].take();
+        if self.value[rb].is_none() {
+            self.value[rb] = va;
+        }
     }
     fn unify(&mut self, a: usize, b: usize) -> bool {
         let (ra, rb) = (self.find(a), self.find(b));
@@ -187,19 +341,111 @@ impl Unifier {
             return true;
         }
         match (self.value[ra].clone(), self.value[rb].clone()) {
-            (Some(x), Some(y)) if x != y => false,
-            (va, vb) => {
-                self.parent[ra] = rb;
-                self.value[rb] = va.or(vb);
+            (None, None) => {
+                self.link(ra, rb);
                 true
             }
+            // The unknown joins the known class, unless that class is a product
+            // containing it (x = k·x).
+            (None, Some(_)) => self.bind_unknown(ra, rb),
+            (Some(_), None) => self.bind_unknown(rb, ra),
+            (Some(x), Some(y))
+                if !matches!(x, Val::Product(_)) && !matches!(y, Val::Product(_)) =>
+            {
+                x == y && {
+                    self.link(ra, rb);
+                    true
+                }
+            }
+            _ => self.unify_products(ra, rb),
         }
+    }
+    /// Makes the unknown root `x` equal to the known root `known` (occurs check).
+    fn bind_unknown(&mut self, x: usize, known: usize) -> bool {
+        let (_, atoms) = self.normal(known, 0);
+        if atoms.contains(&Atom::Var(x)) {
+            return false;
+        }
+        self.link(x, known);
+        true
+    }
+    /// Unifies two dims one of which is a product: equal normal forms unify; otherwise
+    /// a side left with a single unknown factor after cancelling is solved for it.
+    fn unify_products(&mut self, ra: usize, rb: usize) -> bool {
+        let (mut na, mut nb) = (self.normal(ra, 0), self.normal(rb, 0));
+        if na != nb {
+            cancel(&mut na.1, &mut nb.1);
+            let solved = self.solve(&na, &nb) || self.solve(&nb, &na);
+            if !solved {
+                return false;
+            }
+            if self.normal(ra, 0) != self.normal(rb, 0) {
+                return false;
+            }
+        }
+        let (ra, rb) = (self.find(ra), self.find(rb));
+        if ra != rb {
+            self.link(ra, rb);
+        }
+        true
+    }
+    /// If `side` is `c·x` for one unknown `x` and `c` divides `other`'s size, sets
+    /// `x := other / c`.
+    fn solve(&mut self, side: &Normal, other: &Normal) -> bool {
+        let (c, atoms) = side;
+        let [Atom::Var(x)] = atoms.as_slice() else {
+            return false;
+        };
+        if other.1.contains(&Atom::Var(*x)) || *c == 0 || other.0 % c != 0 {
+            return false;
+        }
+        let k = other.0 / c;
+        let r = self.find(*x);
+        if let (1, [Atom::Var(v)]) = (k, other.1.as_slice()) {
+            let v = self.find(*v);
+            self.link(r, v);
+            return true;
+        }
+        let mut factors: Vec<usize> = other
+            .1
+            .iter()
+            .map(|a| match a {
+                Atom::Name(s) => self.fresh_val(Some(Val::Named(s.clone()))),
+                Atom::Var(v) => *v,
+            })
+            .collect();
+        if k != 1 || factors.is_empty() {
+            let size = self.fresh_val(Some(Val::Size(k)));
+            factors.insert(0, size);
+        }
+        let value = match factors.as_slice() {
+            [one] => {
+                let one = self.find(*one);
+                self.value[one].clone()
+            }
+            _ => Some(Val::Product(factors)),
+        };
+        self.value[r] = value;
+        true
     }
     fn ty(&mut self, t: VarTy) -> Ty {
         match t {
             VarTy::Scalar => Ty::Scalar,
             VarTy::Grad => Ty::Grad,
             VarTy::Tensor(d) => Ty::Tensor([self.get(d[0]), self.get(d[1]), self.get(d[2])]),
+        }
+    }
+}
+
+/// Removes the atoms common to both multisets (both sorted).
+fn cancel(a: &mut Vec<Atom>, b: &mut Vec<Atom>) {
+    let mut i = 0;
+    while i < a.len() {
+        if let Some(j) = b.iter().position(|x| *x == a[i]) {
+            a.remove(i);
+            b.remove(j);
+        } else {
+            i += 1;
         }
     }
 }
@@ -216,6 +462,15 @@ pub struct Inferred {
     /// Dim-variable classes: for each variable of tensor type, its dim-class ids, so
     /// that callers can pick one concrete size per class.
     pub var_dims: BTreeMap<Var, [usize; 3]>,
+    /// For each variable standing for a head count (`?k` in `(split ?k ?x)`), the
+    /// dim class it sizes: it must be instantiated by that class's size.
+    pub head_dims: BTreeMap<Var, usize>,
+    /// Dim classes that are products, with their factors' classes: a caller choosing
+    /// sizes gives such a class the product of its factors' sizes.
+    pub products: BTreeMap<usize, Vec<usize>>,
+    /// Dim classes with a fixed size (the 1 of a head split's input, a size written
+    /// in a pattern).
+    pub sizes: BTreeMap<usize, usize>,
 }
 
 /// Shape inference over patterns (and terms, as patterns without variables).
@@ -224,6 +479,7 @@ pub struct Inference {
     unifier: Unifier,
     vars: BTreeMap<Var, VarTy>,
     inputs: BTreeMap<Symbol, DimVars>,
+    heads: BTreeMap<Var, usize>,
     env: ShapeEnv,
     strict_inputs: bool,
 }
@@ -310,6 +566,7 @@ impl Inference {
         }
         let t = match kind {
             Kind::Grad => VarTy::Grad,
+            Kind::Heads => VarTy::Scalar,
             Kind::Tensor | Kind::Name => VarTy::Tensor(self.unifier.fresh3()),
         };
         self.vars.insert(v, t);
@@ -345,12 +602,37 @@ impl Inference {
             vars: BTreeMap::new(),
             name_vars,
             var_dims: BTreeMap::new(),
+            head_dims: BTreeMap::new(),
+            products: BTreeMap::new(),
+            sizes: BTreeMap::new(),
         };
+        let heads: Vec<(Var, usize)> = self.heads.iter().map(|(v, d)| (*v, *d)).collect();
+        for (v, d) in heads {
+            out.head_dims.insert(v, self.unifier.find(d));
+        }
         for (v, t) in vars {
             let ty = self.unifier.ty(t);
             out.vars.insert(v, ty);
             if let VarTy::Tensor(d) = t {
                 out.var_dims.insert(v, d.map(|x| self.unifier.find(x)));
+            }
+        }
+        let mut todo: Vec<usize> = out.var_dims.values().flatten().copied().collect();
+        while let Some(c) = todo.pop() {
+            let c = self.unifier.find(c);
+            if out.products.contains_key(&c) {
+                continue;
+            }
+            match self.unifier.value[c].clone() {
+                Some(Val::Product(fs)) => {
+                    let fs: Vec<usize> = fs.into_iter().map(|f| self.unifier.find(f)).collect();
+                    todo.extend(&fs);
+                    out.products.insert(c, fs);
+                }
+                Some(Val::Size(n)) => {
+                    out.sizes.insert(c, n);
+                }
+                _ => {}
             }
         }
         out
@@ -389,7 +671,17 @@ impl Inference {
         nodes: &[ENodeOrVar<Op>],
     ) -> Result<VarTy, ShapeError> {
         Ok(match op {
-            Op::Num(_) => VarTy::Scalar,
+            Op::Split(_)
+            | Op::Merge(_)
+            | Op::Reshape(_)
+            | Op::Unreshape(_)
+            | Op::Flat(_)
+            | Op::Unflat(_)
+            | Op::Swap(_) => {
+                let x = c(op.children().len() - 1);
+                self.infer_layout(op, name, x, nodes)?
+            }
+            Op::Num(_) | Op::Param(_) => VarTy::Scalar,
             Op::Input(s) => VarTy::Tensor(self.input_dims(*s)?),
             Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => match (c(0), c(1)) {
                 (VarTy::Scalar, VarTy::Scalar) => VarTy::Scalar,
@@ -455,6 +747,90 @@ impl Inference {
         })
     }
 
+    /// The dim a head-count child stands for: a whole number ≥ 1 in a term, a fresh
+    /// dim (one per variable) in a pattern.
+    fn head_dim(
+        &mut self,
+        op: &str,
+        nodes: &[ENodeOrVar<Op>],
+        id: Id,
+    ) -> Result<usize, ShapeError> {
+        match &nodes[usize::from(id)] {
+            ENodeOrVar::ENode(Op::Num(c)) if c.heads().is_some() => {
+                Ok(self.unifier.fresh(c.heads().map(Dim::Size)))
+            }
+            ENodeOrVar::Var(v) => {
+                if let Some(d) = self.heads.get(v) {
+                    return Ok(*d);
+                }
+                let d = self.unifier.fresh(None);
+                self.heads.insert(*v, d);
+                Ok(d)
+            }
+            other => Err(ShapeError::Kind {
+                op: op.into(),
+                expected: "a head count (a whole number ≥ 1)".into(),
+                found: other.to_string(),
+            }),
+        }
+    }
+
+    /// The shape rule of a layout operator (see [`super::layout`]).
+    fn infer_layout(
+        &mut self,
+        op: &Op,
+        name: &str,
+        x: VarTy,
+        nodes: &[ENodeOrVar<Op>],
+    ) -> Result<VarTy, ShapeError> {
+        let Some((layout, k, _)) = op.layout() else {
+            return Err(ShapeError::Kind {
+                op: name.into(),
+                expected: "a layout operator".into(),
+                found: name.into(),
+            });
+        };
+        let xd = self.tensor(name, x)?;
+        let kv = match k {
+            Some(id) => self.head_dim(name, nodes, id)?,
+            None => self.unifier.fresh(None),
+        };
+        let mut t = self.unifier.clone();
+        let one = t.fresh(Some(Dim::Size(1)));
+        let (ok, out, expected) = match layout {
+            Layout::Split | Layout::Reshape | Layout::Unflat => {
+                let d = t.fresh(None);
+                let p = t.product(vec![kv, d]);
+                let ok = t.unify(xd[0], one) && t.unify(xd[2], p);
+                let out = if layout == Layout::Unflat {
+                    [xd[1], kv, d]
+                } else {
+                    [kv, xd[1], d]
+                };
+                (ok, out, "1×n×(k·d)")
+            }
+            Layout::Merge | Layout::Unreshape => {
+                let p = t.product(vec![kv, xd[2]]);
+                (t.unify(xd[0], kv), [one, xd[1], p], "k×n×d")
+            }
+            Layout::Flat => {
+                let p = t.product(vec![kv, xd[2]]);
+                (t.unify(xd[1], kv), [one, xd[0], p], "n×k×d")
+            }
+            Layout::Swap => (true, [xd[1], xd[0], xd[2]], "a×b×c"),
+        };
+        if !ok {
+            let k = t.get(kv).map_or("?".to_string(), |d| d.to_string());
+            return Err(ShapeError::Kind {
+                op: format!("{name} (k = {k})"),
+                expected: expected.into(),
+                found: self.show(x),
+            });
+        }
+        self.unifier = t;
+        Ok(VarTy::Tensor(out))
+    }
+
     fn name_child(&self, op: &str, nodes: &[ENodeOrVar<Op>], id: Id) -> Result<(), ShapeError> {
         match &nodes[usize::from(id)] {
             ENodeOrVar::Var(_) | ENodeOrVar::ENode(Op::Input(_)) => Ok(()),
@@ -472,6 +848,7 @@ enum Kind {
     Tensor,
     Grad,
     Name,
+    Heads,
 }
 
 /// What each pattern variable stands for, read from the operators around it.
@@ -488,6 +865,9 @@ fn var_kinds(pat: &RecExpr<ENodeOrVar<Op>>) -> BTreeMap<Var, Kind> {
             match op {
                 Op::Tan([a]) => mark(*a, Kind::Name),
                 Op::Grad([a, _]) => mark(*a, Kind::Name),
+                op if op.layout().is_some_and(|(_, k, _)| k.is_some()) => {
+                    mark(op.children()[0], Kind::Heads)
+                }
                 Op::GAdd([a, b]) => {
                     mark(*a, Kind::Grad);
                     mark(*b, Kind::Grad);
@@ -558,6 +938,75 @@ mod tests {
         let ty = infer_term(&parse_term("(bmm A B)").unwrap(), &e).unwrap();
         assert_eq!(ty.to_string(), "2×3×5");
         assert!(infer_term(&parse_term("(bmm A C)").unwrap(), &e).is_err());
+    }
+
+    #[test]
+    fn product_dims_parse_print_and_unify_up_to_order_and_sizes() {
+        assert_eq!(Dim::parse("h*d").unwrap().to_string(), "h*d");
+        assert_eq!(parse_shape("1,n,2*d").unwrap()[2].to_string(), "2*d");
+        assert!(matches!(Dim::parse("h*"), Err(ShapeError::BadDim(_))));
+        assert!(matches!(Dim::parse("h*-1"), Err(ShapeError::BadDim(_))));
+        let e = env(&[("X", "1,n,h*d"), ("W", "1,d*h,h*d"), ("V", "1,h*d,6")]);
+        let ty = infer_term(&parse_term("(bmm X W)").unwrap(), &e).unwrap();
+        assert_eq!(ty.to_string(), "1×n×h*d");
+        let e = env(&[("X", "1,n,2*3"), ("V", "1,6,m")]);
+        let ty = infer_term(&parse_term("(bmm X V)").unwrap(), &e).unwrap();
+        assert_eq!(ty.to_string(), "1×n×m");
+    }
+
+    #[test]
+    fn a_product_dim_that_cannot_be_matched_names_both_shapes() {
+        for (x, w) in [
+            ("1,n,h*d", "1,m,p"),
+            ("1,n,h*d", "1,6,p"),
+            ("1,n,h*d", "1,h*e,p"),
+        ] {
+            let e = env(&[("X", x), ("W", w)]);
+            let err = infer_term(&parse_term("(bmm X W)").unwrap(), &e).unwrap_err();
+            let want = format!(
+                "bmm (h×m×n)·(h×n×p): shapes {} and {} disagree",
+                fmt_shape(&parse_shape(x).unwrap()),
+                fmt_shape(&parse_shape(w).unwrap())
+            );
+            assert_eq!(err.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn an_unknown_factor_is_solved_when_the_rest_determines_it() {
+        let mut u = Unifier::default();
+        let (x, two, six) = (
+            u.fresh(None),
+            u.fresh(Some(Dim::Size(2))),
+            u.fresh(Some(Dim::Size(6))),
+        );
+        let p = u.product(vec![two, x]);
+        assert!(u.unify(p, six));
+        assert_eq!(u.get(x), Some(Dim::Size(3)));
+        let (y, seven) = (u.fresh(None), u.fresh(Some(Dim::Size(7))));
+        let q = u.product(vec![two, y]);
+        assert!(!u.unify(q, seven));
+        let hd = u.fresh(Some(Dim::parse("h*d").unwrap()));
+        let (h, z) = (u.fresh(Some(Dim::Named("h".into()))), u.fresh(None));
+        let r = u.product(vec![h, z]);
+        assert!(u.unify(r, hd));
+        assert_eq!(u.get(z), Some(Dim::Named("d".into())));
+    }
+
+    #[test]
+    fn concrete_dims_multiply_and_bind_solves_one_factor() {
+        let shape = parse_shape("1,n,h*d").unwrap();
+        let mut sizes = BTreeMap::new();
+        let dims = concrete_dims(&shape, &mut sizes, |s| if s == "h" { 2 } else { 3 });
+        assert_eq!(dims, [1, 3, 6]);
+        let mut sizes = BTreeMap::from([("h".to_string(), 2)]);
+        assert_eq!(shape[2].bind(8, &mut sizes), Some(true));
+        assert_eq!(sizes["d"], 4);
+        assert_eq!(shape[2].bind(9, &mut sizes), Some(false));
+        let mut none = BTreeMap::new();
+        assert_eq!(shape[2].bind(8, &mut none), None);
+        let mut h = BTreeMap::from([("h".to_string(), 2)]);
+        assert_eq!(shape[2].bind(7, &mut h), Some(false));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use super::plan::{
 };
 use super::{LowerError, Saved};
 use crate::derive::subterm;
-use crate::ir::shape::{infer_term, Shape, ShapeEnv, ShapeError, Ty};
+use crate::ir::layout::Layout;
+use crate::ir::shape::{infer_term, Dim, Shape, ShapeEnv, ShapeError, Ty};
 use crate::ir::{Expr, Op};
 use egg::{Id, Language, Symbol};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,6 +25,8 @@ enum Kind {
     Transpose(Id, bool),
     /// An entrywise, rowsum or softmax node.
     Row,
+    /// A head split or merge: the operator, the head count and the operand.
+    Layout(Layout, usize, Id),
 }
 
 /// The lowering state of one term.
@@ -129,6 +132,22 @@ impl Builder {
         })
     }
 
+    /// Adds an output buffer for each of `keep`, which must occur in the term.
+    pub(super) fn keeping(mut self, keep: &[Saved]) -> Result<Self, LowerError> {
+        for k in keep {
+            let id = find(&self.expr, &hashcons(&k.term, &HashMap::new()).0)
+                .ok_or_else(|| LowerError::NotASubterm(k.term.to_string()))?;
+            if self.outputs.iter().any(|(name, _, _)| name == &k.name)
+                || self.shapes.contains_key(&Symbol::from(&k.name))
+            {
+                return Err(LowerError::NameClash(k.name.clone()));
+            }
+            let shape = tensor_shape(infer_term(&k.term, &self.shapes)?, &|| k.term.to_string())?;
+            self.outputs.push((k.name.clone(), id, shape));
+        }
+        Ok(self)
+    }
+
     /// One output `out` for a tensor root; one `gA` per slot for a gradient root,
     /// the slot's weights summed by `+` nodes appended to `expr`.
     fn outputs(expr: &mut Expr, shapes: &ShapeEnv) -> Result<Vec<(String, Id, Shape)>, LowerError> {
@@ -184,7 +203,31 @@ impl Builder {
 
     fn classify(&self, id: Id) -> Result<Kind, LowerError> {
         Ok(match &self.expr[id] {
-            Op::Input(_) => Kind::Leaf,
+            Op::Input(_) | Op::Param(_) => Kind::Leaf,
+            op @ (Op::Split(_)
+            | Op::Merge(_)
+            | Op::Reshape(_)
+            | Op::Unreshape(_)
+            | Op::Flat(_)
+            | Op::Unflat(_)
+            | Op::Swap(_)) => {
+                let heads = |k: Id| match &self.expr[k] {
+                    Op::Num(c) => c.heads(),
+                    _ => None,
+                };
+                match op.layout() {
+                    Some((layout, None, x)) => Kind::Layout(layout, 0, x),
+                    Some((layout, Some(k), x)) => match heads(k) {
+                        Some(k) => Kind::Layout(layout, k, x),
+                        None => {
+                            return Err(
+                                self.unsupported(id, "the head count is not a whole number ≥ 1")
+                            )
+                        }
+                    },
+                    None => return Err(self.unsupported(id, "not a layout operator")),
+                }
+            }
             Op::Tan([a]) => match self.expr[*a] {
                 Op::Input(_) => Kind::Leaf,
                 _ => return Err(self.unsupported(id, "tan applies to an input name")),
@@ -229,7 +272,7 @@ impl Builder {
                     self.materialized.extend([id, a, b]);
                     stack.extend([a, b]);
                 }
-                Kind::Transpose(x, _) => {
+                Kind::Transpose(x, _) | Kind::Layout(_, _, x) => {
                     self.materialized.extend([id, x]);
                     stack.push(x);
                 }
@@ -277,9 +320,14 @@ impl Builder {
 
     fn input_buffers(&mut self) -> Result<(), LowerError> {
         let mut leaves: Vec<(String, Symbol, Id)> = Vec::new();
+        let mut params: Vec<(String, Id)> = Vec::new();
         for (&id, kind) in &self.kinds {
             if let Kind::Leaf = kind {
                 let (name, sym) = match &self.expr[id] {
+                    Op::Param(p) => {
+                        params.push((p.0.to_string(), id));
+                        continue;
+                    }
                     Op::Tan([a]) => match self.expr[*a] {
                         Op::Input(s) => (format!("d{s}"), s),
                         _ => return Err(self.unsupported(id, "tan applies to an input name")),
@@ -298,6 +346,14 @@ impl Builder {
                 .cloned()
                 .ok_or_else(|| ShapeError::UnknownInput(sym.to_string()))?;
             let b = self.add_buffer(name, shape, Role::Input);
+            self.buffer_of.insert(id, b);
+        }
+        params.sort();
+        for (name, id) in params {
+            if self.buffers.iter().any(|b| b.name == name) {
+                return Err(LowerError::NameClash(name));
+            }
+            let b = self.add_buffer(name, [1, 1, 1].map(Dim::Size), Role::Param);
             self.buffer_of.insert(id, b);
         }
         Ok(())
@@ -323,7 +379,7 @@ impl Builder {
             match kind {
                 Kind::Leaf | Kind::Num => {}
                 Kind::Gemm((a, _), (b, _)) => [*a, *b].into_iter().for_each(&mut count),
-                Kind::Transpose(x, _) => count(*x),
+                Kind::Transpose(x, _) | Kind::Layout(_, _, x) => count(*x),
                 Kind::Row => self.expr[id]
                     .children()
                     .iter()
@@ -427,6 +483,12 @@ impl Builder {
                     x: self.buffer(x)?,
                     out,
                 },
+                Kind::Layout(layout, heads, x) => Step::Relayout {
+                    layout,
+                    heads,
+                    x: self.buffer(x)?,
+                    out,
+                },
                 _ => Step::RowPass {
                     out,
                     program: ProgramBuilder::new(&self, id).compile()?,
@@ -526,6 +588,7 @@ impl<'a> ProgramBuilder<'a> {
         let inline = id == self.root || !self.b.materialized.contains(&id);
         let arg = match node {
             Op::Num(c) => Arg::Num(c.clone()),
+            Op::Param(_) => Arg::Param(self.b.buffer(id)?),
             Op::Add([x, y]) | Op::Sub([x, y]) | Op::Mul([x, y]) | Op::Div([x, y]) if inline => {
                 let op = match node {
                     Op::Add(_) => Binary::Add,

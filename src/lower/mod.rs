@@ -6,8 +6,10 @@
 //! | term                         | plan                                          |
 //! |------------------------------|-----------------------------------------------|
 //! | input `A`, `(tan A)`, `G`    | input buffer `A`, `dA`, `G`                    |
+//! | parameter `@c`               | a 1×1×1 buffer `c` of role `Param`, read as a number |
 //! | `(bmm x y)`                  | [`Step::Gemm`]; each `(T … (T z))` operand is a transpose flag on `z` (parity) |
 //! | `(T x)` elsewhere            | [`Step::Transpose`] (a copy), or nothing for an even chain |
+//! | `(split k x)`, `merge`, `reshape`, `unreshape`, `flat`, `unflat`, `swap` | [`Step::Relayout`] (a copy) |
 //! | `+ - * / neg inv exp rowsum softmax`, numbers | instructions of a fused [`Step::RowPass`] |
 //! | `(grad A w)`, `(g+ …)`       | one output `gA` per slot, the slot's weights summed |
 //! | `(+ (bmm …) (bmm …) …)`, each bmm read only there | the first GEMM writes the sum's buffer, the others accumulate into it (β = 1): no temporaries, no add pass |
@@ -50,9 +52,12 @@ pub enum LowerError {
     /// A dimension shape inference left unknown.
     #[error("the shape of {0} is not determined by the inputs' shapes")]
     UnknownShape(String),
-    /// A saved subterm names an input that already exists.
-    #[error("saved buffer {0} clashes with an input of the same name")]
+    /// A saved subterm names an input or output that already exists.
+    #[error("saved buffer {0} clashes with an input or output of the same name")]
     NameClash(String),
+    /// A subterm to keep as an output does not occur in the term.
+    #[error("{0} is not a subterm of the term lowered")]
+    NotASubterm(String),
 }
 
 /// A subterm the caller supplies as an input buffer instead of computing it.
@@ -73,6 +78,15 @@ pub fn lower(expr: &Expr, shapes: &ShapeEnv) -> Result<Plan, LowerError> {
 /// [`lower`], with each of `saved` read from an input buffer instead of computed.
 pub fn lower_with(expr: &Expr, shapes: &ShapeEnv, saved: &[Saved]) -> Result<Plan, LowerError> {
     build::Builder::new(expr, shapes, saved)?.build()
+}
+
+/// [`lower`] with extra outputs: each of `keep` (a subterm of `expr`) is written to an
+/// output buffer of its name beside `out`, as a forward pass saves what its backward
+/// pass reads.
+pub fn lower_saving(expr: &Expr, shapes: &ShapeEnv, keep: &[Saved]) -> Result<Plan, LowerError> {
+    build::Builder::new(expr, shapes, &[])?
+        .keeping(keep)?
+        .build()
 }
 
 #[cfg(test)]

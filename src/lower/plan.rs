@@ -6,6 +6,7 @@
 //! exception is an accumulating GEMM (`out += op(a)·op(b)`, β = 1), which adds into a
 //! buffer an earlier GEMM wrote and reads only other buffers ([`Plan::check_writes`]).
 
+use crate::ir::layout::Layout;
 use crate::ir::shape::{fmt_shape, Shape};
 use crate::ir::Const;
 use serde::{Serialize, Serializer};
@@ -21,6 +22,9 @@ pub enum Role {
     /// Supplied by the caller: an input value `A`, a tangent `dA`, the cotangent `G`
     /// or a saved forward output such as `S`.
     Input,
+    /// A runtime scalar parameter supplied by the caller (a 1×1×1 buffer; an `f64`
+    /// argument of a generated kernel), read by row programs as a broadcast number.
+    Param,
     /// Written and read by the plan only.
     Temp,
     /// Returned to the caller.
@@ -66,6 +70,8 @@ pub enum Arg {
     Reg(Reg),
     /// An exact number, broadcast.
     Num(#[serde(serialize_with = "ser_const")] Const),
+    /// The value of a runtime parameter (a [`Role::Param`] buffer), broadcast.
+    Param(BufId),
 }
 
 /// Entrywise unary operators.
@@ -184,6 +190,18 @@ pub enum Step {
         /// The output buffer.
         out: BufId,
     },
+    /// `out = layout(x)` with `heads` heads: a head split or merge, a copy that moves
+    /// every entry of `x` once (see [`crate::ir::layout`]).
+    Relayout {
+        /// The operator.
+        layout: Layout,
+        /// The head count (unused by `swap`).
+        heads: usize,
+        /// The operand.
+        x: BufId,
+        /// The output buffer.
+        out: BufId,
+    },
     /// A fused row-wise pass writing `out`.
     RowPass {
         /// The output buffer.
@@ -197,9 +215,10 @@ impl Step {
     /// The buffer this step writes.
     pub fn out(&self) -> BufId {
         match self {
-            Step::Gemm { out, .. } | Step::Transpose { out, .. } | Step::RowPass { out, .. } => {
-                *out
-            }
+            Step::Gemm { out, .. }
+            | Step::Transpose { out, .. }
+            | Step::Relayout { out, .. }
+            | Step::RowPass { out, .. } => *out,
         }
     }
 }
@@ -245,13 +264,30 @@ impl Plan {
                         return Err(format!("step {} reads {name} while adding into it", i + 1));
                     }
                 }
-                _ if slot.is_some() || self.buffers[o].role == Role::Input => {
+                _ if slot.is_some()
+                    || matches!(self.buffers[o].role, Role::Input | Role::Param) =>
+                {
                     return Err(format!("step {} writes {name} a second time", i + 1));
                 }
                 _ => *slot = Some(matches!(step, Step::Gemm { .. })),
             }
         }
         Ok(())
+    }
+
+    /// An instruction as the plan prints it (`r0 = exp X`).
+    pub fn instr_text(&self, i: &Instr) -> String {
+        Named(self, i).to_string()
+    }
+
+    /// A row program's operand as the plan prints it (a buffer name, register or number).
+    pub fn arg_text(&self, a: &Arg) -> String {
+        Named(self, a).to_string()
+    }
+
+    /// A GEMM operand as the plan prints it (`Kᵀ`).
+    pub fn operand_text(&self, o: GemmOperand) -> String {
+        Named(self, o).to_string()
     }
 
     /// The buffers with `role`, with their ids.
@@ -279,6 +315,7 @@ impl fmt::Display for Named<'_, &Arg> {
             Arg::Buf(b) => write!(f, "{}", self.0.buffers[*b].name),
             Arg::Reg(r) => write!(f, "{r}"),
             Arg::Num(c) => write!(f, "{c}"),
+            Arg::Param(b) => write!(f, "@{}", self.0.buffers[*b].name),
         }
     }
 }
@@ -335,6 +372,7 @@ impl fmt::Display for Plan {
         for b in &self.buffers {
             let role = match b.role {
                 Role::Input => "input ",
+                Role::Param => "param ",
                 Role::Temp => "temp  ",
                 Role::Output => "output",
             };
@@ -356,6 +394,16 @@ impl fmt::Display for Plan {
                 )?,
                 Step::Transpose { x, .. } => {
                     writeln!(f, "  {}. {out} = copy {}ᵀ", i + 1, self.buffers[*x].name)?
+                }
+                Step::Relayout {
+                    layout, heads, x, ..
+                } => {
+                    let k = match layout {
+                        Layout::Swap => String::new(),
+                        _ => format!(" {heads}"),
+                    };
+                    let x = &self.buffers[*x].name;
+                    writeln!(f, "  {}. {out} = copy ({layout}{k} {x})", i + 1)?
                 }
                 Step::RowPass { program, .. } => {
                     writeln!(f, "  {}. {out} = row pass, per row:", i + 1)?;

@@ -42,7 +42,8 @@ impl fmt::Display for Location {
 }
 
 impl Location {
-    fn at(file: &str, text: &str, offset: usize) -> Location {
+    /// The location of byte `offset` of `text` (clamped to its end) in `file`.
+    pub fn at(file: &str, text: &str, offset: usize) -> Location {
         let before = &text[..offset.min(text.len())];
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -154,6 +155,18 @@ pub enum CondKind {
     IsConst,
 }
 
+impl fmt::Display for CondKind {
+    /// The keyword the rule files use (`tangent_free`, …).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CondKind::TangentFree => "tangent_free",
+            CondKind::RowConst => "row_const",
+            CondKind::IsInput => "is_input",
+            CondKind::IsConst => "is_const",
+        })
+    }
+}
+
 /// All of a rule's side conditions (egg checks them before applying the rhs).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Condition(pub Vec<(CondKind, Var)>);
@@ -225,6 +238,9 @@ pub struct RuleDef {
     pub bidirectional: bool,
     /// Its side conditions.
     pub conditions: Condition,
+    /// Withheld from the differentiation phase of the schedule (a law that only
+    /// reorders: commutes, associates, distributes); used when simplifying.
+    pub simplify_only: bool,
     /// The parsed left side.
     pub lhs_pattern: Pattern<Op>,
     /// The parsed right side.
@@ -268,6 +284,8 @@ struct RuleToml {
     bidirectional: bool,
     #[serde(default, rename = "if")]
     conditions: Vec<Spanned<String>>,
+    #[serde(default)]
+    simplify_only: bool,
 }
 
 /// Parses one rule file and checks each rule statically.
@@ -377,6 +395,7 @@ fn check_rule(
         group,
         bidirectional: r.bidirectional,
         conditions,
+        simplify_only: r.simplify_only,
         lhs_pattern: lhs,
         rhs_pattern: rhs,
     })

@@ -57,8 +57,8 @@ pub fn rules_hash(rules: &[RuleDef]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for r in rules {
         let text = format!(
-            "{}|{}|{}|{}|{:?}\n",
-            r.name, r.lhs, r.rhs, r.bidirectional, r.conditions
+            "{}|{}|{}|{}|{:?}|{}\n",
+            r.name, r.lhs, r.rhs, r.bidirectional, r.conditions, r.simplify_only
         );
         for b in text.bytes() {
             h ^= u64::from(b);
@@ -120,8 +120,16 @@ impl RuleSet {
 
     /// The egg rewrites: one per rule, two for a bidirectional rule.
     pub fn rewrites(&self) -> Result<Vec<Rewrite<Op, TensorAnalysis>>, RuleError> {
+        self.rewrites_where(|_| true)
+    }
+
+    /// The egg rewrites of the rules `keep` accepts.
+    pub fn rewrites_where(
+        &self,
+        keep: impl Fn(&RuleDef) -> bool,
+    ) -> Result<Vec<Rewrite<Op, TensorAnalysis>>, RuleError> {
         let mut out = Vec::new();
-        for r in &self.rules {
+        for r in self.rules.iter().filter(|r| keep(r)) {
             out.push(make_rewrite(r, &r.name, &r.lhs_pattern, &r.rhs_pattern)?);
             if r.bidirectional {
                 let name = format!("{}{REV}", r.name);

@@ -3,7 +3,8 @@
 //!
 //! Each pattern variable is instantiated by what its side conditions allow, so the
 //! check exercises the rule where it may fire: `tangent_free ?x` and `is_input ?x` get
-//! a plain input `V`, `row_const ?x` a row sum `(rowsum V)`, `is_const ?x` a number,
+//! a plain input `V`, `row_const ?x` a row sum `(rowsum V)`, `is_const ?x` a number
+//! (in every other case a runtime parameter `@V` bound to that number),
 //! variables under `tan`/`grad` an input name, gradient variables `(grad V W)`, and
 //! every other variable the affine term `(+ V (tan V))`, which depends on both the
 //! point and the tangent. A rule whose sides differ is refused with the witness.
@@ -155,6 +156,8 @@ enum Role {
     Number,
     Affine,
     Gradient,
+    /// A head count: the size of its dim class, as a number.
+    Heads,
 }
 
 struct Instantiator<'a> {
@@ -162,6 +165,12 @@ struct Instantiator<'a> {
     roles: BTreeMap<Var, Role>,
     /// Per variable, the dim classes of its shape.
     dims: BTreeMap<Var, [usize; 3]>,
+    /// Per head-count variable, its dim class.
+    heads: BTreeMap<Var, usize>,
+    /// Product dim classes and their factors' classes.
+    products: BTreeMap<usize, Vec<usize>>,
+    /// Dim classes of fixed size.
+    fixed: BTreeMap<usize, usize>,
 }
 
 fn sym(prefix: &str, v: Var) -> Symbol {
@@ -180,7 +189,9 @@ impl<'a> Instantiator<'a> {
         let summary = inf.summary(lt, names);
         let mut roles = BTreeMap::new();
         for (v, ty) in &summary.vars {
-            let role = if summary.name_vars.contains(v) {
+            let role = if summary.head_dims.contains_key(v) {
+                Role::Heads
+            } else if summary.name_vars.contains(v) {
                 Role::Name
             } else if *ty == Ty::Grad {
                 Role::Gradient
@@ -203,11 +214,24 @@ impl<'a> Instantiator<'a> {
                 next -= 3;
             }
         }
-        Ok(Instantiator { rule, roles, dims })
+        Ok(Instantiator {
+            rule,
+            roles,
+            dims,
+            heads: summary.head_dims.clone(),
+            products: summary.products.clone(),
+            fixed: summary.sizes.clone(),
+        })
     }
 
     /// The term a variable stands for in this check.
-    fn term_for(&self, v: Var, number: &Rational, out: &mut Vec<Op>) -> Id {
+    fn term_for(
+        &self,
+        v: Var,
+        number: &Option<Rational>,
+        sizes: &BTreeMap<usize, usize>,
+        out: &mut Vec<Op>,
+    ) -> Id {
         let push = |op: Op, out: &mut Vec<Op>| {
             out.push(op);
             Id::from(out.len() - 1)
@@ -215,7 +239,10 @@ impl<'a> Instantiator<'a> {
         let input = |out: &mut Vec<Op>, p: &str| push(Op::Input(sym(p, v)), out);
         match self.roles.get(&v).copied().unwrap_or(Role::Affine) {
             Role::Name | Role::Plain => input(out, "V"),
-            Role::Number => push(Op::Num(crate::ir::Const(number.clone())), out),
+            Role::Number => match number {
+                Some(q) => push(Op::Num(crate::ir::Const(q.clone())), out),
+                None => push(Op::Param(crate::ir::ParamName(sym("V", v))), out),
+            },
             Role::RowSum => {
                 let x = input(out, "V");
                 push(Op::RowSum([x]), out)
@@ -226,6 +253,16 @@ impl<'a> Instantiator<'a> {
                 let t = push(Op::Tan([name]), out);
                 push(Op::Add([x, t]), out)
             }
+            Role::Heads => {
+                let k = self
+                    .heads
+                    .get(&v)
+                    .and_then(|c| sizes.get(c))
+                    .copied()
+                    .unwrap_or(1);
+                let k = Rational::from_integer(BigInt::from(k));
+                push(Op::Num(crate::ir::Const(k)), out)
+            }
             Role::Gradient => {
                 let slot = input(out, "V");
                 let w = input(out, "W");
@@ -234,12 +271,19 @@ impl<'a> Instantiator<'a> {
         }
     }
 
-    fn instantiate(&self, pat: &RecExpr<ENodeOrVar<Op>>, number: &Rational) -> Expr {
+    /// The pattern with its variables replaced; numbers are `number`, or runtime
+    /// parameters when it is `None`.
+    fn instantiate(
+        &self,
+        pat: &RecExpr<ENodeOrVar<Op>>,
+        number: &Option<Rational>,
+        sizes: &BTreeMap<usize, usize>,
+    ) -> Expr {
         let mut out: Vec<Op> = Vec::new();
         let mut map: Vec<Id> = Vec::new();
         for node in pat.as_ref() {
             let id = match node {
-                ENodeOrVar::Var(v) => self.term_for(*v, number, &mut out),
+                ENodeOrVar::Var(v) => self.term_for(*v, number, sizes, &mut out),
                 ENodeOrVar::ENode(op) => {
                     let op = op.clone().map_children(|c| map[usize::from(c)]);
                     out.push(op);
@@ -256,14 +300,21 @@ impl<'a> Instantiator<'a> {
         let (mut checked, mut skipped) = (0, 0);
         for case in 0..config.cases {
             let number = small_rational(&mut rng);
-            let lhs = self.instantiate(&self.rule.lhs_pattern.ast, &number);
-            let rhs = self.instantiate(&self.rule.rhs_pattern.ast, &number);
+            // Every other case, numbers become runtime parameters bound to `number`.
+            let literal = (case % 2 == 0).then(|| number.clone());
             // The first half of the cases use only non-empty dims.
             let min = usize::from(case < config.cases / 2).min(config.max_dim);
-            let env = match self.random_env(&mut rng, min, config.max_dim, seed) {
+            let (mut env, sizes) = match self.random_env(&mut rng, min, config.max_dim, seed) {
                 Ok(env) => env,
                 Err(e) => return Verdict::Unchecked(e.to_string()),
             };
+            let lhs = self.instantiate(&self.rule.lhs_pattern.ast, &literal, &sizes);
+            let rhs = self.instantiate(&self.rule.rhs_pattern.ast, &literal, &sizes);
+            for (v, role) in &self.roles {
+                if *role == Role::Number {
+                    env.params.insert(sym("V", *v), number.clone());
+                }
+            }
             match (eval(&lhs, &env), eval(&rhs, &env)) {
                 (Ok(a), Ok(b)) if values_equal(&a, &b) => checked += 1,
                 (Ok(a), Ok(b)) => {
@@ -287,11 +338,15 @@ impl<'a> Instantiator<'a> {
         min: usize,
         max: usize,
         seed: u64,
-    ) -> Result<Env<Rational>, TensorError> {
-        let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
+    ) -> Result<(Env<Rational>, BTreeMap<usize, usize>), TensorError> {
+        let mut sizes: BTreeMap<usize, usize> = self.fixed.clone();
+        // Head counts are at least 1; a product class is the product of its factors.
+        for c in self.heads.values() {
+            sizes.insert(*c, rng.gen_range(min.max(1)..=max.max(1)));
+        }
         let mut inputs = BTreeMap::new();
         for (v, classes) in &self.dims {
-            let dims = classes.map(|c| *sizes.entry(c).or_insert_with(|| rng.gen_range(min..=max)));
+            let dims = classes.map(|c| self.size_of(c, &mut sizes, rng, min, max));
             let mut names = vec![sym("V", *v)];
             if self.roles.get(v) == Some(&Role::Gradient) {
                 names.push(sym("W", *v));
@@ -302,10 +357,35 @@ impl<'a> Instantiator<'a> {
                 inputs.insert(name, Binding { value, tangent });
             }
         }
-        Ok(Env {
+        let env = Env {
             inputs,
+            params: BTreeMap::new(),
             oracle: ExpOracle::hashed(seed),
-        })
+        };
+        Ok((env, sizes))
+    }
+
+    /// The size of a dim class: drawn once, or the product of its factors' sizes.
+    fn size_of(
+        &self,
+        c: usize,
+        sizes: &mut BTreeMap<usize, usize>,
+        rng: &mut ChaCha8Rng,
+        min: usize,
+        max: usize,
+    ) -> usize {
+        if let Some(s) = sizes.get(&c) {
+            return *s;
+        }
+        let s = match self.products.get(&c) {
+            Some(fs) => fs
+                .iter()
+                .map(|f| self.size_of(*f, sizes, rng, min, max))
+                .product(),
+            None => rng.gen_range(min..=max),
+        };
+        sizes.insert(c, s);
+        s
     }
 }
 
@@ -402,6 +482,18 @@ mod tests {
         let unsound =
             one_rule("lhs = \"(adj (bmm ?e ?b) ?g)\"\nrhs = \"(adj ?e (bmm ?g (T ?b)))\"\n");
         assert!(!check_rules(&unsound, &CheckConfig::default())[0].passed());
+    }
+
+    #[test]
+    fn a_head_split_whose_adjoint_is_the_lean_cast_is_caught() {
+        // split and reshape have the same shapes but move entries differently.
+        let set =
+            one_rule("lhs = \"(adj (split ?k ?e) ?g)\"\nrhs = \"(adj ?e (unreshape ?k ?g))\"\n");
+        let report = &check_rules(&set, &CheckConfig::default())[0];
+        assert!(matches!(report.verdict, Verdict::Unsound(_)), "{report}");
+        let sound =
+            one_rule("lhs = \"(adj (split ?k ?e) ?g)\"\nrhs = \"(adj ?e (merge ?k ?g))\"\n");
+        assert!(check_rules(&sound, &CheckConfig::default())[0].passed());
     }
 
     #[test]

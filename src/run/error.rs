@@ -1,9 +1,8 @@
 //! Everything `fderiv run` can refuse, with the exit code each maps to.
 
 use crate::exec::ExecError;
-use crate::lower::LowerError;
+use crate::manifest::ManifestError;
 use crate::outcome::Failure;
-use crate::rungs::RungError;
 use std::path::PathBuf;
 
 /// Why `fderiv run` stopped. Every variant about a file names the file.
@@ -40,7 +39,7 @@ pub enum RunError {
         path: PathBuf,
     },
     /// The array does not have rank 3.
-    #[error("{} has rank {} (shape {}); fderiv run needs rank 3 (h×m×n)", path.display(), shape.len(), fmt_shape(shape))]
+    #[error("{} has rank {} (shape {}); fderiv run needs rank 3 (h×m×n), or rank 2 (m×n) where the kernel declares h = 1", path.display(), shape.len(), fmt_shape(shape))]
     Rank {
         /// The file.
         path: PathBuf,
@@ -143,12 +142,13 @@ pub enum RunError {
         /// `op mode`.
         task: String,
     },
-    /// Deriving or lowering the kernel failed (an internal error).
-    #[error("building the kernel failed: {0}")]
-    Kernel(#[from] RungError),
-    /// Lowering the kernel failed (an internal error).
-    #[error("lowering the kernel failed: {0}")]
-    Lower(#[from] LowerError),
+    /// The manifest is broken, names no such kernel or mode, or the kernel does not
+    /// build.
+    #[error(transparent)]
+    Manifest(#[from] Box<ManifestError>),
+    /// The embedded rules failed to load (an internal error).
+    #[error("loading the rules failed: {0}")]
+    Rules(String),
     /// Running the kernel failed (an internal error: inputs were checked).
     #[error("running the kernel failed: {0}")]
     Exec(#[from] ExecError),
@@ -175,8 +175,7 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::NonFinite { .. }
-            | RunError::Kernel(_)
-            | RunError::Lower(_)
+            | RunError::Rules(_)
             | RunError::Exec(_)
             | RunError::Missing(_) => 1,
             _ => 2,

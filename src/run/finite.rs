@@ -1,8 +1,7 @@
 //! The overflow guard: outputs are refused when they hold NaN or ±inf that no NaN or
 //! ±inf input explains, so garbage is never written as a result.
 
-use super::{compute, inputs::task, RunError, RunMode};
-use crate::derive::SpecOp;
+use super::{compute, task::Task, RunError};
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 
@@ -21,8 +20,8 @@ fn first_non_finite(tensors: &Named) -> Option<String> {
 /// overflowed, and this is an error ([`RunError::NonFinite`]). Costs a second
 /// computation only when some output and some input are non-finite.
 pub fn check_finite(
-    op: SpecOp,
-    mode: RunMode,
+    task: &Task,
+    plan: usize,
     inputs: &Named,
     outputs: &Named,
 ) -> Result<(), RunError> {
@@ -36,12 +35,12 @@ pub fn check_finite(
             .iter()
             .map(|(k, t)| (k.clone(), t.map(|v| if v.is_finite() { *v } else { 0.0 })))
             .collect();
-        first_non_finite(&compute(op, mode, &finite_part)?)
+        first_non_finite(&compute(task, plan, &finite_part)?)
     };
     match culprit {
         Some(output) => Err(RunError::NonFinite {
             output,
-            task: task(op, mode),
+            task: task.label.clone(),
         }),
         None => Ok(()),
     }

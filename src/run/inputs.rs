@@ -1,12 +1,11 @@
-//! The `--input NAME=FILE` arguments: which names an op and mode take, reading the
+//! The `--input NAME=FILE` arguments: which names a kernel and mode take, reading the
 //! files, and checking their shapes against each other.
 
-use super::{names, npy, RunError, RunMode};
-use crate::derive::{Mode, SpecOp, COTANGENT};
+use super::task::{input_names, input_shapes, Task};
+use super::{npy, RunError};
 use crate::ir::shape::{Dim, Shape};
-use crate::rungs::RungError;
+use crate::lower::Plan;
 use crate::tensor::{fmt_dims, Dims, Tensor};
-use egg::Symbol;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -33,15 +32,9 @@ impl FromStr for InputSpec {
     }
 }
 
-/// `op mode`, as error messages name the task.
-pub fn task(op: SpecOp, mode: RunMode) -> String {
-    format!("{op} {mode}")
-}
-
-/// Checks the given names (no repeats, none unknown, none missing) and returns the
-/// files in the order of [`names::inputs`].
-pub fn select(op: SpecOp, mode: RunMode, given: &[InputSpec]) -> Result<Vec<InputSpec>, RunError> {
-    let wanted = names::inputs(op, mode);
+/// Checks the given names (no repeats, none unknown, none missing) against the plans
+/// of `task`; returns the index of the plan whose inputs they are, and the files.
+pub fn select(task: &Task, given: &[InputSpec]) -> Result<(usize, Vec<InputSpec>), RunError> {
     let mut by_name: BTreeMap<&str, &InputSpec> = BTreeMap::new();
     for spec in given {
         if let Some(first) = by_name.insert(&spec.name, spec) {
@@ -51,15 +44,33 @@ pub fn select(op: SpecOp, mode: RunMode, given: &[InputSpec]) -> Result<Vec<Inpu
                 second: spec.path.clone(),
             });
         }
-        if !wanted.contains(&spec.name) {
-            return Err(RunError::UnknownInput {
-                name: spec.name.clone(),
-                task: task(op, mode),
-                expected: wanted.join(", "),
-            });
-        }
     }
-    wanted
+    let wanted: Vec<Vec<String>> = task.plans.iter().map(input_names).collect();
+    let expected = wanted
+        .iter()
+        .map(|w| w.join(", "))
+        .collect::<Vec<_>>()
+        .join("; or ");
+    if let Some(unknown) = given
+        .iter()
+        .find(|s| !wanted.iter().any(|w| w.contains(&s.name)))
+    {
+        return Err(RunError::UnknownInput {
+            name: unknown.name.clone(),
+            task: task.label.clone(),
+            expected,
+        });
+    }
+    // The plan whose inputs are all given; else the one missing the fewest.
+    let missing = |w: &Vec<String>| {
+        w.iter()
+            .filter(|n| !by_name.contains_key(n.as_str()))
+            .count()
+    };
+    let best = (0..wanted.len())
+        .min_by_key(|i| missing(&wanted[*i]))
+        .unwrap_or(0);
+    let files = wanted[best]
         .iter()
         .map(|w| {
             by_name
@@ -67,35 +78,41 @@ pub fn select(op: SpecOp, mode: RunMode, given: &[InputSpec]) -> Result<Vec<Inpu
                 .map(|s| (*s).clone())
                 .ok_or_else(|| RunError::MissingInput {
                     name: w.clone(),
-                    task: task(op, mode),
+                    task: task.label.clone(),
                 })
         })
-        .collect()
-}
-
-/// The symbolic shape of every input name of `op` (primals, tangents, cotangent), as
-/// the derivation request declares them.
-fn symbolic_shapes(op: SpecOp) -> Result<BTreeMap<String, Shape>, RunError> {
-    let cotangent = Symbol::from(COTANGENT);
-    let mut shapes = BTreeMap::new();
-    for (name, shape) in op.request(Mode::Vjp).map_err(RungError::from)?.shapes {
-        if name != cotangent {
-            shapes.insert(names::tangent(name.as_str()), shape.clone());
-        }
-        shapes.insert(name.to_string(), shape);
+        .collect::<Result<Vec<_>, _>>()?;
+    if files.len() != given.len() {
+        let extra = given
+            .iter()
+            .find(|s| !wanted[best].contains(&s.name))
+            .map_or_else(String::new, |s| s.name.clone());
+        return Err(RunError::UnknownInput {
+            name: extra,
+            task: task.label.clone(),
+            expected: wanted[best].join(", "),
+        });
     }
-    Ok(shapes)
+    Ok((best, files))
 }
 
-/// Reads the selected files and checks their shapes against each other: each input's
-/// dims must agree with the dims the inputs before it fixed.
-pub fn load(op: SpecOp, files: &[InputSpec]) -> Result<BTreeMap<String, Tensor<f64>>, RunError> {
-    let shapes = symbolic_shapes(op)?;
+/// Reads the selected files and checks their shapes against each other and the
+/// plan's declared shapes: each input's dims must agree with the dims the inputs
+/// before it fixed. A rank-2 array is read as 1×m×n where the declared h is 1.
+pub fn load(plan: &Plan, files: &[InputSpec]) -> Result<BTreeMap<String, Tensor<f64>>, RunError> {
+    let shapes = input_shapes(plan);
     let mut bound: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let mut tensors = BTreeMap::new();
     for spec in files {
-        let t = npy::read_tensor(&spec.path)?;
-        if let Some(shape) = shapes.get(&spec.name) {
+        let (t, rank) = npy::read_array(&spec.path)?;
+        let shape = shapes.get(&spec.name);
+        if rank == 2 && shape.is_some_and(|s| s[0] != Dim::Size(1)) {
+            return Err(RunError::Rank {
+                path: spec.path.clone(),
+                shape: t.dims()[1..].iter().map(|d| *d as u64).collect(),
+            });
+        }
+        if let Some(shape) = shape {
             unify(spec, shape, t.dims(), &mut bound, &tensors)?;
         }
         tensors.insert(spec.name.clone(), t);
@@ -111,23 +128,27 @@ fn unify(
     bound: &mut BTreeMap<String, (usize, String)>,
     earlier: &BTreeMap<String, Tensor<f64>>,
 ) -> Result<(), RunError> {
-    let agrees = shape.iter().zip(dims).all(|(d, v)| match d {
-        Dim::Size(k) => *k == v,
-        Dim::Named(s) => bound.get(s).is_none_or(|(b, _)| *b == v),
-    });
+    let sizes: BTreeMap<String, usize> = bound.iter().map(|(k, (v, _))| (k.clone(), *v)).collect();
+    let mut trial = sizes.clone();
+    // A product dim still undetermined here is checked by the executor.
+    let agrees = shape
+        .iter()
+        .zip(dims)
+        .all(|(d, v)| d.bind(v, &mut trial) != Some(false));
     if !agrees {
         let needed: Vec<String> = shape
             .iter()
-            .map(|d| match d {
-                Dim::Named(s) => bound.get(s).map_or(s.clone(), |(b, _)| b.to_string()),
-                Dim::Size(k) => k.to_string(),
+            .map(|d| {
+                d.size_with(&|n| sizes.get(n).copied())
+                    .map_or(d.to_string(), |v| v.to_string())
             })
             .collect();
         let mut fixers: Vec<&String> = shape
             .iter()
+            .flat_map(|d| d.clone().factors())
             .filter_map(|d| match d {
-                Dim::Named(s) => bound.get(s).map(|(_, by)| by),
-                Dim::Size(_) => None,
+                Dim::Named(s) => bound.get(&s).map(|(_, by)| by),
+                _ => None,
             })
             .collect();
         fixers.sort();
@@ -144,10 +165,8 @@ fn unify(
             needed: needed.join("×"),
         });
     }
-    for (d, v) in shape.iter().zip(dims) {
-        if let Dim::Named(s) = d {
-            bound.entry(s.clone()).or_insert((v, spec.name.clone()));
-        }
+    for (name, v) in trial {
+        bound.entry(name).or_insert((v, spec.name.clone()));
     }
     Ok(())
 }

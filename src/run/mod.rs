@@ -1,7 +1,7 @@
-//! `fderiv run`: runs the f64 kernels of a spec op (forward, JVP or VJP) on NumPy
+//! `fderiv run`: runs the f64 plan of a manifest kernel (forward, JVP or VJP) on NumPy
 //! `.npy` files and writes the results as `.npy` files. See `docs/run.md`.
 //!
-//! The data path: [`inputs`] checks the `--input NAME=FILE` names and reads the files
+//! The data path: [`task`] builds the kernel from the manifest; [`inputs`] checks the `--input NAME=FILE` names and reads the files
 //! ([`npy`]) and their shapes against each other; [`compute()`] produces the outputs;
 //! [`finite`] refuses results that overflowed; [`output`] writes each file whole or not
 //! at all. Only [`compute()`] knows how the numbers are made.
@@ -14,66 +14,35 @@ pub mod compute;
 pub mod error;
 pub mod finite;
 pub mod inputs;
-pub mod names;
 pub mod npy;
 pub mod output;
+pub mod task;
 
 pub use compute::compute;
 pub use error::RunError;
 pub use inputs::InputSpec;
+pub use task::Task;
 
-use crate::derive::{Mode, SpecOp};
+use crate::manifest::KernelMode;
 use crate::outcome::Failure;
 use crate::tensor::fmt_dims;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// What to run: the forward map, its JVP, or its VJP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RunMode {
-    /// The op itself: matmul writes C, softmax_last writes S.
-    Forward,
-    /// The derivative applied to the inputs' tangents (dA, dB / dX): writes dC / dS.
-    Jvp,
-    /// The adjoint of the derivative applied to a cotangent G: writes gA, gB / gX.
-    Vjp,
-}
-
-impl RunMode {
-    /// The derivation mode, or `None` for the forward map.
-    pub fn derivative(self) -> Option<Mode> {
-        match self {
-            RunMode::Forward => None,
-            RunMode::Jvp => Some(Mode::Jvp),
-            RunMode::Vjp => Some(Mode::Vjp),
-        }
-    }
-}
-
-impl fmt::Display for RunMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RunMode::Forward => "forward",
-            RunMode::Jvp => "jvp",
-            RunMode::Vjp => "vjp",
-        })
-    }
-}
-
-/// Run a kernel on .npy files (C-order float64, rank 3). NaN and ±inf in the inputs
-/// propagate into the outputs; an overflow the inputs do not explain is an error.
+/// Run a manifest kernel (forward, jvp, vjp) on .npy files (C-order float64, rank 3,
+/// or rank 2 where the kernel declares h = 1). NaN and ±inf in the inputs propagate
+/// into the outputs; an overflow the inputs do not explain is an error.
 ///
-/// Inputs: matmul A (h×m×n), B (h×n×p), for jvp also dA, dB, for vjp also G (h×m×p);
-/// softmax_last X (h×m×n), for jvp also dX, for vjp also G. Outputs in DIR: C.npy,
-/// dC.npy, or gA.npy and gB.npy; S.npy, dS.npy, or gX.npy.
+/// Inputs: the kernel's inputs (matmul A, B; softmax_last X), for jvp their tangents
+/// (dA, dB), for vjp the cotangent G; a backward pass that reads a saved subterm takes
+/// it (softmax_last vjp: S, G) or the inputs it is made from (X, G). Outputs in DIR:
+/// the forward output and saved subterms (C.npy), dC.npy, or gA.npy and gB.npy.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// The spec op.
-    #[arg(value_enum)]
-    pub op: SpecOp,
+    /// The kernel's name in the manifest.
+    pub kernel: String,
     /// forward, jvp or vjp.
     #[arg(value_enum)]
-    pub mode: RunMode,
+    pub mode: KernelMode,
     /// An input, NAME=FILE.npy (repeat per input).
     #[arg(long = "input", value_name = "NAME=FILE.npy", required = true)]
     pub inputs: Vec<InputSpec>,
@@ -83,14 +52,17 @@ pub struct RunArgs {
     /// Overwrite existing output files.
     #[arg(long)]
     pub force: bool,
+    /// The kernel manifest (default: the crate's own fderiv.toml).
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
 }
 
 impl RunArgs {
-    /// Arguments for `op` in `mode` reading `(NAME, FILE)` inputs and writing into `out`,
-    /// without `--force`.
-    pub fn new(op: SpecOp, mode: RunMode, inputs: &[(&str, &Path)], out: &Path) -> RunArgs {
+    /// Arguments for `kernel` (of the crate's own manifest) in `mode` reading
+    /// `(NAME, FILE)` inputs and writing into `out`, without `--force`.
+    pub fn new(kernel: &str, mode: KernelMode, inputs: &[(&str, &Path)], out: &Path) -> RunArgs {
         RunArgs {
-            op,
+            kernel: kernel.to_string(),
             mode,
             inputs: inputs
                 .iter()
@@ -101,6 +73,7 @@ impl RunArgs {
                 .collect(),
             out: out.to_path_buf(),
             force: false,
+            manifest: None,
         }
     }
 }
@@ -117,11 +90,12 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
 /// The command without printing: checks, reads, computes, guards, writes; returns the
 /// files written with their shapes. Nothing is written unless every check passed.
 pub fn execute(args: &RunArgs) -> Result<Vec<(PathBuf, crate::tensor::Dims)>, RunError> {
-    let files = inputs::select(args.op, args.mode, &args.inputs)?;
-    output::check_targets(&args.out, &names::outputs(args.op, args.mode), args.force)?;
-    let tensors = inputs::load(args.op, &files)?;
-    let outputs = compute(args.op, args.mode, &tensors)?;
-    finite::check_finite(args.op, args.mode, &tensors, &outputs)?;
+    let task = Task::load(args.manifest.as_deref(), &args.kernel, args.mode)?;
+    let (plan, files) = inputs::select(&task, &args.inputs)?;
+    output::check_targets(&args.out, &task.output_files(), args.force)?;
+    let tensors = inputs::load(&task.plans[plan], &files)?;
+    let outputs = compute(&task, plan, &tensors)?;
+    finite::check_finite(&task, plan, &tensors, &outputs)?;
     let written = output::write_all(&args.out, &outputs, args.force)?;
     Ok(written
         .into_iter()

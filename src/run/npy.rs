@@ -1,6 +1,7 @@
 //! Reading and encoding NumPy `.npy` files of rank-3 float64 arrays, with `npyz`.
 //!
-//! Reading is strict: float64 only (either byte order), C order only, rank 3 only,
+//! Reading is strict: float64 only (either byte order), C order only, rank 3 (or 2,
+//! read as 1×m×n, where the kernel declares h = 1),
 //! and the data part must be exactly as long as the shape says.
 
 use super::RunError;
@@ -11,6 +12,18 @@ use std::path::Path;
 
 /// Reads a C-order float64 h×m×n array from `path`.
 pub fn read_tensor(path: &Path) -> Result<Tensor<f64>, RunError> {
+    match read_array(path)? {
+        (t, 3) => Ok(t),
+        (t, _) => Err(RunError::Rank {
+            path: path.into(),
+            shape: t.dims()[1..].iter().map(|d| *d as u64).collect(),
+        }),
+    }
+}
+
+/// Reads a C-order float64 array of rank 3 (h×m×n) or 2 (m×n, returned as 1×m×n)
+/// from `path`; returns it with its rank in the file.
+pub fn read_array(path: &Path) -> Result<(Tensor<f64>, usize), RunError> {
     let bytes = std::fs::read(path).map_err(|source| RunError::Read {
         path: path.into(),
         source,
@@ -18,7 +31,7 @@ pub fn read_tensor(path: &Path) -> Result<Tensor<f64>, RunError> {
     let mut cursor = Cursor::new(&bytes[..]);
     let header = parse_header(&mut cursor, path)?;
     let offset = usize::try_from(cursor.position()).unwrap_or(bytes.len());
-    let dims = check_header(&header, path)?;
+    let (dims, rank) = check_header(&header, path)?;
     let expected = checked_size(dims)
         .ok()
         .and_then(|n| n.checked_mul(8))
@@ -47,10 +60,11 @@ pub fn read_tensor(path: &Path) -> Result<Tensor<f64>, RunError> {
     let data: Vec<f64> = NpyFile::with_header(header, &bytes[offset..])
         .into_vec()
         .map_err(not_npy)?;
-    Tensor::new(dims, data).map_err(|e| RunError::NotNpy {
+    let t = Tensor::new(dims, data).map_err(|e| RunError::NotNpy {
         path: path.into(),
         reason: e.to_string(),
-    })
+    })?;
+    Ok((t, rank))
 }
 
 /// Parses the header. `npyz` computes the element count with an unchecked product, so
@@ -76,8 +90,9 @@ fn parse_header(cursor: &mut Cursor<&[u8]>, path: &Path) -> Result<NpyHeader, Ru
     }
 }
 
-/// Checks dtype, order and rank; returns the dims.
-fn check_header(header: &NpyHeader, path: &Path) -> Result<Dims, RunError> {
+/// Checks dtype, order and rank (2 or 3); returns the dims (1×m×n for rank 2) and
+/// the rank.
+fn check_header(header: &NpyHeader, path: &Path) -> Result<(Dims, usize), RunError> {
     match header.dtype() {
         DType::Plain(t) if t.type_char() == TypeChar::Float && t.size_field() == 8 => {}
         other => {
@@ -88,7 +103,7 @@ fn check_header(header: &NpyHeader, path: &Path) -> Result<Dims, RunError> {
         }
     }
     let shape = header.shape();
-    if shape.len() != 3 {
+    if shape.len() != 3 && shape.len() != 2 {
         return Err(RunError::Rank {
             path: path.into(),
             shape: shape.to_vec(),
@@ -105,7 +120,10 @@ fn check_header(header: &NpyHeader, path: &Path) -> Result<Dims, RunError> {
         shape: shape.to_vec(),
     };
     let dim = |i: usize| usize::try_from(shape[i]).map_err(|_| oversized());
-    Ok([dim(0)?, dim(1)?, dim(2)?])
+    Ok(match shape.len() {
+        2 => ([1, dim(0)?, dim(1)?], 2),
+        _ => ([dim(0)?, dim(1)?, dim(2)?], 3),
+    })
 }
 
 /// The bytes of a `.npy` file (little-endian float64, C order) holding `t`.

@@ -28,12 +28,10 @@
 //! `exp` has no bound here (f64's libm is not modeled in this rung): plans with exp
 //! are refused; the softmax forward is checked by [`super::enclosure`].
 
-use super::{
-    f64_cases, refuse_exp, saved_plan, show, F64Run, Kernel, RungConfig, RungCount, RungError,
-};
-use crate::derive::SpecOp;
+use super::{f64_cases, refuse_exp, show, F64Run, RungConfig, RungCount, RungError};
 use crate::exec::{exec_exact, exec_f64, ExecScalar, Tensors};
 use crate::lower::Plan;
+use crate::manifest::Built;
 use crate::scalar::{f64_to_rational, ExpOracle, Rational, Scalar, ScalarError};
 use num_bigint::BigInt;
 use num_traits::{One, Signed, ToPrimitive, Zero};
@@ -231,14 +229,9 @@ fn dot_from(c: Bounded, terms: usize, pairs: impl Iterator<Item = (Bounded, Boun
     }
 }
 
-/// Rung (c) for one op and kernel, on its saved-softmax plan.
-pub fn rung_f64_bound(
-    op: SpecOp,
-    kernel: Kernel,
-    cfg: &RungConfig,
-) -> Result<RungCount, RungError> {
-    let plan = saved_plan(op, kernel)?;
-    check_f64_bound(&plan, &|i| exec_f64(&plan, i), cfg)
+/// Rung (c) for a built kernel, on the plan it runs.
+pub fn rung_f64_bound(b: &Built, cfg: &RungConfig) -> Result<RungCount, RungError> {
+    check_f64_bound(&b.plan, &|i| exec_f64(&b.plan, i), cfg)
 }
 
 /// A general f64 in [−4, 4) with a full random mantissa.

@@ -28,10 +28,11 @@
 
 use super::bounded::gamma;
 use super::{random_inputs, to_rational, F64Run, RungConfig, RungCount, RungError};
-use crate::derive::{Mode, SpecOp};
 use crate::exec::{exec_f64, Tensors};
+use crate::ir::{Expr, Op};
 use crate::kernels::runtime::EXP_ULPS;
-use crate::lower::{lower, Plan};
+use crate::lower::Plan;
+use crate::manifest::Built;
 use crate::scalar::Rational;
 use num_bigint::BigInt;
 use num_integer::Integer;
@@ -230,18 +231,33 @@ fn check_row(x: &[Rational], s: &[f64]) -> Result<f64, String> {
     Ok(worst)
 }
 
-/// Rung (d): the f64 softmax forward on random rows (a quarter of the cases scaled to
-/// magnitude 1e300, exercising the max shift) lies inside the enclosure.
-pub fn rung_softmax_enclosure(cfg: &RungConfig) -> Result<RungCount, RungError> {
-    let r = SpecOp::SoftmaxLast.request(Mode::Jvp)?;
-    let plan = lower(&r.forward, &r.shapes)?;
-    check_softmax_enclosure(&plan, &|i| exec_f64(&plan, i), cfg)
+/// The input `x` of a kernel whose term is `(softmax x)`, if it is one.
+pub fn softmax_of_input(term: &Expr) -> Option<String> {
+    match term.as_ref() {
+        [Op::Input(x), Op::Softmax(_)] => Some(x.to_string()),
+        _ => None,
+    }
 }
 
-/// Rung (d) for any f64 run of the softmax forward `plan` (input `X`, output `out`).
+/// Rung (d) for a built kernel whose term is the softmax of an input: the f64 forward
+/// on random rows (a quarter of the cases scaled to magnitude 1e300, exercising the
+/// max shift) lies inside the enclosure.
+pub fn rung_softmax_enclosure(b: &Built, cfg: &RungConfig) -> Result<RungCount, RungError> {
+    let input = softmax_of_input(&b.term).ok_or_else(|| {
+        RungError::NotApplicable(format!(
+            "{}: the exp enclosure covers a softmax of an input, not {}",
+            b.kernel, b.term
+        ))
+    })?;
+    check_softmax_enclosure(&b.plan, &|i| exec_f64(&b.plan, i), &input, cfg)
+}
+
+/// Rung (d) for any f64 run of the softmax forward `plan` (input `input`, output
+/// `out`).
 pub fn check_softmax_enclosure(
     plan: &Plan,
     run: &F64Run<'_>,
+    input: &str,
     cfg: &RungConfig,
 ) -> Result<RungCount, RungError> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -256,8 +272,8 @@ pub fn check_softmax_enclosure(
         let failure = match run(&inputs) {
             Err(e) => Some(e.to_string()),
             Ok(out) => {
-                let (Some(xs), Some(s)) = (x.get("X"), out.get("out")) else {
-                    count.record(Some("the run has no X or no out".into()));
+                let (Some(xs), Some(s)) = (x.get(input), out.get("out")) else {
+                    count.record(Some(format!("the run has no {input} or no out")));
                     continue;
                 };
                 let n = xs.dims()[2].max(1);
@@ -343,10 +359,24 @@ mod tests {
         assert!(check_exp(&two, &xs).is_err());
     }
 
+    /// The manifest's softmax forward, built.
+    fn softmax_forward() -> Built {
+        let manifest = crate::manifest::Manifest::embedded().unwrap();
+        let rules = crate::rules::RuleSet::embedded().unwrap();
+        manifest
+            .kernel("softmax_last")
+            .unwrap()
+            .build(
+                crate::manifest::KernelMode::Forward,
+                &rules,
+                &crate::derive::Limits::default(),
+            )
+            .unwrap()
+    }
+
     #[test]
     fn rung_d_rejects_a_softmax_whose_exp_is_off_by_2_to_the_10_ulps() {
-        let r = SpecOp::SoftmaxLast.request(Mode::Jvp).unwrap();
-        let plan = lower(&r.forward, &r.shapes).unwrap();
+        let plan = softmax_forward().plan;
         // The f64 softmax with each exp value scaled by 1 + 2¹⁰·2⁻⁵² before the sum,
         // except the row's last entry.
         let run = |i: &Tensors<f64>| {
@@ -372,9 +402,9 @@ mod tests {
             seed: 3,
             max_dim: 4,
         };
-        let c = check_softmax_enclosure(&plan, &run, &cfg).unwrap();
+        let c = check_softmax_enclosure(&plan, &run, "X", &cfg).unwrap();
         assert!(c.passed < c.cases / 2, "{c:?}");
-        let good = check_softmax_enclosure(&plan, &|i| exec_f64(&plan, i), &cfg).unwrap();
+        let good = check_softmax_enclosure(&plan, &|i| exec_f64(&plan, i), "X", &cfg).unwrap();
         assert!(good.holds(), "{good:?}");
     }
 
@@ -395,7 +425,7 @@ mod tests {
             seed: 3,
             max_dim: 4,
         };
-        let c = rung_softmax_enclosure(&cfg).unwrap();
+        let c = rung_softmax_enclosure(&softmax_forward(), &cfg).unwrap();
         assert!(c.holds(), "{c:?}");
         assert!(c.worst.unwrap_or(0.0) <= 1.0);
     }

@@ -16,13 +16,12 @@ pub mod enclosure;
 pub use bounded::rung_f64_bound;
 pub use enclosure::rung_softmax_enclosure;
 
-use crate::derive::{derive_unchecked, DeriveError, Limits, Mode, SpecOp};
 use crate::exec::{exec_exact, exec_f64, ExecError, Tensors};
 use crate::ir::eval::{eval, Binding, Env, EvalError, Value};
-use crate::ir::shape::{concrete_dims, ShapeEnv};
-use crate::ir::{Expr, Op};
-use crate::lower::{lower, lower_with, Instr, LowerError, Plan, Role, Saved, Step, Unary};
-use crate::rules::{RuleError, RuleSet};
+use crate::ir::shape::{concrete_dims, Shape, ShapeEnv};
+use crate::ir::Expr;
+use crate::lower::{Instr, Plan, Role, Saved, Step, Unary};
+use crate::manifest::{Built, ManifestError};
 use crate::scalar::{f64_to_rational, ExpOracle, Rational};
 use crate::tensor::{Tensor, TensorError};
 use egg::Symbol;
@@ -69,19 +68,6 @@ impl RungCount {
     }
 }
 
-/// Which kernel of an op.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Kernel {
-    /// The forward map.
-    Forward,
-    /// A derivative, derived with the embedded rules.
-    Derived(#[serde(serialize_with = "ser_mode")] Mode),
-}
-
-fn ser_mode<S: serde::Serializer>(m: &Mode, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&m.to_string())
-}
-
 /// How many cases, from which seed, with dims up to `max_dim` (the first half of the
 /// cases non-empty, the rest may have zero sizes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,15 +83,9 @@ pub struct RungConfig {
 /// Why a rung could not run at all (a failing case is counted, not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum RungError {
-    /// Deriving the kernel failed.
+    /// Building the kernel failed.
     #[error(transparent)]
-    Derive(#[from] DeriveError),
-    /// The embedded rules failed to load.
-    #[error(transparent)]
-    Rules(#[from] RuleError),
-    /// Lowering failed.
-    #[error(transparent)]
-    Lower(#[from] LowerError),
+    Build(#[from] ManifestError),
     /// Building inputs failed.
     #[error(transparent)]
     Tensor(#[from] TensorError),
@@ -114,44 +94,26 @@ pub enum RungError {
     NotApplicable(String),
 }
 
-/// The term of a kernel and its inputs' shapes (for a VJP, with the cotangent `G`).
-pub fn kernel_term(op: SpecOp, kernel: Kernel) -> Result<(Expr, ShapeEnv), RungError> {
-    Ok(match kernel {
-        Kernel::Forward => {
-            let r = op.request(Mode::Jvp)?;
-            (r.forward, r.shapes)
-        }
-        Kernel::Derived(mode) => {
-            let d = derive_unchecked(
-                &op.request(mode)?,
-                &RuleSet::embedded()?,
-                &Limits::default(),
-            )?;
-            (d.result, d.request.shapes)
-        }
-    })
-}
-
-/// Every `(softmax x)` strict subterm of `e`, to be read from saved inputs `S`, `S1`,
-/// ... (the root itself stays computed: a forward pass saves nothing).
-pub fn saved_softmax(e: &Expr) -> Vec<Saved> {
-    let root = e.as_ref().len().saturating_sub(1);
-    e.as_ref()
-        .iter()
-        .enumerate()
-        .filter(|(i, n)| *i != root && matches!(n, Op::Softmax(_)))
-        .enumerate()
-        .map(|(k, (i, _))| Saved {
-            term: crate::derive::subterm(e, egg::Id::from(i)),
-            name: if k == 0 { "S".into() } else { format!("S{k}") },
-        })
-        .collect()
-}
-
-/// Random inputs for every input buffer of `plan`: one size per named dim, values from
-/// `value`.
+/// Random inputs for every input and parameter buffer of `plan`: one size per named
+/// dim, values from `value` (a parameter is a 1×1×1 tensor).
 pub fn random_inputs<T: Clone + crate::scalar::Scalar>(
     plan: &Plan,
+    rng: &mut ChaCha8Rng,
+    max_dim: usize,
+    nonempty: bool,
+    value: impl FnMut(&mut ChaCha8Rng) -> T,
+) -> Result<Tensors<T>, TensorError> {
+    let named: Vec<(String, Shape)> = plan
+        .with_role(Role::Input)
+        .chain(plan.with_role(Role::Param))
+        .map(|(_, b)| (b.name.clone(), b.shape.clone()))
+        .collect();
+    random_named(&named, rng, max_dim, nonempty, value)
+}
+
+/// Random tensors for `named` buffers, dims shared by name.
+fn random_named<T: Clone + crate::scalar::Scalar>(
+    named: &[(String, Shape)],
     rng: &mut ChaCha8Rng,
     max_dim: usize,
     nonempty: bool,
@@ -159,19 +121,21 @@ pub fn random_inputs<T: Clone + crate::scalar::Scalar>(
 ) -> Result<Tensors<T>, TensorError> {
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = BTreeMap::new();
-    for (_, b) in plan.with_role(Role::Input) {
-        let dims = concrete_dims(&b.shape, &mut sizes, |_| {
+    for (name, shape) in named {
+        let dims = concrete_dims(shape, &mut sizes, |_| {
             rng.gen_range(usize::from(nonempty).min(max_dim)..=max_dim)
         });
         let len = crate::tensor::checked_size(dims)?;
         let data = (0..len).map(|_| value(rng)).collect();
-        out.insert(b.name.clone(), Tensor::new(dims, data)?);
+        out.insert(name.clone(), Tensor::new(dims, data)?);
     }
     Ok(out)
 }
 
-/// The IR environment of plan inputs: value `A` with tangent `dA` (zero if absent).
+/// The IR environment of plan inputs: value `A` with tangent `dA` (zero if absent),
+/// and the plan's parameters.
 fn env_of(
+    plan: &Plan,
     inputs: &Tensors<Rational>,
     shapes: &ShapeEnv,
     oracle: &ExpOracle,
@@ -193,8 +157,16 @@ fn env_of(
             },
         );
     }
+    let params = plan
+        .with_role(Role::Param)
+        .filter_map(|(_, b)| {
+            let v = inputs.get(&b.name)?.data().first()?.clone();
+            Some((Symbol::from(b.name.as_str()), v))
+        })
+        .collect();
     Ok(Env {
         inputs: env,
+        params,
         oracle: oracle.clone(),
     })
 }
@@ -207,43 +179,110 @@ fn show(inputs: &Tensors<Rational>) -> String {
         .join("; ")
 }
 
-/// Rung (a) for one op and kernel: [`check_plan_exact`] on its lowered plan.
+/// Rung (a) for a built kernel: [`check_plan_exact`] on both its plans (the one
+/// computing everything, and the one reading or writing the saved subterms).
 pub fn rung_plan_exact(
-    op: SpecOp,
-    kernel: Kernel,
+    b: &Built,
+    saved: &[Saved],
     cfg: &RungConfig,
 ) -> Result<RungCount, RungError> {
-    let (e, shapes) = kernel_term(op, kernel)?;
-    let plan = lower(&e, &shapes)?;
-    check_plan_exact(&e, &shapes, &plan, cfg)
+    let mut count = check_plan_exact(&b.term, &b.shapes, &b.full_plan, &[], cfg)?;
+    let kernel = check_plan_exact(&b.term, &b.shapes, &b.plan, saved, cfg)?;
+    count.cases += kernel.cases;
+    count.passed += kernel.passed;
+    if count.first_failure.is_none() {
+        count.first_failure = kernel.first_failure;
+    }
+    Ok(count)
 }
 
 /// Rung (a): `plan` run over ℚ equals `e` evaluated over ℚ, output by output, on
-/// random small rational inputs (exp from a hashed oracle, the same for both).
+/// random small rational inputs (exp from a hashed oracle, the same for both). Each
+/// of `saved` the plan reads is given its exact value (the subterm evaluated at the
+/// same point); each it writes must equal that value.
 pub fn check_plan_exact(
     e: &Expr,
     shapes: &ShapeEnv,
     plan: &Plan,
+    saved: &[Saved],
     cfg: &RungConfig,
 ) -> Result<RungCount, RungError> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let oracle = ExpOracle::hashed(cfg.seed);
     let mut count = RungCount::default();
     for case in 0..cfg.cases {
-        let inputs = random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, |r| {
+        // Values for what the plan reads and for every input of the term (a saved
+        // subterm is made from inputs the plan itself does not read).
+        let mut named: Vec<(String, Shape)> = plan
+            .with_role(Role::Input)
+            .chain(plan.with_role(Role::Param))
+            .map(|(_, b)| (b.name.clone(), b.shape.clone()))
+            .collect();
+        for (name, shape) in shapes {
+            if named.iter().all(|(n, _)| n != name.as_str()) {
+                named.push((name.to_string(), shape.clone()));
+            }
+        }
+        let drawn = random_named(&named, &mut rng, cfg.max_dim, case < cfg.cases / 2, |r| {
             crate::rules::soundness::small_rational(r)
         })?;
-        let env = env_of(&inputs, shapes, &oracle)?;
-        let failure = match (exec_exact(plan, &inputs, &oracle), eval(e, &env)) {
-            (Ok(got), Ok(want)) => {
-                compare_exact(&got, &want).map(|why| format!("{why} at {}", show(&inputs)))
+        let env = env_of(plan, &drawn, shapes, &oracle)?;
+        let reads = |k: &String| {
+            plan.with_role(Role::Input)
+                .chain(plan.with_role(Role::Param))
+                .any(|(_, b)| &b.name == k)
+        };
+        let mut inputs: Tensors<Rational> = drawn.into_iter().filter(|(k, _)| reads(k)).collect();
+        let failure = match saved_values(saved, &env) {
+            Err(x) => Some(format!("saved subterm failed: {x}")),
+            Ok(values) => {
+                for (name, v) in &values {
+                    if inputs.contains_key(name) {
+                        inputs.insert(name.clone(), v.clone());
+                    }
+                }
+                match (exec_exact(plan, &inputs, &oracle), eval(e, &env)) {
+                    (Ok(got), Ok(want)) => compare_exact(&got, &want)
+                        .or_else(|| compare_saved(&got, &values))
+                        .map(|why| format!("{why} at {}", show(&inputs))),
+                    (Err(x), _) => Some(format!("plan failed: {x} at {}", show(&inputs))),
+                    (_, Err(x)) => Some(format!("expression failed: {}", EvalError::to_string(&x))),
+                }
             }
-            (Err(x), _) => Some(format!("plan failed: {x} at {}", show(&inputs))),
-            (_, Err(x)) => Some(format!("expression failed: {}", EvalError::to_string(&x))),
         };
         count.record(failure);
     }
     Ok(count)
+}
+
+/// The exact value of each saved subterm at the point `env`.
+fn saved_values(
+    saved: &[Saved],
+    env: &Env<Rational>,
+) -> Result<BTreeMap<String, Tensor<Rational>>, EvalError> {
+    saved
+        .iter()
+        .map(|s| match eval(&s.term, env)? {
+            Value::Tensor(t) => Ok((s.name.clone(), t)),
+            _ => Err(EvalError::Kind {
+                op: s.name.clone(),
+                expected: "a saved subterm that is a tensor",
+            }),
+        })
+        .collect()
+}
+
+/// Whether every saved subterm the plan writes equals its exact value.
+fn compare_saved(
+    got: &Tensors<Rational>,
+    values: &BTreeMap<String, Tensor<Rational>>,
+) -> Option<String> {
+    values.iter().find_map(|(name, want)| match got.get(name) {
+        Some(g) if g != want => Some(format!(
+            "saved {name}: plan gives {g}, expression gives {want}"
+        )),
+        _ => None,
+    })
 }
 
 /// Whether the plan's outputs equal the evaluator's value: `out` for a tensor, `gA`
@@ -281,13 +320,6 @@ fn compare_exact(got: &Tensors<Rational>, want: &Value<Rational>) -> Option<Stri
 /// An f64 executor under test (the real one, or a corrupted one in tests).
 pub type F64Run<'a> = dyn Fn(&Tensors<f64>) -> Result<Tensors<f64>, ExecError> + 'a;
 
-/// The plan rungs (b) and (c) check for a kernel: softmax subterms read from saved
-/// inputs.
-pub fn saved_plan(op: SpecOp, kernel: Kernel) -> Result<Plan, RungError> {
-    let (e, shapes) = kernel_term(op, kernel)?;
-    Ok(lower_with(&e, &shapes, &saved_softmax(&e))?)
-}
-
 fn refuse_exp(plan: &Plan, rung: &str) -> Result<(), RungError> {
     let exp = |i: &Instr| {
         matches!(
@@ -307,14 +339,9 @@ fn refuse_exp(plan: &Plan, rung: &str) -> Result<(), RungError> {
     Ok(())
 }
 
-/// Rung (b) for one op and kernel: [`check_f64_exact`] on its saved-softmax plan.
-pub fn rung_f64_exact(
-    op: SpecOp,
-    kernel: Kernel,
-    cfg: &RungConfig,
-) -> Result<RungCount, RungError> {
-    let plan = saved_plan(op, kernel)?;
-    check_f64_exact(&plan, &|i| exec_f64(&plan, i), cfg)
+/// Rung (b) for a built kernel: [`check_f64_exact`] on the plan it runs.
+pub fn rung_f64_exact(b: &Built, cfg: &RungConfig) -> Result<RungCount, RungError> {
+    check_f64_exact(&b.plan, &|i| exec_f64(&b.plan, i), cfg)
 }
 
 /// A dyadic k/2^j with |k| ≤ 8, j ≤ 3: products and short sums of these are exact

@@ -69,29 +69,6 @@ impl<S: Scalar> Bilinear<S> for MatmulBilin {
     }
 }
 
-/// The dims `[h, m, n]` of a rank-3 index.
-fn dims3(op: &'static str, idx: &Idx) -> Result<[usize; 3], SpecError> {
-    <[usize; 3]>::try_from(idx.shape()).map_err(|_| SpecError::Rank {
-        op,
-        expected: 3,
-        shape: idx.shape().to_vec(),
-    })
-}
-
-/// Re-validates an index against the node's context (it may come from another one).
-fn check_idx(ctx: &Context, idx: &Idx) -> Result<(), SpecError> {
-    let again = ctx.idx(idx.position(), idx.shape())?;
-    if again == *idx {
-        Ok(())
-    } else {
-        Err(SpecError::Incompatible {
-            op: "index made for another context",
-            left: vec![ctx.size()],
-            right: idx.shape().to_vec(),
-        })
-    }
-}
-
 /// `Batched.matmul A B` and `Batched.matmulFderiv A B` (they share `deriv`).
 ///
 /// `A : h×m×n`, `B : h×n×p` (possibly the same input). forward `x = matmulBilin (get A
@@ -102,10 +79,10 @@ pub fn matmul_node<S: Scalar>(
     a: &Idx,
     b: &Idx,
 ) -> Result<(OfVec<S>, NodeFDerivCorrect<S>), SpecError> {
-    check_idx(ctx, a)?;
-    check_idx(ctx, b)?;
-    let [h, m, n] = dims3("matmul left operand", a)?;
-    let [hb, nb, p] = dims3("matmul right operand", b)?;
+    ctx.check_idx(a)?;
+    ctx.check_idx(b)?;
+    let [h, m, n] = a.dims("matmul left operand")?;
+    let [hb, nb, p] = b.dims("matmul right operand")?;
     if h != hb || n != nb {
         return Err(SpecError::Incompatible {
             op: "matmul (h×m×n · h×n×p)",
@@ -152,8 +129,8 @@ pub fn softmax_last_node<S: Scalar>(
     idx: &Idx,
     oracle: &ExpOracle,
 ) -> Result<(OfVec<S>, NodeFDerivCorrect<S>), SpecError> {
-    check_idx(ctx, idx)?;
-    let [h, m, n] = dims3("softmaxLast", idx)?;
+    ctx.check_idx(idx)?;
+    let [h, m, n] = idx.dims("softmaxLast")?;
     let size = shape_size(idx.shape())?;
     let hsz = hmat_size(h, m, n)?;
     let mn = mat_size(m, n)?;

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use super::batched::{matmul_node, softmax_last_node};
 use super::context::{Context, Idx};
 use super::error::SpecError;
-use super::node::{NodeFDerivCorrect, OfVec};
+use super::node::{Node, NodeFDerivCorrect, OfVec};
 use super::shape::shape_size;
 use crate::scalar::{ExpOracle, Rational, Scalar};
 
@@ -48,13 +48,37 @@ impl NodeKind {
     }
 }
 
+/// A node (boxed) with its `NodeFDerivCorrect`.
+pub type BoxedNode<S> = (Box<dyn Node<S>>, NodeFDerivCorrect<S>);
+
+/// A node kind a case can build over any scalar, with its `NodeFDerivCorrect`.
+pub trait BuildNode {
+    /// Builds the node (boxed) and its derivative over the scalar `S`.
+    fn build_node<S: Scalar>(
+        &self,
+        ctx: &Context,
+        oracle: &ExpOracle,
+    ) -> Result<BoxedNode<S>, SpecError>;
+}
+
+impl BuildNode for NodeKind {
+    fn build_node<S: Scalar>(
+        &self,
+        ctx: &Context,
+        oracle: &ExpOracle,
+    ) -> Result<BoxedNode<S>, SpecError> {
+        let (node, fd) = self.build(ctx, oracle)?;
+        Ok((Box::new(node), fd))
+    }
+}
+
 /// One node check: a context, the node, a point `x`, a tangent `dx` and a cotangent `δ`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NodeCase {
+pub struct NodeCase<K = NodeKind> {
     /// The context Γ.
     pub ctx: Context,
     /// The node.
-    pub kind: NodeKind,
+    pub kind: K,
     /// The point (a `CtxVec Γ`).
     pub x: Vec<Rational>,
     /// The tangent (a `CtxVec Γ`).
@@ -94,9 +118,9 @@ pub fn context_from_slots(slots: Vec<Slot>) -> Result<(Context, Vec<usize>), Spe
 
 /// The seeded case generator.
 pub struct CaseGen {
-    rng: ChaCha8Rng,
-    matmul_drawn: usize,
-    softmax_drawn: usize,
+    pub(super) rng: ChaCha8Rng,
+    /// How many cases of each kind were drawn (the first ones enumerate dims 0 and 1).
+    drawn: std::collections::BTreeMap<&'static str, usize>,
 }
 
 impl CaseGen {
@@ -104,8 +128,7 @@ impl CaseGen {
     pub fn new(seed: u64) -> Self {
         CaseGen {
             rng: ChaCha8Rng::seed_from_u64(seed),
-            matmul_drawn: 0,
-            softmax_drawn: 0,
+            drawn: Default::default(),
         }
     }
 
@@ -126,15 +149,18 @@ impl CaseGen {
         self.rng.gen_range(0..=MAX_DIM)
     }
 
-    /// `K` dims: the bits of `counter` while `counter < 2^K` (so the first cases cover
-    /// every combination of 0 and 1), random dims afterwards.
-    fn dims<const K: usize>(&mut self, counter: usize) -> [usize; K] {
+    /// `K` dims for the next case of `kind`: the bits of the number of `kind` cases
+    /// drawn so far while it is below `2^K` (so the first cases cover every combination
+    /// of 0 and 1), random dims in `0..=max` afterwards.
+    pub(super) fn dims<const K: usize>(&mut self, kind: &'static str, max: usize) -> [usize; K] {
+        let counter = *self.drawn.entry(kind).or_default();
+        self.drawn.insert(kind, counter + 1);
         let mut out = [0; K];
         for (bit, d) in out.iter_mut().enumerate() {
             *d = if counter < 1 << K {
                 (counter >> bit) & 1
             } else {
-                self.dim()
+                self.rng.gen_range(0..=max)
             };
         }
         out
@@ -148,7 +174,10 @@ impl CaseGen {
 
     /// A context holding `needed` (in order of the returned positions) among 0–2 extra
     /// inputs, in a random order.
-    fn context_with(&mut self, needed: &[Vec<usize>]) -> Result<(Context, Vec<usize>), SpecError> {
+    pub(super) fn context_with(
+        &mut self,
+        needed: &[Vec<usize>],
+    ) -> Result<(Context, Vec<usize>), SpecError> {
         let extras: Vec<Vec<usize>> = (0..self.rng.gen_range(0..=2))
             .map(|_| self.extra_shape())
             .collect();
@@ -157,12 +186,12 @@ impl CaseGen {
         context_from_slots(slots)
     }
 
-    fn node_case(
+    pub(super) fn node_case<K>(
         &mut self,
         ctx: Context,
-        kind: NodeKind,
+        kind: K,
         out_shape: &[usize],
-    ) -> Result<NodeCase, SpecError> {
+    ) -> Result<NodeCase<K>, SpecError> {
         let x = self.vector(ctx.size());
         let dx = self.vector(ctx.size());
         let delta = self.vector(shape_size(out_shape)?);
@@ -177,8 +206,7 @@ impl CaseGen {
 
     /// A batched-matmul case; about a third are `A·A` (`m = n = p`, one input).
     pub fn matmul_case(&mut self) -> Result<NodeCase, SpecError> {
-        let [h, m, n, p] = self.dims::<4>(self.matmul_drawn);
-        self.matmul_drawn += 1;
+        let [h, m, n, p] = self.dims::<4>("matmul", MAX_DIM);
         if self.rng.gen_bool(1.0 / 3.0) {
             let shape = vec![h, n, n];
             let (ctx, pos) = self.context_with(std::slice::from_ref(&shape))?;
@@ -197,8 +225,7 @@ impl CaseGen {
 
     /// A batched softmax-last case.
     pub fn softmax_last_case(&mut self) -> Result<NodeCase, SpecError> {
-        let shape = self.dims::<3>(self.softmax_drawn).to_vec();
-        self.softmax_drawn += 1;
+        let shape = self.dims::<3>("softmaxLast", MAX_DIM).to_vec();
         let (ctx, pos) = self.context_with(std::slice::from_ref(&shape))?;
         let kind = NodeKind::SoftmaxLast {
             idx: ctx.idx(pos[0], &shape)?,

@@ -73,6 +73,21 @@ impl Context {
         check_len("context vector", &[self.size], self.size, x.len())
     }
 
+    /// Re-validates an index against this context (it may have been made for another
+    /// one): the slot at its position must exist and have its shape.
+    pub fn check_idx(&self, idx: &Idx) -> Result<(), SpecError> {
+        let again = self.idx(idx.position(), idx.shape())?;
+        if again == *idx {
+            Ok(())
+        } else {
+            Err(SpecError::Incompatible {
+                op: "index made for another context",
+                left: vec![self.size()],
+                right: idx.shape().to_vec(),
+            })
+        }
+    }
+
     /// `Idx Γ s`: the input at `position`, declared with shape `shape`; an error if the
     /// position is out of range or the slot has another shape (naming both shapes).
     pub fn idx(&self, position: usize, shape: &[usize]) -> Result<Idx, SpecError> {
@@ -125,10 +140,26 @@ impl Idx {
         self.len
     }
 
+    /// The dims of the declared shape, which must have rank `R` (for the operation
+    /// `op`, named in the error).
+    pub fn dims<const R: usize>(&self, op: &'static str) -> Result<[usize; R], SpecError> {
+        <[usize; R]>::try_from(self.shape.as_slice()).map_err(|_| SpecError::Rank {
+            op,
+            expected: R,
+            shape: self.shape.clone(),
+        })
+    }
+
     /// `CtxVec.get idx x`: the block of `x` this index names.
     pub fn get<S: Scalar>(&self, x: &[S]) -> Result<Vec<S>, SpecError> {
         check_len("context vector", &[self.ctx_size], self.ctx_size, x.len())?;
         Ok(x[self.offset..self.offset + self.len].to_vec())
+    }
+
+    /// `CtxVec.single idx v`: the block `v` placed at this index among zeros (a
+    /// `CtxVec Γ`); the adjoint of [`Idx::get`].
+    pub fn single<S: Scalar>(&self, v: &[S]) -> Result<Vec<S>, SpecError> {
+        GetRaw { idx: self.clone() }.adjoint(v)
     }
 
     /// `CtxVec.getCLM idx = Graph.castCLM ∘ getCLMRaw idx.i`: the read as a linear map

@@ -64,6 +64,14 @@ pub enum SpecError {
         /// The shape given.
         shape: Vec<usize>,
     },
+    /// A node appended to a graph reads another context than the graph's `Γ ++ ss`.
+    #[error("Graph.snoc: the node reads context {found:?}, but the graph provides {expected:?}")]
+    ContextMismatch {
+        /// The graph's context `Γ ++ ss`.
+        expected: Vec<Vec<usize>>,
+        /// The node's context.
+        found: Vec<Vec<usize>>,
+    },
     /// Scalar arithmetic failed (division by zero, missing exp oracle, ...).
     #[error(transparent)]
     Scalar(#[from] ScalarError),

@@ -8,18 +8,26 @@
 //! [`crate::scalar`] only: it is the independent oracle for the rest of the crate.
 //! See `docs/lean-correspondence.md` for the declaration-by-declaration table.
 
+pub mod arithmetic;
 pub mod batched;
 pub mod bilinear;
 pub mod cases;
 pub mod clm;
 pub mod context;
 pub mod error;
+pub mod explicit;
 pub mod facts;
+pub mod graph;
+pub mod graph_cases;
+pub mod graph_facts;
 pub mod heads;
 pub mod matrix;
+pub mod matrix_node;
+pub mod mha;
 pub mod node;
 pub mod report;
 pub mod shape;
+pub mod shape_ops;
 pub mod softmax_last_axis;
 pub mod softmax_vec;
 pub mod vector;

@@ -11,8 +11,7 @@ use std::rc::Rc;
 use super::clm::BoxClm;
 use super::context::Context;
 use super::error::SpecError;
-use super::shape::shape_size;
-use super::vector::check_len;
+use super::explicit::{of_vec, ExplicitNode};
 use crate::scalar::Scalar;
 
 /// A forward map `CtxVec Γ → Vec |τ|`.
@@ -35,14 +34,9 @@ pub trait Node<S: Scalar> {
 }
 
 /// `Node.ofVec f jvp vjp`, with `jvp x dx = deriv x dx` and `vjp x δ = (deriv x)† δ`, as
-/// both nodes of `Batched` are built.
-pub struct OfVec<S> {
-    ctx: Context,
-    out_shape: Vec<usize>,
-    out_size: usize,
-    f: ForwardFn<S>,
-    deriv: DerivFn<S>,
-}
+/// both nodes of `Batched` are built: an [`ExplicitNode`] whose jvp and vjp are read off
+/// the derivative.
+pub type OfVec<S> = ExplicitNode<S>;
 
 /// `NodeFDerivCorrect node`: the derivative `deriv x` as a linear map. Its fields
 /// `hasFDerivAt` and `jvp_eq` are the exact checks [`super::facts::has_fderiv_at`] and
@@ -70,46 +64,9 @@ pub fn of_deriv<S: Scalar>(
     f: ForwardFn<S>,
     deriv: DerivFn<S>,
 ) -> Result<(OfVec<S>, NodeFDerivCorrect<S>), SpecError> {
-    let out_size = shape_size(&out_shape)?;
     let fd = NodeFDerivCorrect::new(deriv.clone());
-    Ok((
-        OfVec {
-            ctx,
-            out_shape,
-            out_size,
-            f,
-            deriv,
-        },
-        fd,
-    ))
-}
-
-impl<S: Scalar> OfVec<S> {
-    fn check_out(&self, what: &'static str, v: &[S]) -> Result<(), SpecError> {
-        check_len(what, &self.out_shape, self.out_size, v.len())
-    }
-}
-
-impl<S: Scalar> Node<S> for OfVec<S> {
-    fn context(&self) -> &Context {
-        &self.ctx
-    }
-    fn out_shape(&self) -> &[usize] {
-        &self.out_shape
-    }
-    fn forward(&self, x: &[S]) -> Result<Vec<S>, SpecError> {
-        self.ctx.check(x)?;
-        let y = (self.f)(x)?;
-        self.check_out("node output", &y)?;
-        Ok(y)
-    }
-    fn jvp(&self, x: &[S], dx: &[S]) -> Result<Vec<S>, SpecError> {
-        self.ctx.check(x)?;
-        (self.deriv)(x)?.apply(dx)
-    }
-    fn vjp(&self, x: &[S], delta: &[S]) -> Result<Vec<S>, SpecError> {
-        self.ctx.check(x)?;
-        self.check_out("node cotangent", delta)?;
-        (self.deriv)(x)?.adjoint(delta)
-    }
+    let adj = deriv.clone();
+    let jvp = Box::new(move |x: &[S], dx: &[S]| deriv(x)?.apply(dx));
+    let vjp = Box::new(move |x: &[S], d: &[S]| adj(x)?.adjoint(d));
+    Ok((of_vec(ctx, out_shape, f, jvp, vjp)?, fd))
 }

@@ -33,6 +33,17 @@ pub enum KernelError {
         /// The size fixed earlier.
         expected: usize,
     },
+    /// An input's axis is not a multiple of the known factors of its product dim.
+    Factor {
+        /// The input's name.
+        input: &'static str,
+        /// Its dims.
+        dims: [usize; 3],
+        /// The product dim, e.g. `h*d`.
+        dim: &'static str,
+        /// The product of its factors fixed earlier.
+        known: usize,
+    },
     /// The product of a buffer's dims overflows `usize`.
     Overflow {
         /// The buffer's name.
@@ -65,6 +76,16 @@ impl fmt::Display for KernelError {
             } => write!(
                 f,
                 "{input} has shape {}×{}×{} but {dim} = {expected} from an earlier input",
+                dims[0], dims[1], dims[2]
+            ),
+            KernelError::Factor {
+                input,
+                dims,
+                dim,
+                known,
+            } => write!(
+                f,
+                "{input} has shape {}×{}×{} but its dim {dim} must be a multiple of {known}",
                 dims[0], dims[1], dims[2]
             ),
             KernelError::Overflow { buffer } => write!(f, "the size of {buffer} overflows usize"),
@@ -147,6 +168,37 @@ pub fn same_dim(
     }
 }
 
+/// The value of a runtime parameter passed as a 1×1×1 tensor.
+pub fn scalar(input: &'static str, t: &Tensor3) -> Result<f64, KernelError> {
+    for axis in 0..3 {
+        same_dim(input, t.dims, axis, "1", 1)?;
+    }
+    check_len(input, t.data.len(), t.dims)?;
+    Ok(t.data[0])
+}
+
+/// Solves `input`'s axis `axis`, declared as the product dim `dim`, for its one unknown
+/// factor: the axis divided by `known` (the product of the other factors), which must
+/// divide it. Fails for `known = 0` (the unknown factor is then undetermined).
+pub fn factor(
+    input: &'static str,
+    dims: [usize; 3],
+    axis: usize,
+    dim: &'static str,
+    known: usize,
+) -> Result<usize, KernelError> {
+    if known > 0 && dims[axis] % known == 0 {
+        Ok(dims[axis] / known)
+    } else {
+        Err(KernelError::Factor {
+            input,
+            dims,
+            dim,
+            known,
+        })
+    }
+}
+
 /// `out = op(a)·op(b)` head by head for h heads, `op(a)` m×k and `op(b)` k×p, `op` a
 /// transpose where flagged (a stride swap, no copy); with `accumulate`,
 /// `out += op(a)·op(b)` in place (GEMM β = 1: no temporary, no add pass). Buffers are
@@ -218,6 +270,55 @@ pub fn transpose([h, m, n]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<()
             }
         }
     }
+    Ok(())
+}
+
+/// PyTorch's head split `view(n, k, d).transpose(0, 1)`: `x` is 1×n×(k·d), `out` is
+/// k×n×d, `out[h,i,j] = x[0,i,h·d+j]`. Lengths are checked.
+pub fn split_heads([k, n, d]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("split input", x.len(), [k, n, d])?;
+    check_len("split output", out.len(), [k, n, d])?;
+    for h in 0..k {
+        for i in 0..n {
+            let src = &x[i * k * d + h * d..][..d];
+            out[(h * n + i) * d..][..d].copy_from_slice(src);
+        }
+    }
+    Ok(())
+}
+
+/// The head merge (inverse of [`split_heads`]): `x` is k×n×d, `out` is 1×n×(k·d),
+/// `out[0,i,h·d+j] = x[h,i,j]`. Lengths are checked.
+pub fn merge_heads([k, n, d]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("merge input", x.len(), [k, n, d])?;
+    check_len("merge output", out.len(), [k, n, d])?;
+    for h in 0..k {
+        for i in 0..n {
+            let src = &x[(h * n + i) * d..][..d];
+            out[i * k * d + h * d..][..d].copy_from_slice(src);
+        }
+    }
+    Ok(())
+}
+
+/// Swaps the first two axes: `x` is a×b×c, `out` is b×a×c, `out[i,h,j] = x[h,i,j]`.
+pub fn swap([a, b, c]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("swap input", x.len(), [a, b, c])?;
+    check_len("swap output", out.len(), [b, a, c])?;
+    for h in 0..a {
+        for i in 0..b {
+            out[(i * a + h) * c..][..c].copy_from_slice(&x[(h * b + i) * c..][..c]);
+        }
+    }
+    Ok(())
+}
+
+/// A row-major cast (`reshape`, `unreshape`, `flat`, `unflat`): the same values under
+/// other dims, copied. Both buffers hold `dims`' entries.
+pub fn cast(dims: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+    check_len("cast input", x.len(), dims)?;
+    check_len("cast output", out.len(), dims)?;
+    out.copy_from_slice(x);
     Ok(())
 }
 

@@ -1,0 +1,250 @@
+//! The IR-level rungs of a kernel: derived JVP = dual-number derivative; derived VJP =
+//! adjoint of the derivative (by probing); ⟨vjp δ, dx⟩ = ⟨δ, jvp dx⟩ with both derived;
+//! and, where the spec mirror has the kernel's op, derived = the mirror's jvp and vjp.
+//! All over ℚ, exactly, on random points (sizes 0 and 1 included).
+
+use super::{Row, VerifyArgs};
+use crate::derive::{Derivation, COTANGENT};
+use crate::ir::eval::{eval, values_equal, Binding, Env, EvalError, Value};
+use crate::ir::shape::{concrete_dims, ShapeEnv};
+use crate::ir::Expr;
+use crate::manifest::SpecOp;
+use crate::outcome::Failure;
+use crate::rules::soundness::random_tensor;
+use crate::scalar::{ExpOracle, Rational, Scalar};
+use crate::spec::batched::{matmul_node, softmax_last_node};
+use crate::spec::context::Context;
+use crate::spec::node::{Node, OfVec};
+use crate::spec::SpecError;
+use crate::tensor::Tensor;
+use egg::Symbol;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// How a case picks its dims.
+#[derive(Debug, Clone, Copy)]
+pub enum Sizes {
+    /// Random sizes from 0 (or 1 when `nonempty`) to `max`.
+    Random {
+        /// Largest size.
+        max: usize,
+        /// Whether 0 is excluded.
+        nonempty: bool,
+    },
+    /// The given h, m, n, p.
+    Fixed([usize; 4]),
+}
+
+/// A random point for a term's inputs: a size per named dim (`sizes`: random, or
+/// fixed h, m, n, p by name), then small rational values and tangents.
+pub fn random_env(
+    shapes: &ShapeEnv,
+    rng: &mut ChaCha8Rng,
+    sizes_from: Sizes,
+    oracle: &ExpOracle,
+) -> Result<Env<Rational>, Failure> {
+    let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut inputs = BTreeMap::new();
+    for (name, shape) in shapes {
+        let dims = concrete_dims(shape, &mut sizes, |s| match sizes_from {
+            Sizes::Random { max, nonempty } => rng.gen_range(usize::from(nonempty).min(max)..=max),
+            Sizes::Fixed(d) => ["h", "m", "n", "p"]
+                .iter()
+                .position(|k| *k == s)
+                .map_or(1, |i| d[i]),
+        });
+        let value = random_tensor(rng, dims).map_err(Failure::input)?;
+        let tangent = random_tensor(rng, dims).map_err(Failure::input)?;
+        inputs.insert(*name, Binding { value, tangent });
+    }
+    Ok(Env {
+        inputs,
+        params: BTreeMap::new(),
+        oracle: oracle.clone(),
+    })
+}
+
+fn sum_inner(g: &Value<Rational>, env: &Env<Rational>) -> Result<Rational, EvalError> {
+    let mut total = <Rational as Scalar>::zero();
+    if let Value::Grad(map) = g {
+        for (name, t) in map {
+            if let Some(b) = env.inputs.get(name) {
+                total += t.inner(&b.tangent)?;
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn case_text(env: &Env<Rational>) -> String {
+    env.describe().join("; ")
+}
+
+/// The derivations of one kernel, as the derived rungs check them.
+pub struct Derived<'a> {
+    /// The kernel's name (for the report).
+    pub name: &'a str,
+    /// Its derived JVP, if built.
+    pub jvp: Option<&'a Derivation>,
+    /// Its derived VJP, if built.
+    pub vjp: Option<&'a Derivation>,
+    /// Its counterpart in the spec mirror.
+    pub spec: Option<SpecOp>,
+}
+
+/// The semantic VJP restricted to the slots `wrt` (the derived VJP reports only
+/// those).
+fn only_slots(v: Value<Rational>, wrt: &[Symbol]) -> Value<Rational> {
+    match v {
+        Value::Grad(g) => Value::Grad(g.into_iter().filter(|(k, _)| wrt.contains(k)).collect()),
+        other => other,
+    }
+}
+
+/// The IR-level rungs for one kernel: derived JVP = dual-number derivative; derived
+/// VJP = adjoint by probing; ⟨vjp δ, dx⟩ = ⟨δ, jvp dx⟩ with both derived; derived =
+/// spec mirror where there is one. Inputs outside `wrt` get zero tangents.
+pub fn derived_rungs(
+    k: &Derived<'_>,
+    args: &VerifyArgs,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<Row>, Failure> {
+    let name = k.name;
+    let oracle = ExpOracle::hashed(args.seed);
+    let mut dual = Row::new("derived JVP = dual-number derivative", name, "jvp");
+    let mut adjoint = Row::new("derived VJP = adjoint of the derivative", name, "vjp");
+    let mut inner = Row::new("⟨vjp δ, dx⟩ = ⟨δ, jvp dx⟩ (derived)", name, "vjp");
+    let mut spec_jvp = Row::new("derived JVP = spec jvp (Lean mirror)", name, "jvp");
+    let mut spec_vjp = Row::new("derived VJP = spec vjp (Lean mirror)", name, "vjp");
+    let Some(any) = k.jvp.or(k.vjp) else {
+        return Ok(Vec::new());
+    };
+    let wrt = any.request.wrt.clone();
+    let mut shapes = any.request.shapes.clone();
+    if let Some(v) = k.vjp {
+        shapes.extend(v.request.shapes.clone());
+    }
+    let random = (0..args.cases).map(|case| Sizes::Random {
+        max: args.max_dim,
+        nonempty: case < args.cases / 2,
+    });
+    let fixed = args.shapes.iter().map(|d| Sizes::Fixed(*d));
+    for sizes in random.chain(fixed) {
+        let mut env = random_env(&shapes, rng, sizes, &oracle)?;
+        for (input, b) in env.inputs.iter_mut() {
+            if !wrt.contains(input) {
+                b.tangent = Tensor::filled(b.value.dims(), <Rational as Scalar>::zero())
+                    .map_err(Failure::input)?;
+            }
+        }
+        let run = |e: &Expr| eval(e, &env).map_err(Failure::input);
+        let derived_jvp = match k.jvp {
+            Some(j) => {
+                let (got, want) = (run(&j.result)?, run(&j.start)?);
+                dual.record(values_equal(&got, &want), || case_text(&env));
+                Some(got)
+            }
+            None => None,
+        };
+        let derived_vjp = match k.vjp {
+            Some(v) => {
+                let (got, want) = (run(&v.result)?, only_slots(run(&v.start)?, &wrt));
+                adjoint.record(values_equal(&got, &want), || case_text(&env));
+                Some(got)
+            }
+            None => None,
+        };
+        let delta = env
+            .inputs
+            .get(&Symbol::from(COTANGENT))
+            .map(|b| b.value.clone());
+        if let (Some(j), Some(v), Some(delta)) = (&derived_jvp, &derived_vjp, &delta) {
+            let lhs = sum_inner(v, &env).map_err(Failure::input)?;
+            let rhs = match j {
+                Value::Tensor(t) => delta.inner(t).map_err(Failure::input)?,
+                _ => return Err(Failure::input("the derived JVP is not a tensor")),
+            };
+            inner.record(lhs == rhs, || {
+                format!("{lhs} ≠ {rhs} at {}", case_text(&env))
+            });
+            if let Some(op) = k.spec {
+                let mirror = SpecPoint::new(op, &env).map_err(Failure::input)?;
+                let (want_jvp, want_vjp) = mirror.jvp_vjp(delta).map_err(Failure::input)?;
+                let got_jvp = match j {
+                    Value::Tensor(t) => t.data().to_vec(),
+                    _ => Vec::new(),
+                };
+                spec_jvp.record(got_jvp == want_jvp, || case_text(&env));
+                let got_vjp = mirror.flatten_grad(v);
+                spec_vjp.record(got_vjp == want_vjp, || case_text(&env));
+            }
+        }
+    }
+    Ok([dual, spec_jvp, adjoint, spec_vjp, inner]
+        .into_iter()
+        .filter(|r| r.count.cases > 0)
+        .collect())
+}
+
+/// A point of an op's IR inputs, restated for the spec mirror: the context Γ lists
+/// the op's inputs in order (A, B or X), x and dx concatenate their values and tangents.
+struct SpecPoint {
+    node: OfVec<Rational>,
+    order: Vec<(egg::Symbol, usize)>,
+    x: Vec<Rational>,
+    dx: Vec<Rational>,
+}
+
+impl SpecPoint {
+    fn new(op: SpecOp, env: &Env<Rational>) -> Result<SpecPoint, SpecError> {
+        let names: &[&str] = match op {
+            SpecOp::Matmul => &["A", "B"],
+            SpecOp::SoftmaxLast => &["X"],
+        };
+        let mut shapes = Vec::new();
+        let (mut x, mut dx, mut order) = (Vec::new(), Vec::new(), Vec::new());
+        for n in names {
+            let sym = Symbol::from(*n);
+            let b = env.inputs.get(&sym).ok_or(SpecError::IndexOutOfRange {
+                position: shapes.len(),
+                len: env.inputs.len(),
+            })?;
+            shapes.push(b.value.dims().to_vec());
+            x.extend_from_slice(b.value.data());
+            dx.extend_from_slice(b.tangent.data());
+            order.push((sym, b.value.data().len()));
+        }
+        let ctx = Context::new(shapes.clone())?;
+        let idx = |i: usize| ctx.idx(i, &shapes[i]);
+        let (node, _) = match op {
+            SpecOp::Matmul => matmul_node(&ctx, &idx(0)?, &idx(1)?)?,
+            SpecOp::SoftmaxLast => softmax_last_node(&ctx, &idx(0)?, &env.oracle)?,
+        };
+        Ok(SpecPoint { node, order, x, dx })
+    }
+
+    fn jvp_vjp(
+        &self,
+        delta: &Tensor<Rational>,
+    ) -> Result<(Vec<Rational>, Vec<Rational>), SpecError> {
+        Ok((
+            self.node.jvp(&self.x, &self.dx)?,
+            self.node.vjp(&self.x, delta.data())?,
+        ))
+    }
+
+    /// A derived gradient as a context vector (missing slots are zero).
+    fn flatten_grad(&self, g: &Value<Rational>) -> Vec<Rational> {
+        let mut out = Vec::new();
+        for (sym, len) in &self.order {
+            match g {
+                Value::Grad(map) if map.contains_key(sym) => {
+                    out.extend_from_slice(map[sym].data());
+                }
+                _ => out.extend(std::iter::repeat_n(<Rational as Scalar>::zero(), *len)),
+            }
+        }
+        out
+    }
+}

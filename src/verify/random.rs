@@ -1,0 +1,164 @@
+//! Random well-typed terms pushed through every rung: the kernels of the manifest
+//! cannot exercise what their terms do not contain (double transposes, repeated
+//! gradient slots, products of an input with itself, shared subterms), so `verify`
+//! draws terms that do ([`crate::ir::random`]) and runs the same derived, plan and
+//! f64 rungs on each, summing the counts per rung.
+
+use super::{derived_rungs, kernel_rows, Derived, Row, Skipped, VerifyArgs};
+use crate::derive::Limits;
+use crate::ir::random::{degree, random_term, TermShape};
+use crate::ir::shape::parse_shape;
+use crate::ir::{Expr, Op};
+use crate::lower::Saved;
+use crate::manifest::{Built, KernelDef, KernelMode};
+use crate::outcome::Failure;
+use crate::rules::file::Location;
+use crate::rules::RuleSet;
+use crate::rungs::RungConfig;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+
+/// The kernel a random term makes: every input differentiated, every strict softmax
+/// subterm saved (as `S`, `S1`, ...).
+pub fn random_kernel(index: usize, term: Expr) -> Result<KernelDef, Failure> {
+    let used = crate::derive::inputs_of(&term);
+    let shape = parse_shape("h,n,n").map_err(Failure::input)?;
+    let root = term.as_ref().len().saturating_sub(1);
+    let mut save: Vec<Saved> = Vec::new();
+    for (i, node) in term.as_ref().iter().enumerate() {
+        if i == root || !matches!(node, Op::Softmax(_)) {
+            continue;
+        }
+        let sub = crate::derive::subterm(&term, egg::Id::from(i));
+        if save.iter().all(|s| s.term != sub) {
+            let name = match save.len() {
+                0 => "S".to_string(),
+                k => format!("S{k}"),
+            };
+            save.push(Saved { term: sub, name });
+        }
+    }
+    Ok(KernelDef {
+        name: format!("random{index}"),
+        at: Location {
+            file: "random terms".into(),
+            line: index + 1,
+            col: 1,
+        },
+        shapes: used.iter().map(|u| (*u, shape.clone())).collect(),
+        inputs: used.clone(),
+        wrt: used,
+        term,
+        output: "out".into(),
+        modes: KernelMode::ALL.to_vec(),
+        save,
+        out_dir: PathBuf::new(),
+        spec: None,
+    })
+}
+
+/// Adds `more` into `total`, row by row (matched by rung and mode).
+fn merge(total: &mut Vec<Row>, more: Vec<Row>) {
+    for r in more {
+        match total
+            .iter_mut()
+            .find(|t| t.rung == r.rung && t.mode == r.mode)
+        {
+            Some(t) => {
+                t.count.cases += r.count.cases;
+                t.count.passed += r.count.passed;
+                if let Some(w) = r.count.worst {
+                    t.count.measure(w);
+                }
+                if t.count.first_failure.is_none() {
+                    t.count.first_failure = r.count.first_failure;
+                }
+            }
+            None => total.push(Row {
+                op: "random terms".into(),
+                ..r
+            }),
+        }
+    }
+}
+
+/// `args.random_terms` random terms of depth 4 (half with exp, softmax and
+/// reciprocals), each derived (JVP and VJP w.r.t. every input) and pushed through
+/// the derived rungs and every plan rung that applies; one row per rung and mode.
+pub fn random_term_rows(
+    args: &VerifyArgs,
+    rules: &RuleSet,
+    limits: &Limits,
+) -> Result<Vec<Row>, Failure> {
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0x7e57);
+    let cfg = RungConfig {
+        cases: args.cases.div_ceil(8).max(2),
+        seed: args.seed,
+        max_dim: args.max_dim,
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    let mut built_terms = Row::new("random term derives (no derivative operator left)", "", "-");
+    for i in 0..args.random_terms {
+        let shape = TermShape {
+            depth: 4,
+            smooth: i % 2 == 1,
+        };
+        let term = random_term(&mut rng, shape).map_err(Failure::check)?;
+        let def = random_kernel(i, term)?;
+        let built: Result<Vec<Built>, _> = def
+            .modes
+            .iter()
+            .map(|m| def.build(*m, rules, limits))
+            .collect();
+        let built = match built {
+            Ok(b) => {
+                built_terms.record(true, String::new);
+                b
+            }
+            Err(e) => {
+                built_terms.record(false, || format!("{}: {e}", def.term));
+                continue;
+            }
+        };
+        let of = |mode| {
+            built
+                .iter()
+                .find(|b| b.mode == mode)
+                .and_then(|b| b.derivation.as_ref())
+        };
+        let derived = Derived {
+            name: &def.name,
+            jvp: of(KernelMode::Jvp),
+            vjp: of(KernelMode::Vjp),
+            spec: None,
+        };
+        let small = VerifyArgs {
+            cases: cfg.cases,
+            seed: args.seed,
+            max_dim: args.max_dim,
+            shapes: Vec::new(),
+            format: args.format,
+            manifest: None,
+            kernels: Vec::new(),
+            random_terms: 0,
+        };
+        let mut term_rows = derived_rungs(&derived, &small, &mut rng)?;
+        let mut skipped: Vec<Skipped> = Vec::new();
+        for b in &built {
+            // f64 is exact on dyadic inputs only while the products stay short.
+            let exact_ok = degree(&b.term).is_some_and(|d| d <= 6);
+            let mut kernel = Vec::new();
+            kernel_rows(&def, b, &cfg, &mut kernel, &mut skipped)?;
+            term_rows.extend(
+                kernel
+                    .into_iter()
+                    .filter(|r| exact_ok || !r.rung.contains("bit for bit")),
+            );
+        }
+        merge(&mut rows, term_rows);
+    }
+    built_terms.op = "random terms".into();
+    rows.insert(0, built_terms);
+    Ok(rows)
+}

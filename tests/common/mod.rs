@@ -1,0 +1,70 @@
+//! Shared helpers: shapes from text, and the exact check of a derivation against the
+//! semantics (dual-number JVP, adjoint by probing) on random points over ℚ.
+#![allow(dead_code)]
+
+use egg::Symbol;
+use fderiv::derive::{derive_unchecked, Derivation, Limits, Mode, Request};
+use fderiv::ir::eval::{eval, values_equal, Binding, Env};
+use fderiv::ir::params;
+use fderiv::ir::shape::{concrete_dims, parse_shape, ShapeEnv};
+use fderiv::rules::soundness::{random_tensor, small_rational};
+use fderiv::rules::RuleSet;
+use fderiv::scalar::{ExpOracle, Rational};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// A shape environment from `name, shape` pairs.
+pub fn shapes(pairs: &[(&str, &str)]) -> ShapeEnv {
+    pairs
+        .iter()
+        .map(|(k, v)| (Symbol::from(*k), parse_shape(v).unwrap()))
+        .collect()
+}
+
+/// A random point for `d`'s start term: sizes 0..=2 (1..=2 in the first half),
+/// small rationals, parameters too.
+pub fn random_env(d: &Derivation, rng: &mut ChaCha8Rng, nonempty: bool) -> Env<Rational> {
+    let mut sizes = BTreeMap::new();
+    let mut inputs = BTreeMap::new();
+    for (name, shape) in &d.request.shapes {
+        let dims = concrete_dims(shape, &mut sizes, |_| {
+            rng.gen_range(usize::from(nonempty)..=2)
+        });
+        let value = random_tensor(rng, dims).unwrap();
+        let tangent = random_tensor(rng, dims).unwrap();
+        inputs.insert(*name, Binding { value, tangent });
+    }
+    let params = params(&d.request.forward)
+        .into_iter()
+        .map(|p| (p, small_rational(rng)))
+        .collect();
+    Env {
+        inputs,
+        params,
+        oracle: ExpOracle::hashed(11),
+    }
+}
+
+/// Derives `term` (every input varies) and checks start = result exactly at `cases`
+/// random points: the derived JVP equals the dual-number derivative, the derived VJP
+/// the adjoint by probing.
+pub fn check_derived(term: &str, s: &ShapeEnv, mode: Mode, cases: usize) -> Derivation {
+    let rules = RuleSet::embedded().unwrap();
+    let req = Request::new(term, s.clone(), None, mode).unwrap();
+    let d = derive_unchecked(&req, &rules, &Limits::default())
+        .unwrap_or_else(|e| panic!("{term} {mode:?}: {e}"));
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for case in 0..cases {
+        let env = random_env(&d, &mut rng, case < cases / 2);
+        let want = eval(&d.start, &env).unwrap();
+        let got = eval(&d.result, &env).unwrap();
+        assert!(
+            values_equal(&want, &got),
+            "{term} {mode:?}: {} differs at {:?}",
+            d.result,
+            env.describe()
+        );
+    }
+    d
+}
