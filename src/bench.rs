@@ -128,14 +128,18 @@ fn filled(dims: [usize; 3], seed: usize) -> Result<Tensor3, BenchError> {
     Ok(Tensor3::new(dims, data)?)
 }
 
-/// The sizes of named dims (or literal sizes).
+/// The sizes of dims: named, literal, or products of those (`2*d`).
 fn resolve<const N: usize>(d: &[&str; N], sizes: &BTreeMap<&str, usize>) -> [usize; N] {
     d.map(|x| {
-        sizes
-            .get(x)
-            .copied()
-            .or_else(|| x.parse().ok())
-            .unwrap_or(0)
+        x.split('*')
+            .map(|f| {
+                sizes
+                    .get(f)
+                    .copied()
+                    .or_else(|| f.parse().ok())
+                    .unwrap_or(0)
+            })
+            .product()
     })
 }
 
@@ -394,4 +398,16 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_dims_resolve_to_the_product_of_their_factors() {
+        let sizes: BTreeMap<&str, usize> = [("d", 3), ("n", 5)].into();
+        assert_eq!(resolve(&["n", "2*d", "1"], &sizes), [5, 6, 1]);
+        assert_eq!(resolve(&["n*d", "x", "d*d"], &sizes), [15, 0, 9]);
+    }
 }

@@ -6,7 +6,7 @@ use fderiv::derive::Limits;
 use fderiv::exec::{exec_f64, ExecError, Tensors};
 use fderiv::ir::parse_term;
 use fderiv::ir::shape::{parse_shape, ShapeEnv};
-use fderiv::lower::{lower, Arg, Instr, Plan, RowProgram, Step};
+use fderiv::lower::{lower, Arg, Plan, RowProgram, Step};
 use fderiv::manifest::{Built, KernelMode, Manifest};
 use fderiv::rules::RuleSet;
 use fderiv::rungs::bounded::check_f64_bound;
@@ -320,18 +320,13 @@ fn rung_a_rejects_keeping_only_the_last_contribution_to_a_repeated_slot() {
     // d(A·A)ᵀ[G] puts two contributions in A's slot: G·Aᵀ + Aᵀ·G.
     let (e, shapes, plan) = square("(bmm A A)", KernelMode::Vjp);
     let mut corrupt = plan.clone();
-    let summed = corrupt.steps.iter_mut().rev().find_map(|s| match s {
-        Step::RowPass { program, .. } => match program.instrs.last() {
-            Some(Instr::Binary { b, .. }) => {
-                let last = b.clone();
-                program.instrs.pop();
-                program.result = last;
-                Some(())
-            }
-            _ => None,
-        },
-        _ => None,
-    });
+    // The slot's two GEMMs: the first writes gA, the second adds into it (β = 1).
+    // Keep only the second, overwriting.
+    let Some(Step::Gemm { accumulate, .. }) = corrupt.steps.last_mut() else {
+        panic!("the VJP ends with a GEMM: {plan}")
+    };
+    let summed = std::mem::replace(accumulate, false).then_some(());
+    corrupt.steps.remove(corrupt.steps.len() - 2);
     assert!(summed.is_some(), "the slot's two GEMMs are summed: {plan}");
     rejects(&e, &shapes, &plan, &corrupt);
 }
