@@ -41,6 +41,8 @@ pub enum Command {
     Emit(EmitArgs),
     /// Run a kernel (forward, jvp, vjp) on .npy files; see docs/run.md.
     Run(crate::run::RunArgs),
+    /// Time the generated kernels beside in-run references; see docs/performance.md.
+    Bench(crate::bench::BenchArgs),
     /// List or check rule files.
     Rules {
         /// list or check.
@@ -376,6 +378,7 @@ pub fn main() -> ExitCode {
         Command::Trace(args) => cmd_derive(args, true),
         Command::Rules { action } => cmd_rules(action),
         Command::Run(args) => crate::run::run(args),
+        Command::Bench(args) => crate::bench::run(args),
         Command::Emit(args) => cmd_emit(args),
     };
     match outcome {

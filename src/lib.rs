@@ -6,6 +6,7 @@
 //! ([`notation`]), all checked
 //! exactly over ℚ ([`verify`]). See `docs/ARCHITECTURE.md`.
 
+pub mod bench;
 pub mod cli;
 pub mod derive;
 pub mod emit;

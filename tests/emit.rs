@@ -240,3 +240,54 @@ fn emitted_source_snapshots() {
         });
     }
 }
+
+#[test]
+fn the_into_forms_match_the_allocating_forms_and_check_output_dims() {
+    use fderiv::kernels::runtime::{Tensor3, Workspace};
+    let mut ws = Workspace::default();
+    for entry in kernels::KERNELS {
+        let dim = |d: &str| match d {
+            "h" => 2,
+            "m" => 3,
+            "n" => 4,
+            _ => 5,
+        };
+        let make = |ds: &[&str; 3], seed: usize| {
+            let dims = ds.map(dim);
+            let len = dims.iter().product();
+            let data = (0..len)
+                .map(|i| ((i * 37 + seed) % 11) as f64 / 8.0)
+                .collect();
+            Tensor3::new(dims, data).unwrap()
+        };
+        let ins: Vec<Tensor3> = entry
+            .input_dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| make(d, i))
+            .collect();
+        let refs: Vec<&Tensor3> = ins.iter().collect();
+        let want = (entry.run)(&refs).unwrap();
+        // Outputs full of garbage: every entry must be overwritten, twice in a row.
+        let mut outs: Vec<Tensor3> = entry.output_dims.iter().map(|d| make(d, 99)).collect();
+        for _ in 0..2 {
+            (entry.run_into)(&refs, &mut outs, &mut ws).unwrap();
+            assert_eq!(outs, want, "{}", entry.name);
+        }
+        let mut wrong: Vec<Tensor3> = entry
+            .output_dims
+            .iter()
+            .map(|d| Tensor3::zeros("o", [d.map(dim)[0] + 1, 1, 1]).unwrap())
+            .collect();
+        assert!(
+            (entry.run_into)(&refs, &mut wrong, &mut ws).is_err(),
+            "{}",
+            entry.name
+        );
+        assert!(
+            (entry.run_into)(&refs[1..], &mut outs, &mut ws).is_err(),
+            "{}",
+            entry.name
+        );
+    }
+}

@@ -6,7 +6,7 @@ use fderiv::derive::Limits;
 use fderiv::exec::{exec_f64, ExecError, Tensors};
 use fderiv::ir::parse_term;
 use fderiv::ir::shape::{parse_shape, ShapeEnv};
-use fderiv::lower::{lower, Arg, Instr, Plan, RowProgram, Step};
+use fderiv::lower::{lower, Arg, Plan, RowProgram, Step};
 use fderiv::manifest::{Built, KernelMode, Manifest};
 use fderiv::rules::RuleSet;
 use fderiv::rungs::bounded::check_f64_bound;
@@ -95,18 +95,87 @@ fn matmul_plan(mode: KernelMode) -> (fderiv::ir::Expr, ShapeEnv, Plan) {
     (b.term, b.shapes, b.full_plan)
 }
 
+/// The matmul JVP plan with its accumulating GEMM corrupted to overwrite (β = 0).
+fn overwriting(plan: &Plan) -> Plan {
+    let mut bad = plan.clone();
+    let Some(Step::Gemm { accumulate, .. }) = bad.steps.last_mut() else {
+        panic!("the JVP ends with a GEMM accumulating into the first")
+    };
+    assert!(*accumulate, "{plan}");
+    *accumulate = false;
+    bad
+}
+
+#[test]
+fn the_matmul_jvp_is_two_gemms_into_its_output_with_no_temporaries() {
+    let (_, _, plan) = matmul_plan(KernelMode::Jvp);
+    assert_eq!(plan.buffers.len(), 5, "{plan}");
+    let acc: Vec<bool> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            matches!(
+                s,
+                Step::Gemm {
+                    accumulate: true,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(acc, [false, true], "{plan}");
+    assert!(plan.to_string().contains("out += gemm"), "{plan}");
+}
+
 #[test]
 fn rung_a_rejects_a_plan_with_a_dropped_term() {
     let (e, shapes, mut plan) = matmul_plan(KernelMode::Jvp);
-    let Some(Step::RowPass { program, .. }) = plan.steps.last_mut() else {
-        panic!("the JVP ends with the sum of its two GEMMs")
+    let Some(Step::Gemm {
+        accumulate: true, ..
+    }) = plan.steps.pop()
+    else {
+        panic!("the JVP ends with the GEMM adding its second term")
     };
-    let Some(Instr::Binary { a, .. }) = program.instrs.pop() else {
-        panic!("the sum is one binary instruction")
-    };
-    program.result = a;
     let c = check_plan_exact(&e, &shapes, &plan, &[], &CFG).unwrap();
     assert!(c.passed < c.cases / 2, "{c:?}");
+}
+
+#[test]
+fn rung_a_rejects_a_plan_whose_accumulate_overwrites() {
+    let (e, shapes, plan) = matmul_plan(KernelMode::Jvp);
+    let c = check_plan_exact(&e, &shapes, &overwriting(&plan), &[], &CFG).unwrap();
+    assert!(c.passed < c.cases / 2, "{c:?}");
+}
+
+#[test]
+fn rungs_b_and_c_reject_an_executor_whose_accumulate_overwrites() {
+    let plan = built("matmul", KernelMode::Jvp).plan;
+    let bad = overwriting(&plan);
+    let run = |i: &Tensors<f64>| exec_f64(&bad, i);
+    let c = check_f64_exact(&plan, &run, &CFG).unwrap();
+    assert!(c.passed < c.cases / 2, "{c:?}");
+    let c = check_f64_bound(&plan, &run, &CFG).unwrap();
+    assert!(c.passed < c.cases / 2, "{c:?}");
+}
+
+#[test]
+fn an_accumulate_into_an_unwritten_buffer_is_malformed() {
+    let (_, _, mut plan) = matmul_plan(KernelMode::Jvp);
+    plan.steps.remove(0);
+    let err = plan.check_writes().unwrap_err();
+    assert!(err.contains("no earlier GEMM wrote"), "{err}");
+    let ins = fderiv::rungs::random_inputs(
+        &plan,
+        &mut rand_chacha::rand_core::SeedableRng::seed_from_u64(1),
+        2,
+        true,
+        |_| 1.0,
+    )
+    .unwrap();
+    assert!(matches!(
+        exec_f64(&plan, &ins),
+        Err(ExecError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -251,18 +320,13 @@ fn rung_a_rejects_keeping_only_the_last_contribution_to_a_repeated_slot() {
     // d(A·A)ᵀ[G] puts two contributions in A's slot: G·Aᵀ + Aᵀ·G.
     let (e, shapes, plan) = square("(bmm A A)", KernelMode::Vjp);
     let mut corrupt = plan.clone();
-    let summed = corrupt.steps.iter_mut().rev().find_map(|s| match s {
-        Step::RowPass { program, .. } => match program.instrs.last() {
-            Some(Instr::Binary { b, .. }) => {
-                let last = b.clone();
-                program.instrs.pop();
-                program.result = last;
-                Some(())
-            }
-            _ => None,
-        },
-        _ => None,
-    });
+    // The slot's two GEMMs: the first writes gA, the second adds into it (β = 1).
+    // Keep only the second, overwriting.
+    let Some(Step::Gemm { accumulate, .. }) = corrupt.steps.last_mut() else {
+        panic!("the VJP ends with a GEMM: {plan}")
+    };
+    let summed = std::mem::replace(accumulate, false).then_some(());
+    corrupt.steps.remove(corrupt.steps.len() - 2);
     assert!(summed.is_some(), "the slot's two GEMMs are summed: {plan}");
     rejects(&e, &shapes, &plan, &corrupt);
 }

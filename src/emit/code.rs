@@ -176,10 +176,11 @@ impl<'a> Names<'a> {
         self.idents[b].clone()
     }
 
-    /// The buffer as a `&[f64]` expression (temporaries are owned vectors).
+    /// The buffer as a `&[f64]` expression (temporaries are `&mut [f64]` from the
+    /// workspace).
     fn read(&self, b: BufId) -> String {
         match self.plan.buffers[b].role {
-            Role::Temp => format!("&{}", self.id(b)),
+            Role::Temp => format!("&*{}", self.id(b)),
             _ => self.id(b),
         }
     }
@@ -187,9 +188,14 @@ impl<'a> Names<'a> {
     /// The buffer as a `&mut [f64]` expression.
     fn write(&self, b: BufId) -> String {
         match self.plan.buffers[b].role {
-            Role::Temp => format!("&mut {}", self.id(b)),
+            Role::Temp => format!("&mut *{}", self.id(b)),
             _ => self.id(b),
         }
+    }
+
+    /// Whether the plan has temporaries (then the slice form takes a workspace).
+    fn has_temps(&self) -> bool {
+        self.plan.with_role(Role::Temp).next().is_some()
     }
 
     fn shape(&self, b: BufId) -> &Shape {
@@ -207,6 +213,7 @@ fn header(hash: u64) -> String {
 
 /// The whole file for one kernel.
 pub fn kernel_file(k: &Lowered, hash: u64) -> Result<String, String> {
+    k.plan.check_writes()?;
     let names = Names::new(&k.plan)?;
     let kname = k.name();
     let mut s = String::new();
@@ -246,7 +253,7 @@ fn io_doc(names: &Names<'_>, ids: &[BufId]) -> String {
 fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> {
     let _ = writeln!(
         s,
-        "/// `{kname}` on row-major slices. Inputs: {}. Outputs: {}.\n///\n/// Every length is checked against the dims (an error, never a panic). Error bound: each\n/// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per\n/// operation (`fderiv verify` checks the composed bound).",
+        "/// `{kname}` on row-major slices. Inputs: {}. Outputs: {}.\n///\n/// Allocates nothing: outputs are written in place, row registers come from each\n/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each\n/// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per\n/// operation (`fderiv verify` checks the composed bound).",
         io_doc(names, &names.inputs),
         io_doc(names, &names.outputs)
     );
@@ -269,6 +276,9 @@ fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> 
             .iter()
             .map(|b| format!("{}: &mut [f64]", names.id(*b))),
     );
+    if names.has_temps() {
+        params.push("ws: &mut runtime::Workspace".into());
+    }
     let _ = writeln!(
         s,
         "pub fn {kname}_into({}) -> Result<(), KernelError> {{",
@@ -283,16 +293,22 @@ fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> 
             dims3(names.shape(*b))
         );
     }
-    for (b, buf) in names.plan.buffers.iter().enumerate() {
-        if buf.role == Role::Temp {
-            let _ = writeln!(
-                s,
-                "    let mut {} = vec![0.0; runtime::size({:?}, {})?];",
-                names.id(b),
-                buf.name,
-                dims3(&buf.shape)
-            );
-        }
+    let temps: Vec<(String, String)> = names
+        .plan
+        .with_role(Role::Temp)
+        .map(|(b, buf)| {
+            let size = format!("runtime::size({:?}, {})?", buf.name, dims3(&buf.shape));
+            (names.id(b), size)
+        })
+        .collect();
+    if !temps.is_empty() {
+        let (ids, sizes): (Vec<String>, Vec<String>) = temps.into_iter().unzip();
+        let _ = writeln!(
+            s,
+            "    let [{}] = ws.buffers([{}]);",
+            ids.join(", "),
+            sizes.join(", ")
+        );
     }
     for (i, step) in names.plan.steps.iter().enumerate() {
         step_code(s, i + 1, step, names)?;
@@ -304,14 +320,20 @@ fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> 
 fn step_code(s: &mut String, n: usize, step: &Step, names: &Names<'_>) -> Result<(), String> {
     let out = names.write(step.out());
     match step {
-        Step::Gemm { a, b, out: o } => {
+        Step::Gemm {
+            a,
+            b,
+            out: o,
+            accumulate,
+        } => {
             let sa = names.shape(a.buf);
             let k = if a.transposed { &sa[1] } else { &sa[2] };
             let so = names.shape(*o);
             let _ = writeln!(
                 s,
-                "    // {n}. {} = {}{} · {}{} per head",
+                "    // {n}. {} {}= {}{} · {}{} per head",
                 names.name(*o),
+                if *accumulate { "+" } else { "" },
                 names.name(a.buf),
                 if a.transposed { "ᵀ" } else { "" },
                 names.name(b.buf),
@@ -319,7 +341,7 @@ fn step_code(s: &mut String, n: usize, step: &Step, names: &Names<'_>) -> Result
             );
             let _ = writeln!(
                 s,
-                "    runtime::bmm([{}, {}, {}, {}], {}, {}, {}, {}, {out})?;",
+                "    runtime::bmm([{}, {}, {}, {}], {}, {}, {}, {}, {out}, {accumulate})?;",
                 dim(&so[0]),
                 dim(&so[1]),
                 dim(k),
@@ -381,14 +403,25 @@ fn row_pass(s: &mut String, n: usize, out: BufId, p: &RowProgram, names: &Names<
         "    // {n}. {} = a fused pass over each row",
         names.name(out)
     );
-    let regs: Vec<String> = (0..p.row_regs).map(|i| format!("r{i}")).collect();
+    // A row-register result is computed in the output row itself: no copy.
+    let into_out = match p.result {
+        Arg::Reg(Reg::Row(i)) => Some(i),
+        _ => None,
+    };
+    let regs: Vec<String> = (0..p.row_regs)
+        .filter(|i| Some(*i) != into_out)
+        .map(|i| format!("r{i}"))
+        .collect();
     let _ = writeln!(
         s,
-        "    runtime::row_pass({}, {len}, || -> [Vec<f64>; {}] {{ std::array::from_fn(|_| vec![0.0; {len}]) }}, |row, out, regs| {{",
+        "    runtime::row_pass({}, {len}, |row, out, [{}]: [&mut [f64]; {}]| {{",
         names.write(out),
-        p.row_regs
+        regs.join(", "),
+        regs.len()
     );
-    let _ = writeln!(s, "        let [{}] = regs;", regs.join(", "));
+    if let Some(i) = into_out {
+        let _ = writeln!(s, "        let r{i} = out;");
+    }
     let mut read: Vec<BufId> = p
         .args()
         .filter_map(|a| match a {
@@ -410,8 +443,9 @@ fn row_pass(s: &mut String, n: usize, out: BufId, p: &RowProgram, names: &Names<
         instr(s, ins, names, &len);
     }
     match &p.result {
-        Arg::Reg(Reg::Row(i)) => {
-            let _ = writeln!(s, "        out.copy_from_slice(r{i});");
+        Arg::Reg(Reg::Row(_)) => {}
+        Arg::Buf(b) => {
+            let _ = writeln!(s, "        out.copy_from_slice({});", names.id(*b));
         }
         other => {
             let _ = writeln!(s, "        out.fill({});", at(other, names, "0"));
@@ -507,11 +541,12 @@ fn instr(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str) {
         }
         Instr::Softmax { x, dst } => {
             // The forward definition exp xᵢ / Σⱼ exp xⱼ, shifted by the row maximum so
-            // that large logits do not overflow (a NaN entry makes the row NaN).
+            // that large logits do not overflow (a NaN entry makes the row NaN); exp
+            // and the sum by the runtime's vectorized `exp_sum`.
             let xj = at(x, names, "j");
             let _ = writeln!(
                 s,
-                "        let mut top = f64::NEG_INFINITY;\n        for j in 0..{len} {{ top = top.max({xj}); }}\n        let mut total = 0.0_f64;\n        for j in 0..{len} {{ r{dst}[j] = ({xj} - top).exp(); total += r{dst}[j]; }}\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
+                "        let mut top = f64::NEG_INFINITY;\n        for j in 0..{len} {{ top = top.max({xj}); }}\n        for j in 0..{len} {{ r{dst}[j] = {xj} - top; }}\n        let total = runtime::exp_sum(r{dst});\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
             );
         }
     }
@@ -545,6 +580,59 @@ fn tensor_fn(s: &mut String, kname: &str, names: &Names<'_>) {
         "pub fn {kname}({}) -> Result<{ret}, KernelError> {{",
         params.join(", ")
     );
+    bind_dims(s, names);
+    for b in &names.outputs {
+        let _ = writeln!(
+            s,
+            "    let mut {} = Tensor3::zeros({:?}, {})?;",
+            names.id(*b),
+            names.name(*b),
+            dims3(names.shape(*b))
+        );
+    }
+    if names.has_temps() {
+        let _ = writeln!(s, "    let mut ws = runtime::Workspace::default();");
+    }
+    let _ = writeln!(
+        s,
+        "    {kname}_into({})?;",
+        into_args(names, "&mut ws").join(", ")
+    );
+    let result = if outs.len() == 1 {
+        outs[0].clone()
+    } else {
+        format!("({})", outs.join(", "))
+    };
+    let _ = writeln!(s, "    Ok({result})\n}}\n");
+}
+
+/// The arguments of the slice form: dims, the parameters (`f64`s in scope under their
+/// names), the inputs' and outputs' data and the workspace `ws` when the plan has
+/// temporaries.
+fn into_args(names: &Names<'_>, ws: &str) -> Vec<String> {
+    let mut args: Vec<String> = names.dims.clone();
+    args.extend(names.params.iter().map(|b| names.id(*b)));
+    args.extend(
+        names
+            .inputs
+            .iter()
+            .map(|b| format!("&{}.data", names.id(*b))),
+    );
+    args.extend(
+        names
+            .outputs
+            .iter()
+            .map(|b| format!("&mut {}.data", names.id(*b))),
+    );
+    if names.has_temps() {
+        args.push(ws.to_string());
+    }
+    args
+}
+
+/// Binds every named dim from the first input that has it and checks the other
+/// inputs against it.
+fn bind_dims(s: &mut String, names: &Names<'_>) {
     let mut bound: Vec<String> = Vec::new();
     // Plain dims first, then products (which may solve for their last unknown factor).
     for products in [false, true] {
@@ -559,31 +647,20 @@ fn tensor_fn(s: &mut String, kname: &str, names: &Names<'_>) {
             }
         }
     }
-    for b in &names.outputs {
+}
+
+/// Checks that the given output `b` has its dims (all bound by then).
+fn check_output(s: &mut String, names: &Names<'_>, b: BufId) {
+    for (axis, d) in names.shape(b).iter().enumerate() {
         let _ = writeln!(
             s,
-            "    let mut {} = Tensor3::zeros({:?}, {})?;",
-            names.id(*b),
-            names.name(*b),
-            dims3(names.shape(*b))
+            "    runtime::same_dim({:?}, {}.dims, {axis}, {:?}, {})?;",
+            names.name(b),
+            names.id(b),
+            d.to_string(),
+            dim(d)
         );
     }
-    let mut args: Vec<String> = names.dims.clone();
-    args.extend(names.params.iter().map(|b| names.id(*b)));
-    args.extend(
-        names
-            .inputs
-            .iter()
-            .map(|b| format!("&{}.data", names.id(*b))),
-    );
-    args.extend(outs.iter().map(|o| format!("&mut {o}.data")));
-    let _ = writeln!(s, "    {kname}_into({})?;", args.join(", "));
-    let result = if outs.len() == 1 {
-        outs[0].clone()
-    } else {
-        format!("({})", outs.join(", "))
-    };
-    let _ = writeln!(s, "    Ok({result})\n}}\n");
 }
 
 fn dyn_fn(s: &mut String, kname: &str, names: &Names<'_>) {
@@ -604,6 +681,45 @@ fn dyn_fn(s: &mut String, kname: &str, names: &Names<'_>) {
         s,
         "/// The outputs of [`{kname}`], in order.\npub const {upper}_OUTPUTS: &[&str] = &[{}];\n",
         quoted(&names.outputs)
+    );
+    let dims_of = |ids: &[BufId]| {
+        ids.iter()
+            .map(|b| {
+                let d: Vec<String> = names
+                    .shape(*b)
+                    .iter()
+                    .map(|d| format!("{:?}", d.to_string()))
+                    .collect();
+                format!("[{}]", d.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let dims: Vec<String> = names.dims.iter().map(|d| format!("{d:?}")).collect();
+    let gemms: Vec<String> = names
+        .plan
+        .steps
+        .iter()
+        .filter_map(|st| match st {
+            Step::Gemm { a, out, .. } => {
+                let (sa, so) = (names.shape(a.buf), names.shape(*out));
+                let k = if a.transposed { &sa[1] } else { &sa[2] };
+                let d: Vec<String> = [&so[0], &so[1], k, &so[2]]
+                    .iter()
+                    .map(|d| format!("{:?}", d.to_string()))
+                    .collect();
+                Some(format!("[{}]", d.join(", ")))
+            }
+            _ => None,
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "/// The named dims of [`{kname}`], in the slice form's order.\npub const {upper}_DIMS: &[&str] = &[{}];\n\n/// The dims of each input of [`{kname}`].\npub const {upper}_INPUT_DIMS: &[[&str; 3]] = &[{}];\n\n/// The dims of each output of [`{kname}`].\npub const {upper}_OUTPUT_DIMS: &[[&str; 3]] = &[{}];\n\n/// The dims [h, m, k, p] of each GEMM step of [`{kname}`].\npub const {upper}_GEMMS: &[[&str; 4]] = &[{}];\n",
+        dims.join(", "),
+        dims_of(&all),
+        dims_of(&names.outputs),
+        gemms.join(", ")
     );
     let ins: Vec<String> = all.iter().map(|b| names.id(*b)).collect();
     // A parameter arrives as a 1×1×1 tensor.
@@ -635,6 +751,39 @@ fn dyn_fn(s: &mut String, kname: &str, names: &Names<'_>) {
         ins.join(", "),
         ins.len()
     );
+    dyn_into_fn(s, kname, names, &ins, &outs);
+}
+
+fn dyn_into_fn(s: &mut String, kname: &str, names: &Names<'_>, ins: &[String], outs: &[String]) {
+    let _ = writeln!(
+        s,
+        "\n/// [`{kname}_into`] on tensors in the orders above, writing into `outputs` (their\n/// dims checked) with temporaries from `ws`: repeated calls allocate nothing.\npub fn {kname}_dyn_into(inputs: &[&Tensor3], outputs: &mut [Tensor3], ws: &mut runtime::Workspace) -> Result<(), KernelError> {{\n    let ([{}], [{}]) = (inputs, outputs) else {{\n        return Err(KernelError::Arity {{\n            kernel: {kname:?},\n            expected: {},\n            found: inputs.len(),\n        }});\n    }};",
+        ins.join(", "),
+        outs.join(", "),
+        ins.len()
+    );
+    bind_dims(s, names);
+    for b in &names.outputs {
+        check_output(s, names, *b);
+    }
+    // A parameter arrives as a 1×1×1 tensor.
+    for b in &names.params {
+        let _ = writeln!(
+            s,
+            "    let {} = runtime::scalar({:?}, {})?;",
+            names.id(*b),
+            names.name(*b),
+            names.id(*b)
+        );
+    }
+    if !names.has_temps() {
+        let _ = writeln!(s, "    let _ = ws;");
+    }
+    let _ = writeln!(
+        s,
+        "    {kname}_into({})\n}}",
+        into_args(names, "ws").join(", ")
+    );
 }
 
 /// `mod.rs`: the modules and the registry of kernels.
@@ -660,7 +809,7 @@ pub fn mod_file(kernels: &[String], hash: u64) -> String {
     );
     let _ = writeln!(
         s,
-        "/// A kernel's uniform entry: its name, input and output names, and the function.\npub struct Entry {{\n    /// `matmul_vjp`, ...\n    pub name: &'static str,\n    /// Input names, in order.\n    pub inputs: &'static [&'static str],\n    /// Output names, in order.\n    pub outputs: &'static [&'static str],\n    /// The kernel.\n    pub run: fn(&[&runtime::Tensor3]) -> Result<Vec<runtime::Tensor3>, runtime::KernelError>,\n}}\n"
+        "/// A kernel's uniform entry: its name, input and output names, and the function.\npub struct Entry {{\n    /// `matmul_vjp`, ...\n    pub name: &'static str,\n    /// Input names, in order.\n    pub inputs: &'static [&'static str],\n    /// Output names, in order.\n    pub outputs: &'static [&'static str],\n    /// Named dims, in the order of the slice form's parameters.\n    pub dims: &'static [&'static str],\n    /// Each input's dims (names, or sizes written as numbers), in order.\n    pub input_dims: &'static [[&'static str; 3]],\n    /// Each output's dims, in order.\n    pub output_dims: &'static [[&'static str; 3]],\n    /// Each GEMM step's dims [h, m, k, p] (2·h·m·k·p flops).\n    pub gemms: &'static [[&'static str; 4]],\n    /// The kernel, allocating its outputs.\n    pub run: fn(&[&runtime::Tensor3]) -> Result<Vec<runtime::Tensor3>, runtime::KernelError>,\n    /// The kernel writing into given outputs, temporaries from a reused workspace.\n    pub run_into: RunInto,\n}}\n\n/// A kernel's uniform form writing into given outputs (`*_dyn_into`).\npub type RunInto = fn(&[&runtime::Tensor3], &mut [runtime::Tensor3], &mut runtime::Workspace) -> Result<(), runtime::KernelError>;\n"
     );
     let _ = writeln!(
         s,
@@ -670,7 +819,7 @@ pub fn mod_file(kernels: &[String], hash: u64) -> String {
         let upper = k.to_uppercase();
         let _ = writeln!(
             s,
-            "    Entry {{\n        name: {k:?},\n        inputs: {k}::{upper}_INPUTS,\n        outputs: {k}::{upper}_OUTPUTS,\n        run: {k}::{k}_dyn,\n    }},"
+            "    Entry {{\n        name: {k:?},\n        inputs: {k}::{upper}_INPUTS,\n        outputs: {k}::{upper}_OUTPUTS,\n        dims: {k}::{upper}_DIMS,\n        input_dims: {k}::{upper}_INPUT_DIMS,\n        output_dims: {k}::{upper}_OUTPUT_DIMS,\n        gemms: {k}::{upper}_GEMMS,\n        run: {k}::{k}_dyn,\n        run_into: {k}::{k}_dyn_into,\n    }},"
         );
     }
     let _ = writeln!(s, "];");
@@ -682,8 +831,50 @@ mod tests {
     use super::*;
     use crate::ir::parse_term;
     use crate::ir::shape::parse_shape;
+    use crate::lower::lower;
     use crate::manifest::KernelMode;
     use egg::Symbol;
+
+    /// The forward file of a kernel named `matmul` with this term and plan.
+    fn file(term: crate::ir::Expr, plan: Plan) -> Result<String, String> {
+        let lowered = Lowered {
+            kernel: "matmul".into(),
+            mode: KernelMode::Forward,
+            term,
+            plan,
+        };
+        kernel_file(&lowered, 0)
+    }
+
+    /// The file for a plan with a temporary (a transpose copy read by a row pass).
+    fn with_temp() -> String {
+        let term = parse_term("(exp (T A))").unwrap();
+        let shapes = [(Symbol::from("A"), parse_shape("h,m,n").unwrap())].into();
+        let plan = lower(&term, &shapes).unwrap();
+        file(term, plan).unwrap()
+    }
+
+    #[test]
+    fn temporaries_come_from_the_workspace_and_results_are_written_in_place() {
+        let text = with_temp();
+        assert!(text.contains("ws: &mut runtime::Workspace) -> Result<(), KernelError>"));
+        assert!(text.contains("let [t0] = ws.buffers([runtime::size(\"t0\", [h, n, m])?]);"));
+        assert!(text.contains("runtime::transpose([h, m, n], a, &mut *t0)?;"));
+        assert!(text.contains("let t0 = runtime::row(&*t0, row, m);"));
+        assert!(text.contains("let mut ws = runtime::Workspace::default();"));
+        assert!(text.contains("let r0 = out;"));
+        assert!(!text.contains("vec![0.0"));
+    }
+
+    #[test]
+    fn an_accumulate_into_an_unwritten_buffer_is_not_emitted() {
+        let term = parse_term("(+ (bmm A A) (bmm A (T A)))").unwrap();
+        let shapes = [(Symbol::from("A"), parse_shape("h,m,m").unwrap())].into();
+        let mut plan = lower(&term, &shapes).unwrap();
+        plan.steps.remove(0);
+        let err = file(term, plan).unwrap_err();
+        assert!(err.contains("no earlier GEMM wrote"), "{err}");
+    }
 
     #[test]
     fn parameters_product_dims_and_head_layouts_are_written() {
@@ -693,22 +884,17 @@ mod tests {
         ]
         .into();
         let term = parse_term("(merge 2 (exp (* @c (split 2 (bmm X W)))))").unwrap();
-        let plan = crate::lower::lower(&term, &shapes).unwrap();
-        let lowered = Lowered {
-            kernel: "matmul".into(),
-            mode: KernelMode::Forward,
-            term,
-            plan,
-        };
-        let src = kernel_file(&lowered, 0).unwrap();
+        let plan = lower(&term, &shapes).unwrap();
+        let src = file(term, plan).unwrap();
         for want in [
             "pub fn matmul_forward_into(d: usize, n: usize, c: f64, w: &[f64], x: &[f64]",
             "let d = runtime::factor(\"W\", w.dims, 1, \"2*d\", 2)?;",
             "runtime::same_dim(\"X\", x.dims, 2, \"2*d\", (2*d))?;",
-            "runtime::bmm([1, n, (2*d), (2*d)], x, false, w, false, &mut t0)?;",
-            "runtime::split_heads([2, n, d], &t0, &mut t1)?;",
-            "runtime::merge_heads([2, n, d], &t2, out)?;",
+            "runtime::bmm([1, n, (2*d), (2*d)], x, false, w, false, &mut *t0, false)?;",
+            "runtime::split_heads([2, n, d], &*t0, &mut *t1)?;",
+            "runtime::merge_heads([2, n, d], &*t2, out)?;",
             "[w, x, c] => Ok(vec![matmul_forward(w, x, runtime::scalar(\"c\", c)?)?]),",
+            "let c = runtime::scalar(\"c\", c)?;",
         ] {
             assert!(src.contains(want), "{want} not in\n{src}");
         }

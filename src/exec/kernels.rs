@@ -13,14 +13,19 @@
 //!   output entry is a dot product of length k summed in some order (blocked, maybe
 //!   with FMA); for any order, `|fl(Σ aᵢbᵢ) − Σ aᵢbᵢ| ≤ γₖ Σ|aᵢbᵢ|` with
 //!   `γₖ = k·u/(1 − k·u)`, `u = 2⁻⁵³` (Higham, *Accuracy and Stability*, §3.1), barring
-//!   underflow (each product may then add ≤ 2⁻¹⁰⁷⁵) and overflow.
+//!   underflow (each product may then add ≤ 2⁻¹⁰⁷⁵) and overflow. An accumulating
+//!   GEMM (β = 1) adds the old entry c as one more term: `fl(c + Σ aᵢbᵢ)` is within
+//!   `γₖ₊₁ (|c| + Σ|aᵢbᵢ|)` of the exact sum, whatever the blocking.
 //! - Row passes: rows in parallel chunks, each chunk with its own registers; every
 //!   entrywise operation is one IEEE operation (error ≤ u·|result|), a row sum of n
 //!   terms is summed left to right (error ≤ γₙ₋₁ Σ|xᵢ|).
 //! - Softmax row: `m = max xⱼ`, `eᵢ = exp(xᵢ − m)`, `sᵢ = eᵢ / Σ eⱼ`. The shift makes
 //!   rows with entries of magnitude 1e300 give the right softmax. NaN anywhere in the
 //!   row gives a NaN row; an all −∞ row gives NaN (−∞ − (−∞)), as PyTorch; a +∞ entry
-//!   gives NaN too. The f64 `exp` is the platform's libm (assumed within 1 ulp).
+//!   gives NaN too. exp and the row sum are the generated runtime's vectorized
+//!   `exp_sum` (AVX2/FMA or portable, within `EXP_ULPS` ulps, summed in 4 lanes: a
+//!   sum of n terms in any order is within γₙ₋₁ Σ|xᵢ|). A standalone `exp`
+//!   instruction uses the platform's libm.
 //!
 //! NaN and ±∞ propagate as IEEE arithmetic does everywhere else.
 
@@ -115,8 +120,14 @@ pub trait ExecScalar: Scalar {
         Ok(())
     }
 
-    /// `c = op(a)·op(b)` head by head; `c` has `heads·m·n` values.
-    fn gemm(s: &GemmShape, a: &[Self], b: &[Self], c: &mut [Self]) {
+    /// `c + Σ aᵢ·bᵢ` (one entry of an accumulating GEMM).
+    fn dot_onto(c: Self, pairs: impl Iterator<Item = (Self, Self)>) -> Self {
+        c + Self::dot(pairs)
+    }
+
+    /// `c = op(a)·op(b)` head by head (`c += …` when `accumulate`); `c` has
+    /// `heads·m·n` values.
+    fn gemm(s: &GemmShape, a: &[Self], b: &[Self], c: &mut [Self], accumulate: bool) {
         let [ar, ac] = s.a_strides;
         let [br, bc] = s.b_strides;
         for (h, ch) in c.chunks_mut((s.m * s.n).max(1)).enumerate().take(s.heads) {
@@ -125,7 +136,12 @@ pub trait ExecScalar: Scalar {
                 for j in 0..s.n {
                     let pairs = (0..s.k)
                         .map(|l| (ah[i * ar + l * ac].clone(), bh[l * br + j * bc].clone()));
-                    ch[i * s.n + j] = Self::dot(pairs);
+                    let c = &mut ch[i * s.n + j];
+                    *c = if accumulate {
+                        Self::dot_onto(c.clone(), pairs)
+                    } else {
+                        Self::dot(pairs)
+                    };
                 }
             }
         }
@@ -168,11 +184,10 @@ const ROW_CHUNK_VALUES: usize = 1 << 14;
 impl ExecScalar for f64 {
     fn softmax_in_place(row: &mut [f64], _oracle: &ExpOracle) -> Result<(), ScalarError> {
         let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut total = 0.0;
         for v in row.iter_mut() {
-            *v = (*v - m).exp();
-            total += *v;
+            *v -= m;
         }
+        let total = crate::kernels::runtime::exp_sum(row);
         // max ignores NaN: a NaN entry still makes `total` NaN, so the row is NaN.
         for v in row.iter_mut() {
             *v /= total;
@@ -180,14 +195,14 @@ impl ExecScalar for f64 {
         Ok(())
     }
 
-    fn gemm(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
+    fn gemm(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64], accumulate: bool) {
         let per_head = s.m * s.n;
         if per_head == 0 {
             return;
         }
-        c.par_chunks_mut(per_head)
-            .enumerate()
-            .for_each(|(h, ch)| gemm_head(s, &a[h * s.a_head..], &b[h * s.b_head..], ch));
+        c.par_chunks_mut(per_head).enumerate().for_each(|(h, ch)| {
+            gemm_head(s, &a[h * s.a_head..], &b[h * s.b_head..], ch, accumulate)
+        });
     }
 
     fn row_pass(
@@ -207,14 +222,17 @@ impl ExecScalar for f64 {
     }
 }
 
-/// One head of an f64 GEMM: `c = op(a)·op(b)`, c m×n row-major.
+/// One head of an f64 GEMM: `c = op(a)·op(b)` (β = 0), or `c += op(a)·op(b)` (β = 1)
+/// when `accumulate`; c m×n row-major.
 ///
 /// Preconditions (upheld by [`GemmShape::new`] from bound plan dims): `a` holds at
 /// least `(m−1)·ar + (k−1)·ac + 1` values, `b` at least `(k−1)·br + (n−1)·bc + 1`,
 /// `c` exactly `m·n`.
-fn gemm_head(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
+fn gemm_head(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64], accumulate: bool) {
     if s.k == 0 {
-        c.fill(0.0);
+        if !accumulate {
+            c.fill(0.0);
+        }
         return;
     }
     let [ar, ac] = s.a_strides;
@@ -227,7 +245,7 @@ fn gemm_head(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
     );
     // SAFETY: m, n, k ≥ 1 here (c is non-empty, k checked); the assertion above shows
     // every index matrixmultiply forms, i·rs + l·cs, lies inside the slices; c is
-    // exclusively borrowed and β = 0 means c is only written.
+    // exclusively borrowed (β = 0: only written; β = 1: read and written in place).
     unsafe {
         matrixmultiply::dgemm(
             s.m,
@@ -240,7 +258,7 @@ fn gemm_head(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
             b.as_ptr(),
             br as isize,
             bc as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             c.as_mut_ptr(),
             s.n as isize,
             1,

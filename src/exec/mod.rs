@@ -169,6 +169,7 @@ fn run<S: ExecScalar>(
     oracle: &ExpOracle,
 ) -> Result<Tensors<S>, ExecError> {
     let dims = bind(plan, inputs)?;
+    plan.check_writes().map_err(ExecError::Malformed)?;
     let in_range =
         |b: usize| b < dims.len() && !matches!(plan.buffers[b].role, Role::Input | Role::Param);
     for step in &plan.steps {
@@ -186,7 +187,9 @@ fn run<S: ExecScalar>(
         let o = step.out();
         let mut out = store.take(o);
         match step {
-            Step::Gemm { a, b, .. } => {
+            Step::Gemm {
+                a, b, accumulate, ..
+            } => {
                 let shape = GemmShape::new(dims[a.buf], a.transposed, dims[b.buf], b.transposed);
                 if !shape.fits(dims[b.buf][0], dims[o]) {
                     return Err(ExecError::Malformed(format!(
@@ -196,7 +199,13 @@ fn run<S: ExecScalar>(
                         fmt_dims(&dims[o])
                     )));
                 }
-                S::gemm(&shape, store.get(a.buf), store.get(b.buf), &mut out);
+                S::gemm(
+                    &shape,
+                    store.get(a.buf),
+                    store.get(b.buf),
+                    &mut out,
+                    *accumulate,
+                );
             }
             Step::Transpose { x, .. } => {
                 let [h, r, c] = dims[*x];

@@ -370,10 +370,84 @@ impl Builder {
             .ok_or_else(|| self.unsupported(id, "no buffer holds it (a number?)"))
     }
 
+    /// How many consumers each node has: the nodes that read it (a GEMM its operands'
+    /// bases, a transpose its base, a row node each child occurrence) and the outputs.
+    fn uses(&self) -> HashMap<Id, usize> {
+        let mut uses: HashMap<Id, usize> = HashMap::new();
+        let mut count = |c: Id| *uses.entry(c).or_default() += 1;
+        for (&id, kind) in &self.kinds {
+            match kind {
+                Kind::Leaf | Kind::Num => {}
+                Kind::Gemm((a, _), (b, _)) => [*a, *b].into_iter().for_each(&mut count),
+                Kind::Transpose(x, _) | Kind::Layout(_, _, x) => count(*x),
+                Kind::Row => self.expr[id]
+                    .children()
+                    .iter()
+                    .copied()
+                    .for_each(&mut count),
+            }
+        }
+        self.outputs.iter().for_each(|o| count(o.1));
+        uses
+    }
+
+    /// The GEMMs a buffered `(+ …)` node sums, when it is a sum of GEMMs each read by
+    /// that sum only (through inlined, single-use `+` nodes), in term order: the first
+    /// writes the buffer, the others accumulate into it (β = 1), with no temporaries
+    /// and no add pass. `None` for any other node.
+    fn gemm_sum(&self, id: Id, uses: &HashMap<Id, usize>) -> Option<Vec<Id>> {
+        fn leaves(b: &Builder, id: Id, uses: &HashMap<Id, usize>, out: &mut Vec<Id>) -> bool {
+            let Op::Add([x, y]) = b.expr[id] else {
+                return false;
+            };
+            [x, y].into_iter().all(|c| {
+                let single = uses.get(&c) == Some(&1);
+                match b.kinds.get(&c) {
+                    Some(Kind::Gemm(..)) if single => {
+                        out.push(c);
+                        true
+                    }
+                    Some(Kind::Row) if single && !b.materialized.contains(&c) => {
+                        leaves(b, c, uses, out)
+                    }
+                    _ => false,
+                }
+            })
+        }
+        let mut out = Vec::new();
+        (matches!(self.kinds.get(&id), Some(Kind::Row)) && leaves(self, id, uses, &mut out))
+            .then_some(out)
+    }
+
+    fn gemm_step(&self, id: Id, out: BufId, accumulate: bool) -> Result<Step, LowerError> {
+        let Some(Kind::Gemm((a, ta), (b, tb))) = self.kinds.get(&id).copied() else {
+            return Err(self.unsupported(id, "not a GEMM"));
+        };
+        Ok(Step::Gemm {
+            a: GemmOperand {
+                buf: self.buffer(a)?,
+                transposed: ta,
+            },
+            b: GemmOperand {
+                buf: self.buffer(b)?,
+                transposed: tb,
+            },
+            out,
+            accumulate,
+        })
+    }
+
     /// Lowers the term.
     pub(super) fn build(mut self) -> Result<Plan, LowerError> {
         self.analyse()?;
         self.input_buffers()?;
+        let uses = self.uses();
+        let sums: BTreeMap<Id, Vec<Id>> = self
+            .materialized
+            .iter()
+            .filter_map(|&id| Some((id, self.gemm_sum(id, &uses)?)))
+            .collect();
+        let absorbed: BTreeSet<Id> = sums.values().flatten().copied().collect();
         let mut steps = Vec::new();
         let mut named: BTreeMap<Id, String> = BTreeMap::new();
         for (name, id, _) in &self.outputs {
@@ -385,6 +459,7 @@ impl Builder {
             .iter()
             .filter_map(|id| Some((*id, *self.kinds.get(id)?)))
             .filter(|(_, k)| !matches!(k, Kind::Leaf | Kind::Num | Kind::Transpose(_, false)))
+            .filter(|(id, _)| !absorbed.contains(id))
             .collect();
         for (id, kind) in computed {
             let shape = self.shape_of(id)?;
@@ -395,18 +470,15 @@ impl Builder {
                     self.add_buffer(format!("t{}", temps - 1), shape, Role::Temp)
                 }
             };
+            if let Some(gemms) = sums.get(&id) {
+                for (i, &g) in gemms.iter().enumerate() {
+                    steps.push(self.gemm_step(g, out, i > 0)?);
+                }
+                self.buffer_of.insert(id, out);
+                continue;
+            }
             let step = match kind {
-                Kind::Gemm((a, ta), (b, tb)) => Step::Gemm {
-                    a: GemmOperand {
-                        buf: self.buffer(a)?,
-                        transposed: ta,
-                    },
-                    b: GemmOperand {
-                        buf: self.buffer(b)?,
-                        transposed: tb,
-                    },
-                    out,
-                },
+                Kind::Gemm(..) => self.gemm_step(id, out, false)?,
                 Kind::Transpose(x, _) => Step::Transpose {
                     x: self.buffer(x)?,
                     out,

@@ -12,6 +12,7 @@
 //! | `(split k x)`, `merge`, `reshape`, `unreshape`, `flat`, `unflat`, `swap` | [`Step::Relayout`] (a copy) |
 //! | `+ - * / neg inv exp rowsum softmax`, numbers | instructions of a fused [`Step::RowPass`] |
 //! | `(grad A w)`, `(g+ …)`       | one output `gA` per slot, the slot's weights summed |
+//! | `(+ (bmm …) (bmm …) …)`, each bmm read only there | the first GEMM writes the sum's buffer, the others accumulate into it (β = 1): no temporaries, no add pass |
 //!
 //! A row-wise subterm is computed inside the row pass of the buffer that consumes it;
 //! it gets its own buffer only when a GEMM, a transpose or an output needs it, or when

@@ -2,7 +2,9 @@
 //!
 //! A plan is plain data (printable, serializable). Every buffer is rank 3, h×m×n,
 //! row-major; a step reads buffers and writes exactly one buffer that no earlier step
-//! wrote (single assignment), so steps run in order with no aliasing.
+//! wrote (single assignment), so steps run in order with no aliasing. The one
+//! exception is an accumulating GEMM (`out += op(a)·op(b)`, β = 1), which adds into a
+//! buffer an earlier GEMM wrote and reads only other buffers ([`Plan::check_writes`]).
 
 use crate::ir::layout::Layout;
 use crate::ir::shape::{fmt_shape, Shape};
@@ -169,7 +171,8 @@ impl RowProgram {
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Step {
-    /// `out = op(a) · op(b)` head by head, `op` a transpose where flagged.
+    /// `out = op(a) · op(b)` head by head, `op` a transpose where flagged; with
+    /// `accumulate`, `out += op(a) · op(b)` (β = 1) into the `out` an earlier GEMM wrote.
     Gemm {
         /// The left operand.
         a: GemmOperand,
@@ -177,6 +180,8 @@ pub enum Step {
         b: GemmOperand,
         /// The output buffer.
         out: BufId,
+        /// Add into `out` instead of overwriting it.
+        accumulate: bool,
     },
     /// `out = xᵀ` (last two axes), a copy: only for transposes no GEMM absorbs.
     Transpose {
@@ -228,6 +233,48 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Checks the write discipline: a plain step writes a buffer no earlier step wrote
+    /// (and no input); an accumulating GEMM adds into a buffer an earlier GEMM wrote
+    /// and does not read it. Returns what is wrong with the first bad step.
+    pub fn check_writes(&self) -> Result<(), String> {
+        let mut written: Vec<Option<bool>> = vec![None; self.buffers.len()];
+        for (i, step) in self.steps.iter().enumerate() {
+            let o = step.out();
+            let Some(slot) = written.get_mut(o) else {
+                return Err(format!(
+                    "step {} writes buffer {o}, which does not exist",
+                    i + 1
+                ));
+            };
+            let name = &self.buffers[o].name;
+            match step {
+                Step::Gemm {
+                    a,
+                    b,
+                    accumulate: true,
+                    ..
+                } => {
+                    if *slot != Some(true) {
+                        return Err(format!(
+                            "step {} accumulates into {name}, which no earlier GEMM wrote",
+                            i + 1
+                        ));
+                    }
+                    if a.buf == o || b.buf == o {
+                        return Err(format!("step {} reads {name} while adding into it", i + 1));
+                    }
+                }
+                _ if slot.is_some()
+                    || matches!(self.buffers[o].role, Role::Input | Role::Param) =>
+                {
+                    return Err(format!("step {} writes {name} a second time", i + 1));
+                }
+                _ => *slot = Some(matches!(step, Step::Gemm { .. })),
+            }
+        }
+        Ok(())
+    }
+
     /// An instruction as the plan prints it (`r0 = exp X`).
     pub fn instr_text(&self, i: &Instr) -> String {
         Named(self, i).to_string()
@@ -335,10 +382,13 @@ impl fmt::Display for Plan {
         for (i, step) in self.steps.iter().enumerate() {
             let out = &self.buffers[step.out()].name;
             match step {
-                Step::Gemm { a, b, .. } => writeln!(
+                Step::Gemm {
+                    a, b, accumulate, ..
+                } => writeln!(
                     f,
-                    "  {}. {out} = gemm {} · {}   (per head)",
+                    "  {}. {out} {}= gemm {} · {}   (per head)",
                     i + 1,
+                    if *accumulate { "+" } else { "" },
                     Named(self, *a),
                     Named(self, *b)
                 )?,

@@ -104,3 +104,58 @@ fn the_plan_prints_and_serializes() {
     let json = serde_json::to_string(&p).unwrap();
     assert!(json.contains("\"transposed\":true"), "{json}");
 }
+
+/// Whether each step is an accumulating GEMM.
+fn accumulates(p: &Plan) -> Vec<bool> {
+    p.steps
+        .iter()
+        .map(|s| {
+            matches!(
+                s,
+                Step::Gemm {
+                    accumulate: true,
+                    ..
+                }
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_sum_of_single_use_gemms_accumulates_into_one_buffer() {
+    let env = [("A", "h,m,m"), ("B", "h,m,m"), ("C", "h,m,m")];
+    let p = plan("(+ (+ (bmm A B) (bmm B C)) (bmm C (T A)))", &env).unwrap();
+    assert_eq!(accumulates(&p), [false, true, true], "{p}");
+    assert_eq!(p.buffers.len(), 4, "no temporaries: {p}");
+    assert_eq!(p.check_writes(), Ok(()));
+    // A repeated gradient slot is summed the same way.
+    let p = plan("(g+ (grad A (bmm B C)) (grad A (bmm C B)))", &env).unwrap();
+    assert_eq!(accumulates(&p), [false, true], "{p}");
+}
+
+#[test]
+fn a_gemm_read_twice_or_summed_with_a_row_term_is_not_accumulated() {
+    let env = [("A", "h,m,m"), ("B", "h,m,m")];
+    let p = plan("(+ (bmm A B) (exp (bmm A B)))", &env).unwrap();
+    assert_eq!(accumulates(&p), [false, false], "{p}");
+    let p = plan("(+ (bmm A B) A)", &env).unwrap();
+    assert_eq!(accumulates(&p), [false, false], "{p}");
+}
+
+#[test]
+fn check_writes_rejects_a_second_write_and_an_accumulate_reading_its_output() {
+    let env = [("A", "h,m,m"), ("B", "h,m,m")];
+    let mut p = plan("(+ (bmm A B) (bmm B A))", &env).unwrap();
+    let good = p.clone();
+    let Step::Gemm { a, out, .. } = &mut p.steps[1] else {
+        panic!("{good}")
+    };
+    a.buf = *out;
+    assert!(p.check_writes().unwrap_err().contains("reads out"));
+    let mut p = good.clone();
+    let Step::Gemm { accumulate, .. } = &mut p.steps[1] else {
+        panic!("{good}")
+    };
+    *accumulate = false;
+    assert!(p.check_writes().unwrap_err().contains("a second time"));
+}

@@ -54,10 +54,13 @@ pub fn plan(p: &Plan) -> String {
     for (k, step) in p.steps.iter().enumerate() {
         let out = &p.buffers[step.out()].name;
         let (label, reads, color): (String, Vec<usize>, &str) = match step {
-            Step::Gemm { a, b, .. } => (
+            Step::Gemm {
+                a, b, accumulate, ..
+            } => (
                 format!(
-                    "{}. gemm\n{out} = {} · {}",
+                    "{}. gemm\n{out} {}= {} · {}",
                     k + 1,
+                    if *accumulate { "+" } else { "" },
                     p.operand_text(*a),
                     p.operand_text(*b)
                 ),

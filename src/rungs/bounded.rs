@@ -20,6 +20,9 @@
 //! - a GEMM entry, a dot product of length k in whatever order and blocking
 //!   matrixmultiply uses, FMA or not: |fl(Σâᵢb̂ᵢ) − Σâᵢb̂ᵢ| ≤ γₖ Σ|âᵢb̂ᵢ|, so
 //!   e = Σ(|aᵢ|e_bᵢ + eₐᵢ|bᵢ| + eₐᵢe_bᵢ) + γₖ Σ(|aᵢ| + eₐᵢ)(|bᵢ| + e_bᵢ) + kη.
+//! - an accumulating GEMM entry (β = 1), c + Σaᵢbᵢ: the old entry ĉ is one more term
+//!   of the sum (k + 1 terms, each through at most k additions and one rounded or
+//!   fused product), so e = e_c + Σ(…as above…) + γₖ₊₁ ((|c| + e_c) + Σ(|aᵢ| + eₐᵢ)(|bᵢ| + e_bᵢ)) + kη.
 //! - transposes and copies: exact.
 //!
 //! `exp` has no bound here (f64's libm is not modeled in this rung): plans with exp
@@ -199,20 +202,30 @@ impl ExecScalar for Bounded {
     }
 
     fn dot(pairs: impl Iterator<Item = (Self, Self)>) -> Self {
-        let (mut v, mut p, mut m, mut k) = (r_zero(), r_zero(), r_zero(), 0);
-        for (a, b) in pairs {
-            p += a.value.abs() * b.err.clone()
-                + a.err.clone() * b.value.abs()
-                + a.err.clone() * b.err.clone();
-            m += a.mag() * b.mag();
-            v += a.value * b.value;
-            k += 1usize;
-        }
-        let under = eta() * Rational::from_integer(BigInt::from(k));
-        Bounded {
-            value: v,
-            err: p + gamma(k) * m + under,
-        }
+        dot_from(Self::zero(), 0, pairs)
+    }
+
+    fn dot_onto(c: Self, pairs: impl Iterator<Item = (Self, Self)>) -> Self {
+        dot_from(c, 1, pairs)
+    }
+}
+
+/// `c + Σ aᵢbᵢ` with `terms` extra summands already in `c` (0: a plain dot product
+/// from an exact zero; 1: an accumulated entry).
+fn dot_from(c: Bounded, terms: usize, pairs: impl Iterator<Item = (Bounded, Bounded)>) -> Bounded {
+    let (mut v, mut p, mut m, mut k) = (c.value.clone(), c.err.clone(), c.mag(), 0);
+    for (a, b) in pairs {
+        p += a.value.abs() * b.err.clone()
+            + a.err.clone() * b.value.abs()
+            + a.err.clone() * b.err.clone();
+        m += a.mag() * b.mag();
+        v += a.value * b.value;
+        k += 1usize;
+    }
+    let under = eta() * Rational::from_integer(BigInt::from(k));
+    Bounded {
+        value: v,
+        err: p + gamma(k + terms) * m + under,
     }
 }
 

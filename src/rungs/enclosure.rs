@@ -14,11 +14,15 @@
 //! and decreases in R, `[Lⱼ/(Lⱼ + Σ_{k≠j} Uₖ), Uⱼ/(Uⱼ + Σ_{k≠j} Lₖ)]` encloses it.
 //!
 //! **The f64 kernel** ([`crate::exec::kernels`]) computes `tⱼ = fl(xⱼ − m)`, within
-//! u|yⱼ| of yⱼ; `êⱼ = exp(tⱼ)` by libm, assumed within 1 ulp (relative 2u, plus the
-//! subnormal spacing η below the normal range); `Ŝ = Σ êₖ` left to right, within
+//! u|yⱼ| of yⱼ; `êⱼ = exp(tⱼ)` by the runtime's vectorized exp, within
+//! [`EXP_ULPS`] ulps (relative ε = 2·EXP_ULPS·u, plus the subnormal spacing η below
+//! the normal range: checked by [`check_exp`]); `Ŝ = Σ êₖ` in any order, within
 //! γₙ₋₁ Ŝ-relative of the exact sum of the êₖ (all positive); `ŝⱼ = fl(êⱼ/Ŝ)`. So
-//! `ŝⱼ ∈ [Lⱼ′(1−u)/S_hi − η, Uⱼ′(1+u)/S_lo + η]` with `Lⱼ′ = exp_lo(yⱼ(1+u))(1−2u) − η`,
-//! `Uⱼ′ = exp_hi(yⱼ(1−u))(1+2u) + η`, `S_lo = (1−γₙ₋₁)Σ L′`, `S_hi = (1+γₙ₋₁)Σ U′`.
+//! `ŝⱼ ∈ [Lⱼ′(1−u)/S_hi − η, Uⱼ′(1+u)/S_lo + η]` with `Lⱼ′ = exp_lo(yⱼ(1+u))(1−ε) − η`,
+//! `Uⱼ′ = exp_hi(yⱼ(1−u))(1+ε) + η`, `S_lo = (1−γₙ₋₁)Σ L′`, `S_hi = (1+γₙ₋₁)Σ U′`.
+//!
+//! **The exp itself** ([`check_exp`]): each ê of an `exp_sum` path on sample points
+//! lies within EXP_ULPS · 2⁻⁵² · lo (+ η) of the exact enclosure [lo, hi] of exp.
 //! The rung checks ŝⱼ lies there, and reports as `worst` its distance outside the
 //! exact enclosure over the widening (≤ 1 when it passes).
 
@@ -26,6 +30,7 @@ use super::bounded::gamma;
 use super::{random_inputs, to_rational, F64Run, RungConfig, RungCount, RungError};
 use crate::exec::{exec_f64, Tensors};
 use crate::ir::{Expr, Op};
+use crate::kernels::runtime::EXP_ULPS;
 use crate::lower::Plan;
 use crate::manifest::Built;
 use crate::scalar::Rational;
@@ -94,6 +99,78 @@ pub fn exp_bounds(y: &Rational) -> Option<(Rational, Rational)> {
     Some((lo, hi))
 }
 
+/// ε = EXP_ULPS · 2⁻⁵², the runtime exp's relative error bound.
+fn exp_eps() -> Rational {
+    Rational::from_float(EXP_ULPS).unwrap_or_else(Rational::one) * pow2(-52)
+}
+
+/// Checks `exp` (an `exp_sum` path: exponentiates a slice in place) at every point
+/// of `xs` against the exact enclosure of exp: each ê must lie within
+/// EXP_ULPS · 2⁻⁵² · lo (+ η, the subnormal spacing) of [lo, hi]. Returns the worst
+/// measured error in ulps over the normal results (distance outside [lo, hi] over
+/// 2⁻⁵² · lo, a rigorous lower bound of the true error), or the first point outside.
+pub fn check_exp(exp: &dyn Fn(&mut [f64]) -> f64, xs: &[f64]) -> Result<f64, String> {
+    let mut got = xs.to_vec();
+    exp(&mut got);
+    let eta = pow2(-1074);
+    let mut worst: f64 = 0.0;
+    for (x, e) in xs.iter().zip(&got) {
+        let q = crate::scalar::f64_to_rational(*x).map_err(|w| format!("exp({x}): {w}"))?;
+        let (lo, hi) = exp_bounds(&q).ok_or_else(|| format!("exp({x}): out of range"))?;
+        let e_q = crate::scalar::f64_to_rational(*e).map_err(|w| format!("exp({x}) = {e}: {w}"))?;
+        let outside = (lo.clone() - e_q.clone())
+            .max(e_q - hi)
+            .max(Rational::zero());
+        let allowed = exp_eps() * lo.clone() + eta.clone();
+        if outside > allowed {
+            return Err(format!(
+                "exp({x:e}) = {e:e} is {:e} outside the exact enclosure, beyond {EXP_ULPS} ulps",
+                outside.to_f64().unwrap_or(f64::INFINITY)
+            ));
+        }
+        if lo >= pow2(-1022) {
+            let ulps = outside / (lo * pow2(-52));
+            worst = worst.max(ulps.to_f64().unwrap_or(f64::INFINITY));
+        }
+    }
+    Ok(worst)
+}
+
+/// Sample points over the softmax exp's domain: x ≤ 0 down to past the underflow
+/// point (−745.2), uniform, log-uniform in magnitude, around the reduction boundaries
+/// (k ± 1/2)·ln2, through the subnormal range, and the edges.
+pub fn exp_domain_samples(count: usize, seed: u64) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut xs = vec![
+        0.0,
+        -0.0,
+        -f64::MIN_POSITIVE,
+        -1e-300,
+        -1e-16,
+        -0.5,
+        -708.39,
+        -708.4,
+        -745.13,
+        -745.14,
+        -745.2,
+        -746.0,
+    ];
+    for i in 0..count {
+        let x: f64 = match i % 4 {
+            0 => rng.gen_range(-745.2..=0.0),
+            1 => -(10f64.powf(rng.gen_range(-300.0..2.87))),
+            2 => {
+                let k = f64::from(rng.gen_range(-1075i32..=0));
+                let near = (k + 0.5) * std::f64::consts::LN_2;
+                near + rng.gen_range(-1e-12..1e-12)
+            }
+            _ => rng.gen_range(-745.2..=-708.0),
+        };
+        xs.push(x.min(0.0));
+    }
+    xs
+}
+
 /// Checks one row of f64 softmax output `s` for inputs `x`; returns the measured
 /// ratio or why it fails.
 fn check_row(x: &[Rational], s: &[f64]) -> Result<f64, String> {
@@ -110,9 +187,8 @@ fn check_row(x: &[Rational], s: &[f64]) -> Result<f64, String> {
         let (l, h) = exp_bounds(&y).ok_or("exp argument above 1000")?;
         let (lw, _) = exp_bounds(&(y.clone() * (one.clone() + u.clone()))).ok_or("exp range")?;
         let (_, hw) = exp_bounds(&(y * (one.clone() - u.clone()))).ok_or("exp range")?;
-        let two_u = u.clone() * Rational::from_integer(BigInt::from(2));
-        let lw = (lw * (one.clone() - two_u.clone()) - eta.clone()).max(Rational::zero());
-        let hw = hw * (one.clone() + two_u) + eta.clone();
+        let lw = (lw * (one.clone() - exp_eps()) - eta.clone()).max(Rational::zero());
+        let hw = hw * (one.clone() + exp_eps()) + eta.clone();
         exact.push((l, h));
         widened.push((lw, hw));
     }
@@ -245,6 +321,93 @@ mod tests {
         assert!(exp_bounds(&q(2000, 1)).is_none());
     }
 
+    use crate::kernels::runtime::{exp_sum, exp_sum_portable, exp_sum_scalar_fma};
+
+    #[test]
+    fn every_exp_path_is_within_exp_ulps_over_the_softmax_domain() {
+        let xs = exp_domain_samples(300, 11);
+        for (name, path) in [
+            ("dispatched", exp_sum as fn(&mut [f64]) -> f64),
+            ("scalar fma", exp_sum_scalar_fma),
+            ("portable", exp_sum_portable),
+        ] {
+            let worst = check_exp(&path, &xs).unwrap_or_else(|e| panic!("{name}: {e}"));
+            println!("{name}: worst {worst} ulps");
+            assert!(worst <= EXP_ULPS, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_exp_off_by_2_to_the_10_ulps_is_rejected() {
+        let xs = exp_domain_samples(40, 12);
+        let off = |v: &mut [f64]| {
+            let s = exp_sum(v);
+            for e in v.iter_mut() {
+                *e *= 1.0 + f64::EPSILON * 1024.0;
+            }
+            s
+        };
+        let err = check_exp(&off, &xs).unwrap_err();
+        assert!(err.contains("beyond"), "{err}");
+        // Two ulps off is caught too: the check has no slack beyond EXP_ULPS.
+        let two = |v: &mut [f64]| {
+            exp_sum(v);
+            v.iter_mut()
+                .for_each(|e| *e *= 1.0 + f64::EPSILON * (EXP_ULPS + 1.0));
+            0.0
+        };
+        assert!(check_exp(&two, &xs).is_err());
+    }
+
+    /// The manifest's softmax forward, built.
+    fn softmax_forward() -> Built {
+        let manifest = crate::manifest::Manifest::embedded().unwrap();
+        let rules = crate::rules::RuleSet::embedded().unwrap();
+        manifest
+            .kernel("softmax_last")
+            .unwrap()
+            .build(
+                crate::manifest::KernelMode::Forward,
+                &rules,
+                &crate::derive::Limits::default(),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn rung_d_rejects_a_softmax_whose_exp_is_off_by_2_to_the_10_ulps() {
+        let plan = softmax_forward().plan;
+        // The f64 softmax with each exp value scaled by 1 + 2¹⁰·2⁻⁵² before the sum,
+        // except the row's last entry.
+        let run = |i: &Tensors<f64>| {
+            let x = &i["X"];
+            let n = x.dims()[2].max(1);
+            let mut data = x.data().to_vec();
+            for row in data.chunks_mut(n) {
+                let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                row.iter_mut().for_each(|v| *v -= m);
+                exp_sum(row);
+                let last = row.len() - 1;
+                row[..last]
+                    .iter_mut()
+                    .for_each(|e| *e *= 1.0 + f64::EPSILON * 1024.0);
+                let total: f64 = row.iter().sum();
+                row.iter_mut().for_each(|e| *e /= total);
+            }
+            let out = crate::tensor::Tensor::new(x.dims(), data)?;
+            Ok([("out".to_string(), out)].into_iter().collect())
+        };
+        let cfg = RungConfig {
+            cases: 16,
+            seed: 3,
+            max_dim: 4,
+        };
+        let c = check_softmax_enclosure(&plan, &run, "X", &cfg).unwrap();
+        assert!(c.passed < c.cases / 2, "{c:?}");
+        let good = check_softmax_enclosure(&plan, &|i| exec_f64(&plan, i), "X", &cfg).unwrap();
+        assert!(good.holds(), "{good:?}");
+    }
+
     #[test]
     fn the_enclosure_rejects_a_wrong_softmax() {
         let x = [q(0, 1), q(-1, 1)];
@@ -262,18 +425,7 @@ mod tests {
             seed: 3,
             max_dim: 4,
         };
-        let manifest = crate::manifest::Manifest::embedded().unwrap();
-        let rules = crate::rules::RuleSet::embedded().unwrap();
-        let built = manifest
-            .kernel("softmax_last")
-            .unwrap()
-            .build(
-                crate::manifest::KernelMode::Forward,
-                &rules,
-                &crate::derive::Limits::default(),
-            )
-            .unwrap();
-        let c = rung_softmax_enclosure(&built, &cfg).unwrap();
+        let c = rung_softmax_enclosure(&softmax_forward(), &cfg).unwrap();
         assert!(c.holds(), "{c:?}");
         assert!(c.worst.unwrap_or(0.0) <= 1.0);
     }

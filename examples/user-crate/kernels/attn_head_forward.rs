@@ -33,35 +33,35 @@ use super::runtime::{self, KernelError, Tensor3};
 
 /// `attn_head_forward` on row-major slices. Inputs: `K` (h×n×d), `M` (h×m×n), `Q` (h×m×d), `V` (h×n×e). Outputs: `P` (h×m×n), `out` (h×m×e).
 ///
-/// Every length is checked against the dims (an error, never a panic). Error bound: each
+/// Allocates nothing: outputs are written in place, row registers come from each
+/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
 /// operation (`fderiv verify` checks the composed bound).
-pub fn attn_head_forward_into(h: usize, n: usize, d: usize, m: usize, e: usize, c: f64, k: &[f64], m_: &[f64], q: &[f64], v: &[f64], p: &mut [f64], out: &mut [f64]) -> Result<(), KernelError> {
+pub fn attn_head_forward_into(h: usize, n: usize, d: usize, m: usize, e: usize, c: f64, k: &[f64], m_: &[f64], q: &[f64], v: &[f64], p: &mut [f64], out: &mut [f64], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
     runtime::check_len("K", k.len(), [h, n, d])?;
     runtime::check_len("M", m_.len(), [h, m, n])?;
     runtime::check_len("Q", q.len(), [h, m, d])?;
     runtime::check_len("V", v.len(), [h, n, e])?;
     runtime::check_len("P", p.len(), [h, m, n])?;
     runtime::check_len("out", out.len(), [h, m, e])?;
-    let mut t0 = vec![0.0; runtime::size("t0", [h, m, n])?];
+    let [t0] = ws.buffers([runtime::size("t0", [h, m, n])?]);
     // 1. t0 = Q · Kᵀ per head
-    runtime::bmm([h, m, d, n], q, false, k, true, &mut t0)?;
+    runtime::bmm([h, m, d, n], q, false, k, true, &mut *t0, false)?;
     // 2. P = a fused pass over each row
-    runtime::row_pass(p, n, || -> [Vec<f64>; 3] { std::array::from_fn(|_| vec![0.0; n]) }, |row, out, regs| {
-        let [r0, r1, r2] = regs;
+    runtime::row_pass(p, n, |row, out, [r0, r1]: [&mut [f64]; 2]| {
+        let r2 = out;
         let m_ = runtime::row(m_, row, n);
-        let t0 = runtime::row(&t0, row, n);
+        let t0 = runtime::row(&*t0, row, n);
         for j in 0..n { r0[j] = (c) * (t0[j]); }
         for j in 0..n { r1[j] = (r0[j]) + (m_[j]); }
         let mut top = f64::NEG_INFINITY;
         for j in 0..n { top = top.max(r1[j]); }
-        let mut total = 0.0_f64;
-        for j in 0..n { r2[j] = (r1[j] - top).exp(); total += r2[j]; }
+        for j in 0..n { r2[j] = r1[j] - top; }
+        let total = runtime::exp_sum(r2);
         for j in 0..n { r2[j] /= total; }
-        out.copy_from_slice(r2);
     });
     // 3. out = P · V per head
-    runtime::bmm([h, m, n, e], p, false, v, false, out)?;
+    runtime::bmm([h, m, n, e], p, false, v, false, out, false)?;
     Ok(())
 }
 
@@ -82,7 +82,8 @@ pub fn attn_head_forward(k: &Tensor3, m_: &Tensor3, q: &Tensor3, v: &Tensor3, c:
     let e = v.dims[2];
     let mut p = Tensor3::zeros("P", [h, m, n])?;
     let mut out = Tensor3::zeros("out", [h, m, e])?;
-    attn_head_forward_into(h, n, d, m, e, c, &k.data, &m_.data, &q.data, &v.data, &mut p.data, &mut out.data)?;
+    let mut ws = runtime::Workspace::default();
+    attn_head_forward_into(h, n, d, m, e, c, &k.data, &m_.data, &q.data, &v.data, &mut p.data, &mut out.data, &mut ws)?;
     Ok((p, out))
 }
 
@@ -91,6 +92,18 @@ pub const ATTN_HEAD_FORWARD_INPUTS: &[&str] = &["K", "M", "Q", "V", "c"];
 
 /// The outputs of [`attn_head_forward`], in order.
 pub const ATTN_HEAD_FORWARD_OUTPUTS: &[&str] = &["P", "out"];
+
+/// The named dims of [`attn_head_forward`], in the slice form's order.
+pub const ATTN_HEAD_FORWARD_DIMS: &[&str] = &["h", "n", "d", "m", "e"];
+
+/// The dims of each input of [`attn_head_forward`].
+pub const ATTN_HEAD_FORWARD_INPUT_DIMS: &[[&str; 3]] = &[["h", "n", "d"], ["h", "m", "n"], ["h", "m", "d"], ["h", "n", "e"], ["1", "1", "1"]];
+
+/// The dims of each output of [`attn_head_forward`].
+pub const ATTN_HEAD_FORWARD_OUTPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"], ["h", "m", "e"]];
+
+/// The dims [h, m, k, p] of each GEMM step of [`attn_head_forward`].
+pub const ATTN_HEAD_FORWARD_GEMMS: &[[&str; 4]] = &[["h", "m", "d", "n"], ["h", "m", "n", "e"]];
 
 /// [`attn_head_forward`] with inputs and outputs as slices in the orders above.
 pub fn attn_head_forward_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> {
@@ -105,4 +118,36 @@ pub fn attn_head_forward_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, Kernel
             found: inputs.len(),
         }),
     }
+}
+
+/// [`attn_head_forward_into`] on tensors in the orders above, writing into `outputs` (their
+/// dims checked) with temporaries from `ws`: repeated calls allocate nothing.
+pub fn attn_head_forward_dyn_into(inputs: &[&Tensor3], outputs: &mut [Tensor3], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
+    let ([k, m_, q, v, c], [p, out]) = (inputs, outputs) else {
+        return Err(KernelError::Arity {
+            kernel: "attn_head_forward",
+            expected: 5,
+            found: inputs.len(),
+        });
+    };
+    let h = k.dims[0];
+    let n = k.dims[1];
+    let d = k.dims[2];
+    runtime::same_dim("M", m_.dims, 0, "h", h)?;
+    let m = m_.dims[1];
+    runtime::same_dim("M", m_.dims, 2, "n", n)?;
+    runtime::same_dim("Q", q.dims, 0, "h", h)?;
+    runtime::same_dim("Q", q.dims, 1, "m", m)?;
+    runtime::same_dim("Q", q.dims, 2, "d", d)?;
+    runtime::same_dim("V", v.dims, 0, "h", h)?;
+    runtime::same_dim("V", v.dims, 1, "n", n)?;
+    let e = v.dims[2];
+    runtime::same_dim("P", p.dims, 0, "h", h)?;
+    runtime::same_dim("P", p.dims, 1, "m", m)?;
+    runtime::same_dim("P", p.dims, 2, "n", n)?;
+    runtime::same_dim("out", out.dims, 0, "h", h)?;
+    runtime::same_dim("out", out.dims, 1, "m", m)?;
+    runtime::same_dim("out", out.dims, 2, "e", e)?;
+    let c = runtime::scalar("c", c)?;
+    attn_head_forward_into(h, n, d, m, e, c, &k.data, &m_.data, &q.data, &v.data, &mut p.data, &mut out.data, ws)
 }

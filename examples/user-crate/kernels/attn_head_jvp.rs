@@ -21,8 +21,6 @@
 //!   t0   temp    h×m×n
 //!   t1   temp    h×m×n
 //!   t2   temp    h×m×n
-//!   t3   temp    h×m×e
-//!   t4   temp    h×m×e
 //!   out  output  h×m×e
 //! steps:
 //!   1. t0 = gemm dQ · Kᵀ   (per head)
@@ -37,11 +35,8 @@
 //!        r5 = dM + r4
 //!        r6 = P * r5
 //!        store r6
-//!   4. t3 = gemm t2 · V   (per head)
-//!   5. t4 = gemm P · dV   (per head)
-//!   6. out = row pass, per row:
-//!        r0 = t4 + t3
-//!        store r0
+//!   4. out = gemm P · dV   (per head)
+//!   5. out += gemm t2 · V   (per head)
 //! ```
 
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
@@ -50,10 +45,11 @@ use super::runtime::{self, KernelError, Tensor3};
 
 /// `attn_head_jvp` on row-major slices. Inputs: `K` (h×n×d), `P` (h×m×n), `Q` (h×m×d), `V` (h×n×e), `dK` (h×n×d), `dM` (h×m×n), `dQ` (h×m×d), `dV` (h×n×e). Outputs: `out` (h×m×e).
 ///
-/// Every length is checked against the dims (an error, never a panic). Error bound: each
+/// Allocates nothing: outputs are written in place, row registers come from each
+/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
 /// operation (`fderiv verify` checks the composed bound).
-pub fn attn_head_jvp_into(h: usize, n: usize, d: usize, m: usize, e: usize, c: f64, k: &[f64], p: &[f64], q: &[f64], v: &[f64], d_k: &[f64], d_m: &[f64], d_q: &[f64], d_v: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+pub fn attn_head_jvp_into(h: usize, n: usize, d: usize, m: usize, e: usize, c: f64, k: &[f64], p: &[f64], q: &[f64], v: &[f64], d_k: &[f64], d_m: &[f64], d_q: &[f64], d_v: &[f64], out: &mut [f64], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
     runtime::check_len("K", k.len(), [h, n, d])?;
     runtime::check_len("P", p.len(), [h, m, n])?;
     runtime::check_len("Q", q.len(), [h, m, d])?;
@@ -63,22 +59,18 @@ pub fn attn_head_jvp_into(h: usize, n: usize, d: usize, m: usize, e: usize, c: f
     runtime::check_len("dQ", d_q.len(), [h, m, d])?;
     runtime::check_len("dV", d_v.len(), [h, n, e])?;
     runtime::check_len("out", out.len(), [h, m, e])?;
-    let mut t0 = vec![0.0; runtime::size("t0", [h, m, n])?];
-    let mut t1 = vec![0.0; runtime::size("t1", [h, m, n])?];
-    let mut t2 = vec![0.0; runtime::size("t2", [h, m, n])?];
-    let mut t3 = vec![0.0; runtime::size("t3", [h, m, e])?];
-    let mut t4 = vec![0.0; runtime::size("t4", [h, m, e])?];
+    let [t0, t1, t2] = ws.buffers([runtime::size("t0", [h, m, n])?, runtime::size("t1", [h, m, n])?, runtime::size("t2", [h, m, n])?]);
     // 1. t0 = dQ · Kᵀ per head
-    runtime::bmm([h, m, d, n], d_q, false, k, true, &mut t0)?;
+    runtime::bmm([h, m, d, n], d_q, false, k, true, &mut *t0, false)?;
     // 2. t1 = Q · dKᵀ per head
-    runtime::bmm([h, m, d, n], q, false, d_k, true, &mut t1)?;
+    runtime::bmm([h, m, d, n], q, false, d_k, true, &mut *t1, false)?;
     // 3. t2 = a fused pass over each row
-    runtime::row_pass(&mut t2, n, || -> [Vec<f64>; 7] { std::array::from_fn(|_| vec![0.0; n]) }, |row, out, regs| {
-        let [r0, r1, r2, r3, r4, r5, r6] = regs;
+    runtime::row_pass(&mut *t2, n, |row, out, [r0, r1, r2, r3, r4, r5]: [&mut [f64]; 6]| {
+        let r6 = out;
         let p = runtime::row(p, row, n);
         let d_m = runtime::row(d_m, row, n);
-        let t0 = runtime::row(&t0, row, n);
-        let t1 = runtime::row(&t1, row, n);
+        let t0 = runtime::row(&*t0, row, n);
+        let t1 = runtime::row(&*t1, row, n);
         for j in 0..n { r0[j] = (t1[j]) + (t0[j]); }
         for j in 0..n { r1[j] = (c) * (r0[j]); }
         for j in 0..n { r2[j] = (d_m[j]) + (r1[j]); }
@@ -88,20 +80,11 @@ pub fn attn_head_jvp_into(h: usize, n: usize, d: usize, m: usize, e: usize, c: f
         for j in 0..n { r4[j] = (r1[j]) - (s0); }
         for j in 0..n { r5[j] = (d_m[j]) + (r4[j]); }
         for j in 0..n { r6[j] = (p[j]) * (r5[j]); }
-        out.copy_from_slice(r6);
     });
-    // 4. t3 = t2 · V per head
-    runtime::bmm([h, m, n, e], &t2, false, v, false, &mut t3)?;
-    // 5. t4 = P · dV per head
-    runtime::bmm([h, m, n, e], p, false, d_v, false, &mut t4)?;
-    // 6. out = a fused pass over each row
-    runtime::row_pass(out, e, || -> [Vec<f64>; 1] { std::array::from_fn(|_| vec![0.0; e]) }, |row, out, regs| {
-        let [r0] = regs;
-        let t3 = runtime::row(&t3, row, e);
-        let t4 = runtime::row(&t4, row, e);
-        for j in 0..e { r0[j] = (t4[j]) + (t3[j]); }
-        out.copy_from_slice(r0);
-    });
+    // 4. out = P · dV per head
+    runtime::bmm([h, m, n, e], p, false, d_v, false, out, false)?;
+    // 5. out += t2 · V per head
+    runtime::bmm([h, m, n, e], &*t2, false, v, false, out, true)?;
     Ok(())
 }
 
@@ -133,7 +116,8 @@ pub fn attn_head_jvp(k: &Tensor3, p: &Tensor3, q: &Tensor3, v: &Tensor3, d_k: &T
     runtime::same_dim("dV", d_v.dims, 1, "n", n)?;
     runtime::same_dim("dV", d_v.dims, 2, "e", e)?;
     let mut out = Tensor3::zeros("out", [h, m, e])?;
-    attn_head_jvp_into(h, n, d, m, e, c, &k.data, &p.data, &q.data, &v.data, &d_k.data, &d_m.data, &d_q.data, &d_v.data, &mut out.data)?;
+    let mut ws = runtime::Workspace::default();
+    attn_head_jvp_into(h, n, d, m, e, c, &k.data, &p.data, &q.data, &v.data, &d_k.data, &d_m.data, &d_q.data, &d_v.data, &mut out.data, &mut ws)?;
     Ok(out)
 }
 
@@ -142,6 +126,18 @@ pub const ATTN_HEAD_JVP_INPUTS: &[&str] = &["K", "P", "Q", "V", "dK", "dM", "dQ"
 
 /// The outputs of [`attn_head_jvp`], in order.
 pub const ATTN_HEAD_JVP_OUTPUTS: &[&str] = &["out"];
+
+/// The named dims of [`attn_head_jvp`], in the slice form's order.
+pub const ATTN_HEAD_JVP_DIMS: &[&str] = &["h", "n", "d", "m", "e"];
+
+/// The dims of each input of [`attn_head_jvp`].
+pub const ATTN_HEAD_JVP_INPUT_DIMS: &[[&str; 3]] = &[["h", "n", "d"], ["h", "m", "n"], ["h", "m", "d"], ["h", "n", "e"], ["h", "n", "d"], ["h", "m", "n"], ["h", "m", "d"], ["h", "n", "e"], ["1", "1", "1"]];
+
+/// The dims of each output of [`attn_head_jvp`].
+pub const ATTN_HEAD_JVP_OUTPUT_DIMS: &[[&str; 3]] = &[["h", "m", "e"]];
+
+/// The dims [h, m, k, p] of each GEMM step of [`attn_head_jvp`].
+pub const ATTN_HEAD_JVP_GEMMS: &[[&str; 4]] = &[["h", "m", "d", "n"], ["h", "m", "d", "n"], ["h", "m", "n", "e"], ["h", "m", "n", "e"]];
 
 /// [`attn_head_jvp`] with inputs and outputs as slices in the orders above.
 pub fn attn_head_jvp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> {
@@ -153,4 +149,45 @@ pub fn attn_head_jvp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelErro
             found: inputs.len(),
         }),
     }
+}
+
+/// [`attn_head_jvp_into`] on tensors in the orders above, writing into `outputs` (their
+/// dims checked) with temporaries from `ws`: repeated calls allocate nothing.
+pub fn attn_head_jvp_dyn_into(inputs: &[&Tensor3], outputs: &mut [Tensor3], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
+    let ([k, p, q, v, d_k, d_m, d_q, d_v, c], [out]) = (inputs, outputs) else {
+        return Err(KernelError::Arity {
+            kernel: "attn_head_jvp",
+            expected: 9,
+            found: inputs.len(),
+        });
+    };
+    let h = k.dims[0];
+    let n = k.dims[1];
+    let d = k.dims[2];
+    runtime::same_dim("P", p.dims, 0, "h", h)?;
+    let m = p.dims[1];
+    runtime::same_dim("P", p.dims, 2, "n", n)?;
+    runtime::same_dim("Q", q.dims, 0, "h", h)?;
+    runtime::same_dim("Q", q.dims, 1, "m", m)?;
+    runtime::same_dim("Q", q.dims, 2, "d", d)?;
+    runtime::same_dim("V", v.dims, 0, "h", h)?;
+    runtime::same_dim("V", v.dims, 1, "n", n)?;
+    let e = v.dims[2];
+    runtime::same_dim("dK", d_k.dims, 0, "h", h)?;
+    runtime::same_dim("dK", d_k.dims, 1, "n", n)?;
+    runtime::same_dim("dK", d_k.dims, 2, "d", d)?;
+    runtime::same_dim("dM", d_m.dims, 0, "h", h)?;
+    runtime::same_dim("dM", d_m.dims, 1, "m", m)?;
+    runtime::same_dim("dM", d_m.dims, 2, "n", n)?;
+    runtime::same_dim("dQ", d_q.dims, 0, "h", h)?;
+    runtime::same_dim("dQ", d_q.dims, 1, "m", m)?;
+    runtime::same_dim("dQ", d_q.dims, 2, "d", d)?;
+    runtime::same_dim("dV", d_v.dims, 0, "h", h)?;
+    runtime::same_dim("dV", d_v.dims, 1, "n", n)?;
+    runtime::same_dim("dV", d_v.dims, 2, "e", e)?;
+    runtime::same_dim("out", out.dims, 0, "h", h)?;
+    runtime::same_dim("out", out.dims, 1, "m", m)?;
+    runtime::same_dim("out", out.dims, 2, "e", e)?;
+    let c = runtime::scalar("c", c)?;
+    attn_head_jvp_into(h, n, d, m, e, c, &k.data, &p.data, &q.data, &v.data, &d_k.data, &d_m.data, &d_q.data, &d_v.data, &mut out.data, ws)
 }

@@ -47,10 +47,11 @@ use super::runtime::{self, KernelError, Tensor3};
 
 /// `attn_head_vjp` on row-major slices. Inputs: `K` (h×n×d), `P` (h×m×n), `Q` (h×m×d), `V` (h×n×e), `G` (h×m×e). Outputs: `gM` (h×m×n), `gK` (h×n×d), `gQ` (h×m×d), `gV` (h×n×e).
 ///
-/// Every length is checked against the dims (an error, never a panic). Error bound: each
+/// Allocates nothing: outputs are written in place, row registers come from each
+/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
 /// operation (`fderiv verify` checks the composed bound).
-pub fn attn_head_vjp_into(h: usize, m: usize, e: usize, n: usize, d: usize, c: f64, k: &[f64], p: &[f64], q: &[f64], v: &[f64], g: &[f64], g_m: &mut [f64], g_k: &mut [f64], g_q: &mut [f64], g_v: &mut [f64]) -> Result<(), KernelError> {
+pub fn attn_head_vjp_into(h: usize, m: usize, e: usize, n: usize, d: usize, c: f64, k: &[f64], p: &[f64], q: &[f64], v: &[f64], g: &[f64], g_m: &mut [f64], g_k: &mut [f64], g_q: &mut [f64], g_v: &mut [f64], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
     runtime::check_len("K", k.len(), [h, n, d])?;
     runtime::check_len("P", p.len(), [h, m, n])?;
     runtime::check_len("Q", q.len(), [h, m, d])?;
@@ -60,43 +61,38 @@ pub fn attn_head_vjp_into(h: usize, m: usize, e: usize, n: usize, d: usize, c: f
     runtime::check_len("gK", g_k.len(), [h, n, d])?;
     runtime::check_len("gQ", g_q.len(), [h, m, d])?;
     runtime::check_len("gV", g_v.len(), [h, n, e])?;
-    let mut t0 = vec![0.0; runtime::size("t0", [h, m, n])?];
-    let mut t1 = vec![0.0; runtime::size("t1", [h, n, d])?];
-    let mut t2 = vec![0.0; runtime::size("t2", [h, m, d])?];
+    let [t0, t1, t2] = ws.buffers([runtime::size("t0", [h, m, n])?, runtime::size("t1", [h, n, d])?, runtime::size("t2", [h, m, d])?]);
     // 1. t0 = G · Vᵀ per head
-    runtime::bmm([h, m, e, n], g, false, v, true, &mut t0)?;
+    runtime::bmm([h, m, e, n], g, false, v, true, &mut *t0, false)?;
     // 2. gM = a fused pass over each row
-    runtime::row_pass(g_m, n, || -> [Vec<f64>; 3] { std::array::from_fn(|_| vec![0.0; n]) }, |row, out, regs| {
-        let [r0, r1, r2] = regs;
+    runtime::row_pass(g_m, n, |row, out, [r0, r1]: [&mut [f64]; 2]| {
+        let r2 = out;
         let p = runtime::row(p, row, n);
-        let t0 = runtime::row(&t0, row, n);
+        let t0 = runtime::row(&*t0, row, n);
         for j in 0..n { r0[j] = (p[j]) * (t0[j]); }
         let mut s0 = 0.0_f64;
         for j in 0..n { s0 += r0[j]; }
         for j in 0..n { r1[j] = (t0[j]) - (s0); }
         for j in 0..n { r2[j] = (p[j]) * (r1[j]); }
-        out.copy_from_slice(r2);
     });
     // 3. t1 = gMᵀ · Q per head
-    runtime::bmm([h, n, m, d], g_m, true, q, false, &mut t1)?;
+    runtime::bmm([h, n, m, d], g_m, true, q, false, &mut *t1, false)?;
     // 4. gK = a fused pass over each row
-    runtime::row_pass(g_k, d, || -> [Vec<f64>; 1] { std::array::from_fn(|_| vec![0.0; d]) }, |row, out, regs| {
-        let [r0] = regs;
-        let t1 = runtime::row(&t1, row, d);
+    runtime::row_pass(g_k, d, |row, out, []: [&mut [f64]; 0]| {
+        let r0 = out;
+        let t1 = runtime::row(&*t1, row, d);
         for j in 0..d { r0[j] = (c) * (t1[j]); }
-        out.copy_from_slice(r0);
     });
     // 5. t2 = gM · K per head
-    runtime::bmm([h, m, n, d], g_m, false, k, false, &mut t2)?;
+    runtime::bmm([h, m, n, d], g_m, false, k, false, &mut *t2, false)?;
     // 6. gQ = a fused pass over each row
-    runtime::row_pass(g_q, d, || -> [Vec<f64>; 1] { std::array::from_fn(|_| vec![0.0; d]) }, |row, out, regs| {
-        let [r0] = regs;
-        let t2 = runtime::row(&t2, row, d);
+    runtime::row_pass(g_q, d, |row, out, []: [&mut [f64]; 0]| {
+        let r0 = out;
+        let t2 = runtime::row(&*t2, row, d);
         for j in 0..d { r0[j] = (c) * (t2[j]); }
-        out.copy_from_slice(r0);
     });
     // 7. gV = Pᵀ · G per head
-    runtime::bmm([h, n, m, e], p, true, g, false, g_v)?;
+    runtime::bmm([h, n, m, e], p, true, g, false, g_v, false)?;
     Ok(())
 }
 
@@ -122,7 +118,8 @@ pub fn attn_head_vjp(k: &Tensor3, p: &Tensor3, q: &Tensor3, v: &Tensor3, g: &Ten
     let mut g_k = Tensor3::zeros("gK", [h, n, d])?;
     let mut g_q = Tensor3::zeros("gQ", [h, m, d])?;
     let mut g_v = Tensor3::zeros("gV", [h, n, e])?;
-    attn_head_vjp_into(h, m, e, n, d, c, &k.data, &p.data, &q.data, &v.data, &g.data, &mut g_m.data, &mut g_k.data, &mut g_q.data, &mut g_v.data)?;
+    let mut ws = runtime::Workspace::default();
+    attn_head_vjp_into(h, m, e, n, d, c, &k.data, &p.data, &q.data, &v.data, &g.data, &mut g_m.data, &mut g_k.data, &mut g_q.data, &mut g_v.data, &mut ws)?;
     Ok((g_m, g_k, g_q, g_v))
 }
 
@@ -131,6 +128,18 @@ pub const ATTN_HEAD_VJP_INPUTS: &[&str] = &["K", "P", "Q", "V", "G", "c"];
 
 /// The outputs of [`attn_head_vjp`], in order.
 pub const ATTN_HEAD_VJP_OUTPUTS: &[&str] = &["gM", "gK", "gQ", "gV"];
+
+/// The named dims of [`attn_head_vjp`], in the slice form's order.
+pub const ATTN_HEAD_VJP_DIMS: &[&str] = &["h", "m", "e", "n", "d"];
+
+/// The dims of each input of [`attn_head_vjp`].
+pub const ATTN_HEAD_VJP_INPUT_DIMS: &[[&str; 3]] = &[["h", "n", "d"], ["h", "m", "n"], ["h", "m", "d"], ["h", "n", "e"], ["h", "m", "e"], ["1", "1", "1"]];
+
+/// The dims of each output of [`attn_head_vjp`].
+pub const ATTN_HEAD_VJP_OUTPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"], ["h", "n", "d"], ["h", "m", "d"], ["h", "n", "e"]];
+
+/// The dims [h, m, k, p] of each GEMM step of [`attn_head_vjp`].
+pub const ATTN_HEAD_VJP_GEMMS: &[[&str; 4]] = &[["h", "m", "e", "n"], ["h", "n", "m", "d"], ["h", "m", "n", "d"], ["h", "n", "m", "e"]];
 
 /// [`attn_head_vjp`] with inputs and outputs as slices in the orders above.
 pub fn attn_head_vjp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> {
@@ -145,4 +154,45 @@ pub fn attn_head_vjp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelErro
             found: inputs.len(),
         }),
     }
+}
+
+/// [`attn_head_vjp_into`] on tensors in the orders above, writing into `outputs` (their
+/// dims checked) with temporaries from `ws`: repeated calls allocate nothing.
+pub fn attn_head_vjp_dyn_into(inputs: &[&Tensor3], outputs: &mut [Tensor3], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
+    let ([k, p, q, v, g, c], [g_m, g_k, g_q, g_v]) = (inputs, outputs) else {
+        return Err(KernelError::Arity {
+            kernel: "attn_head_vjp",
+            expected: 6,
+            found: inputs.len(),
+        });
+    };
+    let h = k.dims[0];
+    let n = k.dims[1];
+    let d = k.dims[2];
+    runtime::same_dim("P", p.dims, 0, "h", h)?;
+    let m = p.dims[1];
+    runtime::same_dim("P", p.dims, 2, "n", n)?;
+    runtime::same_dim("Q", q.dims, 0, "h", h)?;
+    runtime::same_dim("Q", q.dims, 1, "m", m)?;
+    runtime::same_dim("Q", q.dims, 2, "d", d)?;
+    runtime::same_dim("V", v.dims, 0, "h", h)?;
+    runtime::same_dim("V", v.dims, 1, "n", n)?;
+    let e = v.dims[2];
+    runtime::same_dim("G", g.dims, 0, "h", h)?;
+    runtime::same_dim("G", g.dims, 1, "m", m)?;
+    runtime::same_dim("G", g.dims, 2, "e", e)?;
+    runtime::same_dim("gM", g_m.dims, 0, "h", h)?;
+    runtime::same_dim("gM", g_m.dims, 1, "m", m)?;
+    runtime::same_dim("gM", g_m.dims, 2, "n", n)?;
+    runtime::same_dim("gK", g_k.dims, 0, "h", h)?;
+    runtime::same_dim("gK", g_k.dims, 1, "n", n)?;
+    runtime::same_dim("gK", g_k.dims, 2, "d", d)?;
+    runtime::same_dim("gQ", g_q.dims, 0, "h", h)?;
+    runtime::same_dim("gQ", g_q.dims, 1, "m", m)?;
+    runtime::same_dim("gQ", g_q.dims, 2, "d", d)?;
+    runtime::same_dim("gV", g_v.dims, 0, "h", h)?;
+    runtime::same_dim("gV", g_v.dims, 1, "n", n)?;
+    runtime::same_dim("gV", g_v.dims, 2, "e", e)?;
+    let c = runtime::scalar("c", c)?;
+    attn_head_vjp_into(h, m, e, n, d, c, &k.data, &p.data, &q.data, &v.data, &g.data, &mut g_m.data, &mut g_k.data, &mut g_q.data, &mut g_v.data, ws)
 }

@@ -25,9 +25,22 @@ pub struct Entry {
     pub inputs: &'static [&'static str],
     /// Output names, in order.
     pub outputs: &'static [&'static str],
-    /// The kernel.
+    /// Named dims, in the order of the slice form's parameters.
+    pub dims: &'static [&'static str],
+    /// Each input's dims (names, or sizes written as numbers), in order.
+    pub input_dims: &'static [[&'static str; 3]],
+    /// Each output's dims, in order.
+    pub output_dims: &'static [[&'static str; 3]],
+    /// Each GEMM step's dims [h, m, k, p] (2·h·m·k·p flops).
+    pub gemms: &'static [[&'static str; 4]],
+    /// The kernel, allocating its outputs.
     pub run: fn(&[&runtime::Tensor3]) -> Result<Vec<runtime::Tensor3>, runtime::KernelError>,
+    /// The kernel writing into given outputs, temporaries from a reused workspace.
+    pub run_into: RunInto,
 }
+
+/// A kernel's uniform form writing into given outputs (`*_dyn_into`).
+pub type RunInto = fn(&[&runtime::Tensor3], &mut [runtime::Tensor3], &mut runtime::Workspace) -> Result<(), runtime::KernelError>;
 
 /// Every generated kernel.
 pub const KERNELS: &[Entry] = &[
@@ -35,18 +48,33 @@ pub const KERNELS: &[Entry] = &[
         name: "attn_head_forward",
         inputs: attn_head_forward::ATTN_HEAD_FORWARD_INPUTS,
         outputs: attn_head_forward::ATTN_HEAD_FORWARD_OUTPUTS,
+        dims: attn_head_forward::ATTN_HEAD_FORWARD_DIMS,
+        input_dims: attn_head_forward::ATTN_HEAD_FORWARD_INPUT_DIMS,
+        output_dims: attn_head_forward::ATTN_HEAD_FORWARD_OUTPUT_DIMS,
+        gemms: attn_head_forward::ATTN_HEAD_FORWARD_GEMMS,
         run: attn_head_forward::attn_head_forward_dyn,
+        run_into: attn_head_forward::attn_head_forward_dyn_into,
     },
     Entry {
         name: "attn_head_jvp",
         inputs: attn_head_jvp::ATTN_HEAD_JVP_INPUTS,
         outputs: attn_head_jvp::ATTN_HEAD_JVP_OUTPUTS,
+        dims: attn_head_jvp::ATTN_HEAD_JVP_DIMS,
+        input_dims: attn_head_jvp::ATTN_HEAD_JVP_INPUT_DIMS,
+        output_dims: attn_head_jvp::ATTN_HEAD_JVP_OUTPUT_DIMS,
+        gemms: attn_head_jvp::ATTN_HEAD_JVP_GEMMS,
         run: attn_head_jvp::attn_head_jvp_dyn,
+        run_into: attn_head_jvp::attn_head_jvp_dyn_into,
     },
     Entry {
         name: "attn_head_vjp",
         inputs: attn_head_vjp::ATTN_HEAD_VJP_INPUTS,
         outputs: attn_head_vjp::ATTN_HEAD_VJP_OUTPUTS,
+        dims: attn_head_vjp::ATTN_HEAD_VJP_DIMS,
+        input_dims: attn_head_vjp::ATTN_HEAD_VJP_INPUT_DIMS,
+        output_dims: attn_head_vjp::ATTN_HEAD_VJP_OUTPUT_DIMS,
+        gemms: attn_head_vjp::ATTN_HEAD_VJP_GEMMS,
         run: attn_head_vjp::attn_head_vjp_dyn,
+        run_into: attn_head_vjp::attn_head_vjp_dyn_into,
     },
 ];

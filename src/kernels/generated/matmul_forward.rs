@@ -22,7 +22,8 @@ use super::runtime::{self, KernelError, Tensor3};
 
 /// `matmul_forward` on row-major slices. Inputs: `A` (h×m×n), `B` (h×n×p). Outputs: `out` (h×m×p).
 ///
-/// Every length is checked against the dims (an error, never a panic). Error bound: each
+/// Allocates nothing: outputs are written in place, row registers come from each
+/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
 /// operation (`fderiv verify` checks the composed bound).
 pub fn matmul_forward_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
@@ -30,7 +31,7 @@ pub fn matmul_forward_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b:
     runtime::check_len("B", b.len(), [h, n, p])?;
     runtime::check_len("out", out.len(), [h, m, p])?;
     // 1. out = A · B per head
-    runtime::bmm([h, m, n, p], a, false, b, false, out)?;
+    runtime::bmm([h, m, n, p], a, false, b, false, out, false)?;
     Ok(())
 }
 
@@ -54,6 +55,18 @@ pub const MATMUL_FORWARD_INPUTS: &[&str] = &["A", "B"];
 /// The outputs of [`matmul_forward`], in order.
 pub const MATMUL_FORWARD_OUTPUTS: &[&str] = &["out"];
 
+/// The named dims of [`matmul_forward`], in the slice form's order.
+pub const MATMUL_FORWARD_DIMS: &[&str] = &["h", "m", "n", "p"];
+
+/// The dims of each input of [`matmul_forward`].
+pub const MATMUL_FORWARD_INPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"], ["h", "n", "p"]];
+
+/// The dims of each output of [`matmul_forward`].
+pub const MATMUL_FORWARD_OUTPUT_DIMS: &[[&str; 3]] = &[["h", "m", "p"]];
+
+/// The dims [h, m, k, p] of each GEMM step of [`matmul_forward`].
+pub const MATMUL_FORWARD_GEMMS: &[[&str; 4]] = &[["h", "m", "n", "p"]];
+
 /// [`matmul_forward`] with inputs and outputs as slices in the orders above.
 pub fn matmul_forward_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> {
     match inputs {
@@ -64,4 +77,27 @@ pub fn matmul_forward_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelErr
             found: inputs.len(),
         }),
     }
+}
+
+/// [`matmul_forward_into`] on tensors in the orders above, writing into `outputs` (their
+/// dims checked) with temporaries from `ws`: repeated calls allocate nothing.
+pub fn matmul_forward_dyn_into(inputs: &[&Tensor3], outputs: &mut [Tensor3], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
+    let ([a, b], [out]) = (inputs, outputs) else {
+        return Err(KernelError::Arity {
+            kernel: "matmul_forward",
+            expected: 2,
+            found: inputs.len(),
+        });
+    };
+    let h = a.dims[0];
+    let m = a.dims[1];
+    let n = a.dims[2];
+    runtime::same_dim("B", b.dims, 0, "h", h)?;
+    runtime::same_dim("B", b.dims, 1, "n", n)?;
+    let p = b.dims[2];
+    runtime::same_dim("out", out.dims, 0, "h", h)?;
+    runtime::same_dim("out", out.dims, 1, "m", m)?;
+    runtime::same_dim("out", out.dims, 2, "p", p)?;
+    let _ = ws;
+    matmul_forward_into(h, m, n, p, &a.data, &b.data, &mut out.data)
 }

@@ -13,15 +13,10 @@
 //!   B    input   h×n×p
 //!   dA   input   h×m×n
 //!   dB   input   h×n×p
-//!   t0   temp    h×m×p
-//!   t1   temp    h×m×p
 //!   out  output  h×m×p
 //! steps:
-//!   1. t0 = gemm A · dB   (per head)
-//!   2. t1 = gemm dA · B   (per head)
-//!   3. out = row pass, per row:
-//!        r0 = t1 + t0
-//!        store r0
+//!   1. out = gemm dA · B   (per head)
+//!   2. out += gemm A · dB   (per head)
 //! ```
 
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
@@ -30,7 +25,8 @@ use super::runtime::{self, KernelError, Tensor3};
 
 /// `matmul_jvp` on row-major slices. Inputs: `A` (h×m×n), `B` (h×n×p), `dA` (h×m×n), `dB` (h×n×p). Outputs: `out` (h×m×p).
 ///
-/// Every length is checked against the dims (an error, never a panic). Error bound: each
+/// Allocates nothing: outputs are written in place, row registers come from each
+/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
 /// operation (`fderiv verify` checks the composed bound).
 pub fn matmul_jvp_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b: &[f64], d_a: &[f64], d_b: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
@@ -39,20 +35,10 @@ pub fn matmul_jvp_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b: &[f
     runtime::check_len("dA", d_a.len(), [h, m, n])?;
     runtime::check_len("dB", d_b.len(), [h, n, p])?;
     runtime::check_len("out", out.len(), [h, m, p])?;
-    let mut t0 = vec![0.0; runtime::size("t0", [h, m, p])?];
-    let mut t1 = vec![0.0; runtime::size("t1", [h, m, p])?];
-    // 1. t0 = A · dB per head
-    runtime::bmm([h, m, n, p], a, false, d_b, false, &mut t0)?;
-    // 2. t1 = dA · B per head
-    runtime::bmm([h, m, n, p], d_a, false, b, false, &mut t1)?;
-    // 3. out = a fused pass over each row
-    runtime::row_pass(out, p, || -> [Vec<f64>; 1] { std::array::from_fn(|_| vec![0.0; p]) }, |row, out, regs| {
-        let [r0] = regs;
-        let t0 = runtime::row(&t0, row, p);
-        let t1 = runtime::row(&t1, row, p);
-        for j in 0..p { r0[j] = (t1[j]) + (t0[j]); }
-        out.copy_from_slice(r0);
-    });
+    // 1. out = dA · B per head
+    runtime::bmm([h, m, n, p], d_a, false, b, false, out, false)?;
+    // 2. out += A · dB per head
+    runtime::bmm([h, m, n, p], a, false, d_b, false, out, true)?;
     Ok(())
 }
 
@@ -82,6 +68,18 @@ pub const MATMUL_JVP_INPUTS: &[&str] = &["A", "B", "dA", "dB"];
 /// The outputs of [`matmul_jvp`], in order.
 pub const MATMUL_JVP_OUTPUTS: &[&str] = &["out"];
 
+/// The named dims of [`matmul_jvp`], in the slice form's order.
+pub const MATMUL_JVP_DIMS: &[&str] = &["h", "m", "n", "p"];
+
+/// The dims of each input of [`matmul_jvp`].
+pub const MATMUL_JVP_INPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"], ["h", "n", "p"], ["h", "m", "n"], ["h", "n", "p"]];
+
+/// The dims of each output of [`matmul_jvp`].
+pub const MATMUL_JVP_OUTPUT_DIMS: &[[&str; 3]] = &[["h", "m", "p"]];
+
+/// The dims [h, m, k, p] of each GEMM step of [`matmul_jvp`].
+pub const MATMUL_JVP_GEMMS: &[[&str; 4]] = &[["h", "m", "n", "p"], ["h", "m", "n", "p"]];
+
 /// [`matmul_jvp`] with inputs and outputs as slices in the orders above.
 pub fn matmul_jvp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> {
     match inputs {
@@ -92,4 +90,33 @@ pub fn matmul_jvp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> 
             found: inputs.len(),
         }),
     }
+}
+
+/// [`matmul_jvp_into`] on tensors in the orders above, writing into `outputs` (their
+/// dims checked) with temporaries from `ws`: repeated calls allocate nothing.
+pub fn matmul_jvp_dyn_into(inputs: &[&Tensor3], outputs: &mut [Tensor3], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
+    let ([a, b, d_a, d_b], [out]) = (inputs, outputs) else {
+        return Err(KernelError::Arity {
+            kernel: "matmul_jvp",
+            expected: 4,
+            found: inputs.len(),
+        });
+    };
+    let h = a.dims[0];
+    let m = a.dims[1];
+    let n = a.dims[2];
+    runtime::same_dim("B", b.dims, 0, "h", h)?;
+    runtime::same_dim("B", b.dims, 1, "n", n)?;
+    let p = b.dims[2];
+    runtime::same_dim("dA", d_a.dims, 0, "h", h)?;
+    runtime::same_dim("dA", d_a.dims, 1, "m", m)?;
+    runtime::same_dim("dA", d_a.dims, 2, "n", n)?;
+    runtime::same_dim("dB", d_b.dims, 0, "h", h)?;
+    runtime::same_dim("dB", d_b.dims, 1, "n", n)?;
+    runtime::same_dim("dB", d_b.dims, 2, "p", p)?;
+    runtime::same_dim("out", out.dims, 0, "h", h)?;
+    runtime::same_dim("out", out.dims, 1, "m", m)?;
+    runtime::same_dim("out", out.dims, 2, "p", p)?;
+    let _ = ws;
+    matmul_jvp_into(h, m, n, p, &a.data, &b.data, &d_a.data, &d_b.data, &mut out.data)
 }

@@ -25,7 +25,8 @@ use super::runtime::{self, KernelError, Tensor3};
 
 /// `matmul_vjp` on row-major slices. Inputs: `A` (h×m×n), `B` (h×n×p), `G` (h×m×p). Outputs: `gA` (h×m×n), `gB` (h×n×p).
 ///
-/// Every length is checked against the dims (an error, never a panic). Error bound: each
+/// Allocates nothing: outputs are written in place, row registers come from each
+/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
 /// operation (`fderiv verify` checks the composed bound).
 pub fn matmul_vjp_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b: &[f64], g: &[f64], g_a: &mut [f64], g_b: &mut [f64]) -> Result<(), KernelError> {
@@ -35,9 +36,9 @@ pub fn matmul_vjp_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b: &[f
     runtime::check_len("gA", g_a.len(), [h, m, n])?;
     runtime::check_len("gB", g_b.len(), [h, n, p])?;
     // 1. gA = G · Bᵀ per head
-    runtime::bmm([h, m, p, n], g, false, b, true, g_a)?;
+    runtime::bmm([h, m, p, n], g, false, b, true, g_a, false)?;
     // 2. gB = Aᵀ · G per head
-    runtime::bmm([h, n, m, p], a, true, g, false, g_b)?;
+    runtime::bmm([h, n, m, p], a, true, g, false, g_b, false)?;
     Ok(())
 }
 
@@ -65,6 +66,18 @@ pub const MATMUL_VJP_INPUTS: &[&str] = &["A", "B", "G"];
 /// The outputs of [`matmul_vjp`], in order.
 pub const MATMUL_VJP_OUTPUTS: &[&str] = &["gA", "gB"];
 
+/// The named dims of [`matmul_vjp`], in the slice form's order.
+pub const MATMUL_VJP_DIMS: &[&str] = &["h", "m", "n", "p"];
+
+/// The dims of each input of [`matmul_vjp`].
+pub const MATMUL_VJP_INPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"], ["h", "n", "p"], ["h", "m", "p"]];
+
+/// The dims of each output of [`matmul_vjp`].
+pub const MATMUL_VJP_OUTPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"], ["h", "n", "p"]];
+
+/// The dims [h, m, k, p] of each GEMM step of [`matmul_vjp`].
+pub const MATMUL_VJP_GEMMS: &[[&str; 4]] = &[["h", "m", "p", "n"], ["h", "n", "m", "p"]];
+
 /// [`matmul_vjp`] with inputs and outputs as slices in the orders above.
 pub fn matmul_vjp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> {
     match inputs {
@@ -78,4 +91,33 @@ pub fn matmul_vjp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> 
             found: inputs.len(),
         }),
     }
+}
+
+/// [`matmul_vjp_into`] on tensors in the orders above, writing into `outputs` (their
+/// dims checked) with temporaries from `ws`: repeated calls allocate nothing.
+pub fn matmul_vjp_dyn_into(inputs: &[&Tensor3], outputs: &mut [Tensor3], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
+    let ([a, b, g], [g_a, g_b]) = (inputs, outputs) else {
+        return Err(KernelError::Arity {
+            kernel: "matmul_vjp",
+            expected: 3,
+            found: inputs.len(),
+        });
+    };
+    let h = a.dims[0];
+    let m = a.dims[1];
+    let n = a.dims[2];
+    runtime::same_dim("B", b.dims, 0, "h", h)?;
+    runtime::same_dim("B", b.dims, 1, "n", n)?;
+    let p = b.dims[2];
+    runtime::same_dim("G", g.dims, 0, "h", h)?;
+    runtime::same_dim("G", g.dims, 1, "m", m)?;
+    runtime::same_dim("G", g.dims, 2, "p", p)?;
+    runtime::same_dim("gA", g_a.dims, 0, "h", h)?;
+    runtime::same_dim("gA", g_a.dims, 1, "m", m)?;
+    runtime::same_dim("gA", g_a.dims, 2, "n", n)?;
+    runtime::same_dim("gB", g_b.dims, 0, "h", h)?;
+    runtime::same_dim("gB", g_b.dims, 1, "n", n)?;
+    runtime::same_dim("gB", g_b.dims, 2, "p", p)?;
+    let _ = ws;
+    matmul_vjp_into(h, m, n, p, &a.data, &b.data, &g.data, &mut g_a.data, &mut g_b.data)
 }

@@ -31,9 +31,22 @@ pub struct Entry {
     pub inputs: &'static [&'static str],
     /// Output names, in order.
     pub outputs: &'static [&'static str],
-    /// The kernel.
+    /// Named dims, in the order of the slice form's parameters.
+    pub dims: &'static [&'static str],
+    /// Each input's dims (names, or sizes written as numbers), in order.
+    pub input_dims: &'static [[&'static str; 3]],
+    /// Each output's dims, in order.
+    pub output_dims: &'static [[&'static str; 3]],
+    /// Each GEMM step's dims [h, m, k, p] (2·h·m·k·p flops).
+    pub gemms: &'static [[&'static str; 4]],
+    /// The kernel, allocating its outputs.
     pub run: fn(&[&runtime::Tensor3]) -> Result<Vec<runtime::Tensor3>, runtime::KernelError>,
+    /// The kernel writing into given outputs, temporaries from a reused workspace.
+    pub run_into: RunInto,
 }
+
+/// A kernel's uniform form writing into given outputs (`*_dyn_into`).
+pub type RunInto = fn(&[&runtime::Tensor3], &mut [runtime::Tensor3], &mut runtime::Workspace) -> Result<(), runtime::KernelError>;
 
 /// Every generated kernel.
 pub const KERNELS: &[Entry] = &[
@@ -41,36 +54,66 @@ pub const KERNELS: &[Entry] = &[
         name: "matmul_forward",
         inputs: matmul_forward::MATMUL_FORWARD_INPUTS,
         outputs: matmul_forward::MATMUL_FORWARD_OUTPUTS,
+        dims: matmul_forward::MATMUL_FORWARD_DIMS,
+        input_dims: matmul_forward::MATMUL_FORWARD_INPUT_DIMS,
+        output_dims: matmul_forward::MATMUL_FORWARD_OUTPUT_DIMS,
+        gemms: matmul_forward::MATMUL_FORWARD_GEMMS,
         run: matmul_forward::matmul_forward_dyn,
+        run_into: matmul_forward::matmul_forward_dyn_into,
     },
     Entry {
         name: "matmul_jvp",
         inputs: matmul_jvp::MATMUL_JVP_INPUTS,
         outputs: matmul_jvp::MATMUL_JVP_OUTPUTS,
+        dims: matmul_jvp::MATMUL_JVP_DIMS,
+        input_dims: matmul_jvp::MATMUL_JVP_INPUT_DIMS,
+        output_dims: matmul_jvp::MATMUL_JVP_OUTPUT_DIMS,
+        gemms: matmul_jvp::MATMUL_JVP_GEMMS,
         run: matmul_jvp::matmul_jvp_dyn,
+        run_into: matmul_jvp::matmul_jvp_dyn_into,
     },
     Entry {
         name: "matmul_vjp",
         inputs: matmul_vjp::MATMUL_VJP_INPUTS,
         outputs: matmul_vjp::MATMUL_VJP_OUTPUTS,
+        dims: matmul_vjp::MATMUL_VJP_DIMS,
+        input_dims: matmul_vjp::MATMUL_VJP_INPUT_DIMS,
+        output_dims: matmul_vjp::MATMUL_VJP_OUTPUT_DIMS,
+        gemms: matmul_vjp::MATMUL_VJP_GEMMS,
         run: matmul_vjp::matmul_vjp_dyn,
+        run_into: matmul_vjp::matmul_vjp_dyn_into,
     },
     Entry {
         name: "softmax_last_forward",
         inputs: softmax_last_forward::SOFTMAX_LAST_FORWARD_INPUTS,
         outputs: softmax_last_forward::SOFTMAX_LAST_FORWARD_OUTPUTS,
+        dims: softmax_last_forward::SOFTMAX_LAST_FORWARD_DIMS,
+        input_dims: softmax_last_forward::SOFTMAX_LAST_FORWARD_INPUT_DIMS,
+        output_dims: softmax_last_forward::SOFTMAX_LAST_FORWARD_OUTPUT_DIMS,
+        gemms: softmax_last_forward::SOFTMAX_LAST_FORWARD_GEMMS,
         run: softmax_last_forward::softmax_last_forward_dyn,
+        run_into: softmax_last_forward::softmax_last_forward_dyn_into,
     },
     Entry {
         name: "softmax_last_jvp",
         inputs: softmax_last_jvp::SOFTMAX_LAST_JVP_INPUTS,
         outputs: softmax_last_jvp::SOFTMAX_LAST_JVP_OUTPUTS,
+        dims: softmax_last_jvp::SOFTMAX_LAST_JVP_DIMS,
+        input_dims: softmax_last_jvp::SOFTMAX_LAST_JVP_INPUT_DIMS,
+        output_dims: softmax_last_jvp::SOFTMAX_LAST_JVP_OUTPUT_DIMS,
+        gemms: softmax_last_jvp::SOFTMAX_LAST_JVP_GEMMS,
         run: softmax_last_jvp::softmax_last_jvp_dyn,
+        run_into: softmax_last_jvp::softmax_last_jvp_dyn_into,
     },
     Entry {
         name: "softmax_last_vjp",
         inputs: softmax_last_vjp::SOFTMAX_LAST_VJP_INPUTS,
         outputs: softmax_last_vjp::SOFTMAX_LAST_VJP_OUTPUTS,
+        dims: softmax_last_vjp::SOFTMAX_LAST_VJP_DIMS,
+        input_dims: softmax_last_vjp::SOFTMAX_LAST_VJP_INPUT_DIMS,
+        output_dims: softmax_last_vjp::SOFTMAX_LAST_VJP_OUTPUT_DIMS,
+        gemms: softmax_last_vjp::SOFTMAX_LAST_VJP_GEMMS,
         run: softmax_last_vjp::softmax_last_vjp_dyn,
+        run_into: softmax_last_vjp::softmax_last_vjp_dyn_into,
     },
 ];

@@ -1,6 +1,6 @@
 //! Support code for the kernels `fderiv emit` generates: shape and length checks, the
 //! batched GEMM (on `matrixmultiply`, heads in parallel on `rayon`), the transpose copy
-//! and the parallel row-pass driver.
+//! the parallel row-pass driver and the reusable [`Workspace`] for temporaries.
 //!
 //! Hand-written, and emitted verbatim beside the generated kernels so that the folder
 //! stands alone: it needs only the crates `matrixmultiply` and `rayon`.
@@ -116,7 +116,8 @@ impl Tensor3 {
         Ok(Tensor3 { dims, data })
     }
 
-    /// The all-zero tensor.
+    /// The all-zero tensor. The values come from `calloc`: fresh zero pages for large
+    /// tensors, first touched by the parallel workers of the kernel that writes them.
     pub fn zeros(buffer: &'static str, dims: [usize; 3]) -> Result<Tensor3, KernelError> {
         Ok(Tensor3 {
             dims,
@@ -199,9 +200,11 @@ pub fn factor(
 }
 
 /// `out = op(a)·op(b)` head by head for h heads, `op(a)` m×k and `op(b)` k×p, `op` a
-/// transpose where flagged (a stride swap, no copy). Buffers are row-major: `a` is
-/// h×m×k (h×k×m when `ta`), `b` is h×k×p (h×p×k when `tb`), `out` is h×m×p. Lengths
-/// are checked. Error: each entry is a length-k dot product, |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|.
+/// transpose where flagged (a stride swap, no copy); with `accumulate`,
+/// `out += op(a)·op(b)` in place (GEMM β = 1: no temporary, no add pass). Buffers are
+/// row-major: `a` is h×m×k (h×k×m when `ta`), `b` is h×k×p (h×p×k when `tb`), `out`
+/// is h×m×p. Lengths are checked. Error: each entry is a length-k dot product,
+/// |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; accumulated, γₖ₊₁·(|c| + Σ|aᵢbᵢ|) around the old entry c.
 #[allow(clippy::too_many_arguments)]
 pub fn bmm(
     [h, m, k, p]: [usize; 4],
@@ -210,6 +213,7 @@ pub fn bmm(
     b: &[f64],
     tb: bool,
     out: &mut [f64],
+    accumulate: bool,
 ) -> Result<(), KernelError> {
     check_len("gemm left operand", a.len(), [h, m, k])?;
     check_len("gemm right operand", b.len(), [h, k, p])?;
@@ -218,7 +222,9 @@ pub fn bmm(
         return Ok(());
     }
     if k == 0 {
-        out.fill(0.0);
+        if !accumulate {
+            out.fill(0.0);
+        }
         return Ok(());
     }
     // Row and column strides of op(a) (m×k) and op(b) (k×p) inside one head.
@@ -230,7 +236,7 @@ pub fn bmm(
         // SAFETY: `a` holds m·k values, and for every i < m, l < k the offset
         // i·rsa + l·csa < m·k for both stride pairs; likewise `b` holds k·p values
         // reached by l·rsb + j·csb < k·p, and `c` holds m·p values at i·p + j. The
-        // three slices do not overlap (`c` is a distinct `&mut`).
+        // three slices do not overlap (`c` is a distinct `&mut`, read in place when β = 1).
         unsafe {
             matrixmultiply::dgemm(
                 m,
@@ -243,7 +249,7 @@ pub fn bmm(
                 b.as_ptr(),
                 rsb as isize,
                 csb as isize,
-                0.0,
+                if accumulate { 1.0 } else { 0.0 },
                 c.as_mut_ptr(),
                 p as isize,
                 1,
@@ -316,23 +322,215 @@ pub fn cast(dims: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelEr
     Ok(())
 }
 
-/// Runs `body(row, out_row, registers)` over every row of length `n` of `out`, rows in
-/// parallel; `registers` is made once per worker by `init`, never per row.
-pub fn row_pass<R: Send>(
+/// Rows per parallel task of a row pass: enough work to amortize the task.
+const ROW_CHUNK_VALUES: usize = 1 << 14;
+
+thread_local! {
+    /// Each worker's row registers, grown once and reused by every later pass.
+    static REGISTERS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `body(row, out_row, registers)` over every row of length `n` of `out`, chunks
+/// of rows in parallel. The `R` row registers (n values each) come from the worker's
+/// reused scratch, so a pass allocates nothing once each worker has run one; their
+/// contents on entry are unspecified (every register is written before it is read).
+pub fn row_pass<const R: usize>(
     out: &mut [f64],
     n: usize,
-    init: impl Fn() -> R + Sync + Send,
-    body: impl Fn(usize, &mut [f64], &mut R) + Sync + Send,
+    body: impl Fn(usize, &mut [f64], [&mut [f64]; R]) + Sync + Send,
 ) {
     if n == 0 {
         return;
     }
-    out.par_chunks_mut(n)
+    let rows = (ROW_CHUNK_VALUES / n).max(1);
+    out.par_chunks_mut(rows * n)
         .enumerate()
-        .for_each_init(init, |regs, (row, out_row)| body(row, out_row, regs));
+        .for_each(|(chunk, out)| {
+            REGISTERS.with(|cell| {
+                let mut scratch = cell.borrow_mut();
+                if scratch.len() < R * n {
+                    scratch.resize(R * n, 0.0);
+                }
+                for (i, out_row) in out.chunks_mut(n).enumerate() {
+                    let mut regs = scratch.chunks_mut(n);
+                    let regs = std::array::from_fn(|_| regs.next().unwrap_or_default());
+                    body(chunk * rows + i, out_row, regs);
+                }
+            })
+        });
+}
+
+/// Reusable scratch for a kernel's temporaries: grown on first use and kept, so that
+/// repeated calls of a `*_into` kernel with the same workspace allocate nothing.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    buffers: Vec<Vec<f64>>,
+}
+
+impl Workspace {
+    /// `N` buffers of the given lengths. Their contents are unspecified: each
+    /// temporary is written whole by its step before any step reads it.
+    pub fn buffers<const N: usize>(&mut self, lens: [usize; N]) -> [&mut [f64]; N] {
+        if self.buffers.len() < N {
+            self.buffers.resize_with(N, Vec::new);
+        }
+        for (b, &len) in self.buffers.iter_mut().zip(&lens) {
+            if b.len() < len {
+                b.resize(len, 0.0);
+            }
+        }
+        let mut it = self.buffers.iter_mut().zip(lens);
+        std::array::from_fn(|_| match it.next() {
+            Some((b, len)) => &mut b[..len],
+            None => &mut [],
+        })
+    }
 }
 
 /// Row `row` of length `n` of a buffer.
 pub fn row(buf: &[f64], row: usize, n: usize) -> &[f64] {
     &buf[row * n..(row + 1) * n]
+}
+
+/// The largest error of [`exp_sum`]'s `exp` in ulps of the exact value: for a normal
+/// result e, |ê − e| ≤ `EXP_ULPS` · 2⁻⁵² · e; below the normal range, plus one
+/// subnormal spacing 2⁻¹⁰⁷⁴. Checked against exact rational enclosures of exp over
+/// the whole domain a max-shifted softmax feeds it (x ≤ 0 down to past the underflow
+/// point, −745.2), and carried into the rigorous bound of `fderiv verify`'s softmax rung.
+pub const EXP_ULPS: f64 = 2.0;
+
+const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // ln2 to 32 bits: k·LN2_HI is exact for |k| < 2¹¹
+const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76); // ln2 − LN2_HI, rounded
+const SHIFTER: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²: adding it rounds to an integer
+/// 1/k! for k = 13 down to 0 (Taylor on |r| ≤ ln2/2: truncation < 0.05 ulp).
+const TAYLOR: [f64; 14] = [
+    1.0 / 6_227_020_800.0,
+    1.0 / 479_001_600.0,
+    1.0 / 39_916_800.0,
+    1.0 / 3_628_800.0,
+    1.0 / 362_880.0,
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
+/// `exp x`, branch-free (so loops over it vectorize): x = k·ln2 + r with |r| ≲ ln2/2
+/// (Cody–Waite, k by the 1.5·2⁵² rounding trick), a degree-13 Taylor polynomial by
+/// Horner, then 2ᵏ applied as two exact powers of two (one rounding only when the
+/// result is subnormal or overflows). NaN → NaN, −∞ → 0, +∞ → +∞. `FMA` chooses fused
+/// multiply-adds (with hardware FMA) or plain ones (the portable fallback).
+#[inline(always)]
+fn exp1<const FMA: bool>(x: f64) -> f64 {
+    let fma = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let x = x.clamp(-746.0, 710.0);
+    let t = fma(x, std::f64::consts::LOG2_E, SHIFTER);
+    let kf = t - SHIFTER;
+    let k = (t.to_bits() as i64).wrapping_sub(SHIFTER.to_bits() as i64);
+    let r = fma(-kf, LN2_LO, fma(-kf, LN2_HI, x));
+    let mut p = TAYLOR[0];
+    for c in &TAYLOR[1..] {
+        p = fma(p, r, *c);
+    }
+    let k1 = k >> 1;
+    let scale = |e: i64| f64::from_bits((e.wrapping_add(1023) as u64 & 0x7ff) << 52);
+    p * scale(k1) * scale(k.wrapping_sub(k1))
+}
+
+/// `xⱼ ← exp xⱼ` over the slice with [`exp1`], returning Σ exp xⱼ (summed in 4 lanes).
+#[inline(always)]
+fn exp_sum_with<const FMA: bool>(xs: &mut [f64]) -> f64 {
+    let mut lanes = [0.0; 4];
+    let mut chunks = xs.chunks_exact_mut(4);
+    for c in &mut chunks {
+        for (v, l) in c.iter_mut().zip(&mut lanes) {
+            *v = exp1::<FMA>(*v);
+            *l += *v;
+        }
+    }
+    let mut total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for v in chunks.into_remainder() {
+        *v = exp1::<FMA>(*v);
+        total += *v;
+    }
+    total
+}
+
+/// [`exp_sum_with`]`::<true>` four lanes at a time in AVX2 registers: the same
+/// operations in the same order, so the same bits as the scalar FMA path.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_sum_avx2(xs: &mut [f64]) -> f64 {
+    use std::arch::x86_64::*;
+    let set = |v: f64| _mm256_set1_pd(v);
+    let mut acc = _mm256_setzero_pd();
+    let mut chunks = xs.chunks_exact_mut(4);
+    for c in &mut chunks {
+        // SAFETY: `c` holds exactly 4 f64s; unaligned loads and stores.
+        let x = unsafe { _mm256_loadu_pd(c.as_ptr()) };
+        // max/min return their second operand when it is NaN: NaN stays NaN.
+        let x = _mm256_min_pd(set(710.0), _mm256_max_pd(set(-746.0), x));
+        let t = _mm256_fmadd_pd(x, set(std::f64::consts::LOG2_E), set(SHIFTER));
+        let kf = _mm256_sub_pd(t, set(SHIFTER));
+        let k = _mm256_sub_epi64(_mm256_castpd_si256(t), _mm256_castpd_si256(set(SHIFTER)));
+        let r = _mm256_fnmadd_pd(kf, set(LN2_LO), _mm256_fnmadd_pd(kf, set(LN2_HI), x));
+        let mut p = set(TAYLOR[0]);
+        for c in &TAYLOR[1..] {
+            p = _mm256_fmadd_pd(p, r, set(*c));
+        }
+        // k1 = ⌊k/2⌋ = ((k + 2048) >> 1) − 1024 (no 64-bit arithmetic shift in AVX2).
+        let k1b = _mm256_srli_epi64::<1>(_mm256_add_epi64(k, _mm256_set1_epi64x(2048)));
+        let k1 = _mm256_sub_epi64(k1b, _mm256_set1_epi64x(1024));
+        let mask = _mm256_set1_epi64x(0x7ff);
+        let bias = _mm256_set1_epi64x(1023);
+        let scale = |e: __m256i| {
+            _mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_and_si256(
+                _mm256_add_epi64(e, bias),
+                mask,
+            )))
+        };
+        let k2 = _mm256_sub_epi64(k, k1);
+        let e = _mm256_mul_pd(_mm256_mul_pd(p, scale(k1)), scale(k2));
+        // SAFETY: as for the load.
+        unsafe { _mm256_storeu_pd(c.as_mut_ptr(), e) };
+        acc = _mm256_add_pd(acc, e);
+    }
+    let mut lanes = [0.0; 4];
+    // SAFETY: `lanes` holds 4 f64s.
+    unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), acc) };
+    let mut total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for v in chunks.into_remainder() {
+        *v = exp1::<true>(*v);
+        total += *v;
+    }
+    total
+}
+
+/// `xⱼ ← exp xⱼ` over the slice, returning Σⱼ exp xⱼ (all terms summed in some order).
+/// AVX2 + FMA when the CPU has them (detected at run time), a portable loop otherwise;
+/// both within [`EXP_ULPS`].
+pub fn exp_sum(xs: &mut [f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { exp_sum_avx2(xs) };
+        }
+    }
+    exp_sum_with::<false>(xs)
+}
+
+/// The portable (no FMA) path of [`exp_sum`], for tests of both paths.
+pub fn exp_sum_portable(xs: &mut [f64]) -> f64 {
+    exp_sum_with::<false>(xs)
+}
+
+/// The scalar FMA path (the AVX2 path's reference, bit for bit), for tests.
+pub fn exp_sum_scalar_fma(xs: &mut [f64]) -> f64 {
+    exp_sum_with::<true>(xs)
 }

@@ -23,22 +23,22 @@ use super::runtime::{self, KernelError, Tensor3};
 
 /// `softmax_last_forward` on row-major slices. Inputs: `X` (h×m×n). Outputs: `out` (h×m×n).
 ///
-/// Every length is checked against the dims (an error, never a panic). Error bound: each
+/// Allocates nothing: outputs are written in place, row registers come from each
+/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
 /// operation (`fderiv verify` checks the composed bound).
 pub fn softmax_last_forward_into(h: usize, m: usize, n: usize, x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
     runtime::check_len("X", x.len(), [h, m, n])?;
     runtime::check_len("out", out.len(), [h, m, n])?;
     // 1. out = a fused pass over each row
-    runtime::row_pass(out, n, || -> [Vec<f64>; 1] { std::array::from_fn(|_| vec![0.0; n]) }, |row, out, regs| {
-        let [r0] = regs;
+    runtime::row_pass(out, n, |row, out, []: [&mut [f64]; 0]| {
+        let r0 = out;
         let x = runtime::row(x, row, n);
         let mut top = f64::NEG_INFINITY;
         for j in 0..n { top = top.max(x[j]); }
-        let mut total = 0.0_f64;
-        for j in 0..n { r0[j] = (x[j] - top).exp(); total += r0[j]; }
+        for j in 0..n { r0[j] = x[j] - top; }
+        let total = runtime::exp_sum(r0);
         for j in 0..n { r0[j] /= total; }
-        out.copy_from_slice(r0);
     });
     Ok(())
 }
@@ -60,6 +60,18 @@ pub const SOFTMAX_LAST_FORWARD_INPUTS: &[&str] = &["X"];
 /// The outputs of [`softmax_last_forward`], in order.
 pub const SOFTMAX_LAST_FORWARD_OUTPUTS: &[&str] = &["out"];
 
+/// The named dims of [`softmax_last_forward`], in the slice form's order.
+pub const SOFTMAX_LAST_FORWARD_DIMS: &[&str] = &["h", "m", "n"];
+
+/// The dims of each input of [`softmax_last_forward`].
+pub const SOFTMAX_LAST_FORWARD_INPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"]];
+
+/// The dims of each output of [`softmax_last_forward`].
+pub const SOFTMAX_LAST_FORWARD_OUTPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"]];
+
+/// The dims [h, m, k, p] of each GEMM step of [`softmax_last_forward`].
+pub const SOFTMAX_LAST_FORWARD_GEMMS: &[[&str; 4]] = &[];
+
 /// [`softmax_last_forward`] with inputs and outputs as slices in the orders above.
 pub fn softmax_last_forward_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> {
     match inputs {
@@ -70,4 +82,24 @@ pub fn softmax_last_forward_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, Ker
             found: inputs.len(),
         }),
     }
+}
+
+/// [`softmax_last_forward_into`] on tensors in the orders above, writing into `outputs` (their
+/// dims checked) with temporaries from `ws`: repeated calls allocate nothing.
+pub fn softmax_last_forward_dyn_into(inputs: &[&Tensor3], outputs: &mut [Tensor3], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
+    let ([x], [out]) = (inputs, outputs) else {
+        return Err(KernelError::Arity {
+            kernel: "softmax_last_forward",
+            expected: 1,
+            found: inputs.len(),
+        });
+    };
+    let h = x.dims[0];
+    let m = x.dims[1];
+    let n = x.dims[2];
+    runtime::same_dim("out", out.dims, 0, "h", h)?;
+    runtime::same_dim("out", out.dims, 1, "m", m)?;
+    runtime::same_dim("out", out.dims, 2, "n", n)?;
+    let _ = ws;
+    softmax_last_forward_into(h, m, n, &x.data, &mut out.data)
 }

@@ -27,7 +27,8 @@ use super::runtime::{self, KernelError, Tensor3};
 
 /// `softmax_last_jvp` on row-major slices. Inputs: `S` (h×m×n), `dX` (h×m×n). Outputs: `out` (h×m×n).
 ///
-/// Every length is checked against the dims (an error, never a panic). Error bound: each
+/// Allocates nothing: outputs are written in place, row registers come from each
+/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
 /// operation (`fderiv verify` checks the composed bound).
 pub fn softmax_last_jvp_into(h: usize, m: usize, n: usize, s: &[f64], d_x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
@@ -35,8 +36,8 @@ pub fn softmax_last_jvp_into(h: usize, m: usize, n: usize, s: &[f64], d_x: &[f64
     runtime::check_len("dX", d_x.len(), [h, m, n])?;
     runtime::check_len("out", out.len(), [h, m, n])?;
     // 1. out = a fused pass over each row
-    runtime::row_pass(out, n, || -> [Vec<f64>; 3] { std::array::from_fn(|_| vec![0.0; n]) }, |row, out, regs| {
-        let [r0, r1, r2] = regs;
+    runtime::row_pass(out, n, |row, out, [r0, r1]: [&mut [f64]; 2]| {
+        let r2 = out;
         let s = runtime::row(s, row, n);
         let d_x = runtime::row(d_x, row, n);
         for j in 0..n { r0[j] = (s[j]) * (d_x[j]); }
@@ -44,7 +45,6 @@ pub fn softmax_last_jvp_into(h: usize, m: usize, n: usize, s: &[f64], d_x: &[f64
         for j in 0..n { s0 += r0[j]; }
         for j in 0..n { r1[j] = (d_x[j]) - (s0); }
         for j in 0..n { r2[j] = (s[j]) * (r1[j]); }
-        out.copy_from_slice(r2);
     });
     Ok(())
 }
@@ -69,6 +69,18 @@ pub const SOFTMAX_LAST_JVP_INPUTS: &[&str] = &["S", "dX"];
 /// The outputs of [`softmax_last_jvp`], in order.
 pub const SOFTMAX_LAST_JVP_OUTPUTS: &[&str] = &["out"];
 
+/// The named dims of [`softmax_last_jvp`], in the slice form's order.
+pub const SOFTMAX_LAST_JVP_DIMS: &[&str] = &["h", "m", "n"];
+
+/// The dims of each input of [`softmax_last_jvp`].
+pub const SOFTMAX_LAST_JVP_INPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"], ["h", "m", "n"]];
+
+/// The dims of each output of [`softmax_last_jvp`].
+pub const SOFTMAX_LAST_JVP_OUTPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"]];
+
+/// The dims [h, m, k, p] of each GEMM step of [`softmax_last_jvp`].
+pub const SOFTMAX_LAST_JVP_GEMMS: &[[&str; 4]] = &[];
+
 /// [`softmax_last_jvp`] with inputs and outputs as slices in the orders above.
 pub fn softmax_last_jvp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> {
     match inputs {
@@ -79,4 +91,27 @@ pub fn softmax_last_jvp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelE
             found: inputs.len(),
         }),
     }
+}
+
+/// [`softmax_last_jvp_into`] on tensors in the orders above, writing into `outputs` (their
+/// dims checked) with temporaries from `ws`: repeated calls allocate nothing.
+pub fn softmax_last_jvp_dyn_into(inputs: &[&Tensor3], outputs: &mut [Tensor3], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
+    let ([s, d_x], [out]) = (inputs, outputs) else {
+        return Err(KernelError::Arity {
+            kernel: "softmax_last_jvp",
+            expected: 2,
+            found: inputs.len(),
+        });
+    };
+    let h = s.dims[0];
+    let m = s.dims[1];
+    let n = s.dims[2];
+    runtime::same_dim("dX", d_x.dims, 0, "h", h)?;
+    runtime::same_dim("dX", d_x.dims, 1, "m", m)?;
+    runtime::same_dim("dX", d_x.dims, 2, "n", n)?;
+    runtime::same_dim("out", out.dims, 0, "h", h)?;
+    runtime::same_dim("out", out.dims, 1, "m", m)?;
+    runtime::same_dim("out", out.dims, 2, "n", n)?;
+    let _ = ws;
+    softmax_last_jvp_into(h, m, n, &s.data, &d_x.data, &mut out.data)
 }

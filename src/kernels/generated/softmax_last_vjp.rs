@@ -27,7 +27,8 @@ use super::runtime::{self, KernelError, Tensor3};
 
 /// `softmax_last_vjp` on row-major slices. Inputs: `S` (h×m×n), `G` (h×m×n). Outputs: `gX` (h×m×n).
 ///
-/// Every length is checked against the dims (an error, never a panic). Error bound: each
+/// Allocates nothing: outputs are written in place, row registers come from each
+/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
 /// operation (`fderiv verify` checks the composed bound).
 pub fn softmax_last_vjp_into(h: usize, m: usize, n: usize, s: &[f64], g: &[f64], g_x: &mut [f64]) -> Result<(), KernelError> {
@@ -35,8 +36,8 @@ pub fn softmax_last_vjp_into(h: usize, m: usize, n: usize, s: &[f64], g: &[f64],
     runtime::check_len("G", g.len(), [h, m, n])?;
     runtime::check_len("gX", g_x.len(), [h, m, n])?;
     // 1. gX = a fused pass over each row
-    runtime::row_pass(g_x, n, || -> [Vec<f64>; 3] { std::array::from_fn(|_| vec![0.0; n]) }, |row, out, regs| {
-        let [r0, r1, r2] = regs;
+    runtime::row_pass(g_x, n, |row, out, [r0, r1]: [&mut [f64]; 2]| {
+        let r2 = out;
         let g = runtime::row(g, row, n);
         let s = runtime::row(s, row, n);
         for j in 0..n { r0[j] = (s[j]) * (g[j]); }
@@ -44,7 +45,6 @@ pub fn softmax_last_vjp_into(h: usize, m: usize, n: usize, s: &[f64], g: &[f64],
         for j in 0..n { s0 += r0[j]; }
         for j in 0..n { r1[j] = (g[j]) - (s0); }
         for j in 0..n { r2[j] = (s[j]) * (r1[j]); }
-        out.copy_from_slice(r2);
     });
     Ok(())
 }
@@ -69,6 +69,18 @@ pub const SOFTMAX_LAST_VJP_INPUTS: &[&str] = &["S", "G"];
 /// The outputs of [`softmax_last_vjp`], in order.
 pub const SOFTMAX_LAST_VJP_OUTPUTS: &[&str] = &["gX"];
 
+/// The named dims of [`softmax_last_vjp`], in the slice form's order.
+pub const SOFTMAX_LAST_VJP_DIMS: &[&str] = &["h", "m", "n"];
+
+/// The dims of each input of [`softmax_last_vjp`].
+pub const SOFTMAX_LAST_VJP_INPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"], ["h", "m", "n"]];
+
+/// The dims of each output of [`softmax_last_vjp`].
+pub const SOFTMAX_LAST_VJP_OUTPUT_DIMS: &[[&str; 3]] = &[["h", "m", "n"]];
+
+/// The dims [h, m, k, p] of each GEMM step of [`softmax_last_vjp`].
+pub const SOFTMAX_LAST_VJP_GEMMS: &[[&str; 4]] = &[];
+
 /// [`softmax_last_vjp`] with inputs and outputs as slices in the orders above.
 pub fn softmax_last_vjp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelError> {
     match inputs {
@@ -79,4 +91,27 @@ pub fn softmax_last_vjp_dyn(inputs: &[&Tensor3]) -> Result<Vec<Tensor3>, KernelE
             found: inputs.len(),
         }),
     }
+}
+
+/// [`softmax_last_vjp_into`] on tensors in the orders above, writing into `outputs` (their
+/// dims checked) with temporaries from `ws`: repeated calls allocate nothing.
+pub fn softmax_last_vjp_dyn_into(inputs: &[&Tensor3], outputs: &mut [Tensor3], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
+    let ([s, g], [g_x]) = (inputs, outputs) else {
+        return Err(KernelError::Arity {
+            kernel: "softmax_last_vjp",
+            expected: 2,
+            found: inputs.len(),
+        });
+    };
+    let h = s.dims[0];
+    let m = s.dims[1];
+    let n = s.dims[2];
+    runtime::same_dim("G", g.dims, 0, "h", h)?;
+    runtime::same_dim("G", g.dims, 1, "m", m)?;
+    runtime::same_dim("G", g.dims, 2, "n", n)?;
+    runtime::same_dim("gX", g_x.dims, 0, "h", h)?;
+    runtime::same_dim("gX", g_x.dims, 1, "m", m)?;
+    runtime::same_dim("gX", g_x.dims, 2, "n", n)?;
+    let _ = ws;
+    softmax_last_vjp_into(h, m, n, &s.data, &g.data, &mut g_x.data)
 }

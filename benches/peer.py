@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Peer timings for docs/performance.md: NumPy and JAX (CPU, float64, jit) on the
+shapes of `fderiv bench`, the same kernels (forward, JVP, VJP of matmul and the
+last-axis softmax; the softmax JVP/VJP read the saved forward output S, as fderiv's
+kernels do). Optional, not run in CI.
+
+    pip install numpy jax
+    python3 benches/peer.py [--reps 15] [--json]
+
+Prints one row per (library, op, mode, shape): the median wall time of one call,
+output allocation included (as `fderiv bench`'s `alloc` form).
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+MATMUL = [(8, 64, 64, 64), (16, 128, 128, 128), (8, 512, 512, 512)]
+SOFTMAX = [(16, 128, 128), (8, 512, 512), (32, 1024, 1024)]
+
+
+def data(shape, seed):
+    n = int(np.prod(shape))
+    return (((np.arange(n) * 7919 + seed * 104729) % 1000) / 500.0 - 1.0).reshape(shape)
+
+
+def numpy_kernels():
+    def softmax(x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    return {
+        ("matmul", "forward"): lambda a, b: a @ b,
+        ("matmul", "jvp"): lambda a, b, da, db: da @ b + a @ db,
+        ("matmul", "vjp"): lambda a, b, g: (g @ b.swapaxes(-1, -2), a.swapaxes(-1, -2) @ g),
+        ("softmax_last", "forward"): softmax,
+        ("softmax_last", "jvp"): lambda s, dx: s * (dx - (s * dx).sum(axis=-1, keepdims=True)),
+        ("softmax_last", "vjp"): lambda s, g: s * (g - (s * g).sum(axis=-1, keepdims=True)),
+    }
+
+
+def jax_kernels():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_platforms", "cpu")
+    import jax.numpy as jnp
+
+    ks = {
+        ("matmul", "forward"): lambda a, b: a @ b,
+        ("matmul", "jvp"): lambda a, b, da, db: da @ b + a @ db,
+        ("matmul", "vjp"): lambda a, b, g: (g @ jnp.swapaxes(b, -1, -2), jnp.swapaxes(a, -1, -2) @ g),
+        ("softmax_last", "forward"): lambda x: jax.nn.softmax(x, axis=-1),
+        ("softmax_last", "jvp"): lambda s, dx: s * (dx - (s * dx).sum(axis=-1, keepdims=True)),
+        ("softmax_last", "vjp"): lambda s, g: s * (g - (s * g).sum(axis=-1, keepdims=True)),
+    }
+    jitted = {k: jax.jit(f) for k, f in ks.items()}
+
+    def run(f):
+        return lambda *xs: jax.block_until_ready(f(*xs))
+
+    return {k: run(f) for k, f in jitted.items()}, (lambda x: jnp.asarray(x))
+
+
+def inputs(op, mode, shape):
+    if op == "matmul":
+        h, m, n, p = shape
+        a, b = data((h, m, n), 0), data((h, n, p), 1)
+        return {"forward": [a, b], "jvp": [a, b, data((h, m, n), 2), data((h, n, p), 3)],
+                "vjp": [a, b, data((h, m, p), 2)]}[mode]
+    x = data(shape, 0)
+    if mode == "forward":
+        return [x]
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return [e / e.sum(axis=-1, keepdims=True), data(shape, 1)]
+
+
+def median(f, xs, reps):
+    f(*xs)
+    times = []
+    start = time.perf_counter()
+    while len(times) < reps and (len(times) < 3 or time.perf_counter() - start < 2.0):
+        t = time.perf_counter()
+        f(*xs)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    libs = [("numpy", numpy_kernels(), lambda x: x)]
+    try:
+        jk, conv = jax_kernels()
+        libs.append(("jax-jit", jk, conv))
+    except ImportError:
+        print("jax not installed: NumPy only")
+    rows = []
+    for lib, ks, conv in libs:
+        for (op, mode), f in ks.items():
+            for shape in MATMUL if op == "matmul" else SOFTMAX:
+                xs = [conv(x) for x in inputs(op, mode, shape)]
+                t = median(f, xs, args.reps)
+                rows.append({"lib": lib, "op": op, "mode": mode, "shape": list(shape), "median_s": t})
+                if not args.json:
+                    print(f"{lib:8} {op:13} {mode:8} {'x'.join(map(str, shape)):18} {t * 1e3:10.3f} ms", flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
