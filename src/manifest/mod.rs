@@ -332,6 +332,14 @@ impl KernelDef {
         }
     }
 
+    /// Builds the kernel in every mode it declares ([`KernelDef::build`]).
+    pub fn build_all(&self, rules: &RuleSet, limits: &Limits) -> Result<Vec<Built>, ManifestError> {
+        self.modes
+            .iter()
+            .map(|m| self.build(*m, rules, limits))
+            .collect()
+    }
+
     /// Builds the kernel in `mode` with `rules` (which the caller has checked for
     /// soundness: see [`crate::derive::refuse_unsound`]): derives it, then lowers it
     /// twice — with the saved subterms recomputed, and as the kernel runs.

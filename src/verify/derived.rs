@@ -8,7 +8,7 @@ use crate::derive::{Derivation, COTANGENT};
 use crate::ir::eval::{eval, values_equal, Binding, Env, EvalError, Value};
 use crate::ir::shape::{concrete_dims, ShapeEnv};
 use crate::ir::Expr;
-use crate::manifest::SpecOp;
+use crate::manifest::{Built, KernelMode, SpecOp};
 use crate::outcome::Failure;
 use crate::rules::soundness::random_tensor;
 use crate::scalar::{ExpOracle, Rational, Scalar};
@@ -96,6 +96,24 @@ pub struct Derived<'a> {
     pub vjp: Option<&'a Derivation>,
     /// Its counterpart in the spec mirror.
     pub spec: Option<SpecOp>,
+}
+
+impl<'a> Derived<'a> {
+    /// The derivations among `built` (the modes of kernel `name`).
+    pub fn of(name: &'a str, built: &'a [Built], spec: Option<SpecOp>) -> Derived<'a> {
+        let of = |mode: KernelMode| {
+            built
+                .iter()
+                .find(|b| b.mode == mode)
+                .and_then(|b| b.derivation.as_ref())
+        };
+        Derived {
+            name,
+            jvp: of(KernelMode::Jvp),
+            vjp: of(KernelMode::Vjp),
+            spec,
+        }
+    }
 }
 
 /// The semantic VJP restricted to the slots `wrt` (the derived VJP reports only

@@ -18,7 +18,7 @@ pub use kernels::{generated_rows, generated_run, kernel_rows};
 
 use crate::derive::{refuse_unsound, Limits};
 use crate::emit;
-use crate::manifest::{Built, KernelMode, Manifest};
+use crate::manifest::Manifest;
 use crate::outcome::{Failure, Format};
 use crate::rules::soundness::{check_rules, CheckConfig};
 use crate::rules::RuleSet;
@@ -246,24 +246,8 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
     let limits = Limits::default().unexplained();
     for def in &kernels {
         progress(&format!("deriving and checking {}", def.name));
-        let built: Vec<Built> = def
-            .modes
-            .iter()
-            .map(|m| def.build(*m, &rules, &limits))
-            .collect::<Result<_, _>>()
-            .map_err(Failure::input)?;
-        let of = |mode: KernelMode| {
-            built
-                .iter()
-                .find(|b| b.mode == mode)
-                .and_then(|b| b.derivation.as_ref())
-        };
-        let derived = Derived {
-            name: &def.name,
-            jvp: of(KernelMode::Jvp),
-            vjp: of(KernelMode::Vjp),
-            spec: def.spec,
-        };
+        let built = def.build_all(&rules, &limits).map_err(Failure::input)?;
+        let derived = Derived::of(&def.name, &built, def.spec);
         report.rows.extend(derived_rungs(&derived, args, &mut rng)?);
         for b in &built {
             kernel_rows(def, b, &cfg, &mut report.rows, &mut report.skipped)?;
@@ -324,7 +308,7 @@ pub fn run(args: &VerifyArgs) -> Result<(), Failure> {
 mod tests {
     use super::*;
     use crate::derive::Derivation;
-    use crate::manifest::KernelDef;
+    use crate::manifest::{KernelDef, KernelMode};
 
     fn args() -> VerifyArgs {
         VerifyArgs {

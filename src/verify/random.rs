@@ -10,7 +10,7 @@ use crate::ir::random::{degree, random_term, TermShape};
 use crate::ir::shape::parse_shape;
 use crate::ir::{Expr, Op};
 use crate::lower::Saved;
-use crate::manifest::{Built, KernelDef, KernelMode};
+use crate::manifest::{KernelDef, KernelMode};
 use crate::outcome::Failure;
 use crate::rules::file::Location;
 use crate::rules::RuleSet;
@@ -106,12 +106,7 @@ pub fn random_term_rows(
         };
         let term = random_term(&mut rng, shape).map_err(Failure::check)?;
         let def = random_kernel(i, term)?;
-        let built: Result<Vec<Built>, _> = def
-            .modes
-            .iter()
-            .map(|m| def.build(*m, rules, limits))
-            .collect();
-        let built = match built {
+        let built = match def.build_all(rules, limits) {
             Ok(b) => {
                 built_terms.record(true, String::new);
                 b
@@ -121,18 +116,7 @@ pub fn random_term_rows(
                 continue;
             }
         };
-        let of = |mode| {
-            built
-                .iter()
-                .find(|b| b.mode == mode)
-                .and_then(|b| b.derivation.as_ref())
-        };
-        let derived = Derived {
-            name: &def.name,
-            jvp: of(KernelMode::Jvp),
-            vjp: of(KernelMode::Vjp),
-            spec: None,
-        };
+        let derived = Derived::of(&def.name, &built, None);
         let small = VerifyArgs {
             cases: cfg.cases,
             seed: args.seed,
