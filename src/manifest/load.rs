@@ -5,12 +5,14 @@
 use super::{KernelDef, KernelMode, ManifestError, ManifestErrorKind, SpecOp};
 use crate::derive::{inputs_of, COTANGENT};
 use crate::ir::shape::{infer_term, parse_shape, ShapeEnv, Ty};
-use crate::ir::{parse_term, Expr};
+use crate::ir::{parse_term, Expr, Op};
 use crate::lower::Saved;
 use crate::rules::file::Location;
 use egg::Symbol;
+use egg::{Id, Language};
 use indexmap::IndexMap;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use toml::Spanned;
@@ -301,9 +303,23 @@ fn join(names: &[Symbol]) -> String {
         .join(", ")
 }
 
-/// Whether `part` occurs in `whole` (as a subterm, compared structurally).
-pub fn is_subterm(whole: &Expr, part: &Expr) -> bool {
-    let text = part.to_string();
-    (0..whole.as_ref().len())
-        .any(|i| crate::derive::subterm(whole, egg::Id::from(i)).to_string() == text)
+/// Whether `part` occurs in `whole` as a subterm: both are hash-consed into one table
+/// of nodes (children by canonical id), so the test is linear in their sizes.
+fn is_subterm(whole: &Expr, part: &Expr) -> bool {
+    let mut table: HashMap<Op, Id> = HashMap::new();
+    let mut canon: Vec<Id> = Vec::with_capacity(whole.as_ref().len());
+    for node in whole.as_ref() {
+        let key = node.clone().map_children(|c| canon[usize::from(c)]);
+        let next = Id::from(table.len());
+        canon.push(*table.entry(key).or_insert(next));
+    }
+    let mut mapped: Vec<Id> = Vec::with_capacity(part.as_ref().len());
+    for node in part.as_ref() {
+        let key = node.clone().map_children(|c| mapped[usize::from(c)]);
+        match table.get(&key) {
+            Some(id) => mapped.push(*id),
+            None => return false,
+        }
+    }
+    !mapped.is_empty()
 }

@@ -12,7 +12,7 @@
 
 mod load;
 
-pub use load::{is_subterm, parse_manifest, DEFAULT_OUT};
+pub use load::{parse_manifest, DEFAULT_OUT};
 
 use crate::derive::{derive_unchecked, Derivation, DeriveError, Limits, Mode, Request};
 use crate::ir::shape::ShapeEnv;
