@@ -62,6 +62,18 @@ impl RungCount {
         self.worst = Some(self.worst.map_or(ratio, |w| w.max(ratio)));
     }
 
+    /// Adds `other`'s cases into these (worst ratio and first failure kept).
+    pub fn absorb(&mut self, other: RungCount) {
+        self.cases += other.cases;
+        self.passed += other.passed;
+        if let Some(w) = other.worst {
+            self.measure(w);
+        }
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+
     /// True when every case held and there was at least one.
     pub fn holds(&self) -> bool {
         self.cases > 0 && self.passed == self.cases
@@ -188,11 +200,7 @@ pub fn rung_plan_exact(
 ) -> Result<RungCount, RungError> {
     let mut count = check_plan_exact(&b.term, &b.shapes, &b.full_plan, &[], cfg)?;
     let kernel = check_plan_exact(&b.term, &b.shapes, &b.plan, saved, cfg)?;
-    count.cases += kernel.cases;
-    count.passed += kernel.passed;
-    if count.first_failure.is_none() {
-        count.first_failure = kernel.first_failure;
-    }
+    count.absorb(kernel);
     Ok(count)
 }
 

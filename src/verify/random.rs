@@ -66,14 +66,7 @@ fn merge(total: &mut Vec<Row>, more: Vec<Row>) {
             .find(|t| t.rung == r.rung && t.mode == r.mode)
         {
             Some(t) => {
-                t.count.cases += r.count.cases;
-                t.count.passed += r.count.passed;
-                if let Some(w) = r.count.worst {
-                    t.count.measure(w);
-                }
-                if t.count.first_failure.is_none() {
-                    t.count.first_failure = r.count.first_failure;
-                }
+                t.count.absorb(r.count);
             }
             None => total.push(Row {
                 op: "random terms".into(),
