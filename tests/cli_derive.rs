@@ -269,7 +269,7 @@ fn a_times_a_sums_both_contributions_into_one_slot() {
             "--mode",
             "vjp",
         ]),
-        "(grad A (+ (bmm (T A) G) (bmm G (T A))))"
+        "(grad A (+ (bmm G (T A)) (bmm (T A) G)))"
     );
 }
 

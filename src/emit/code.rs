@@ -68,9 +68,8 @@ fn dim_check(s: &mut String, input: &str, id: &str, axis: usize, d: &Dim, bound:
         _ => {
             let _ = writeln!(
                 s,
-                "    runtime::same_dim({input:?}, {id}.dims, {axis}, {:?}, {})?;",
+                "    runtime::same_dim({input:?}, {id}.dims, {axis}, {:?}, {d})?;",
                 d.to_string(),
-                dim(d)
             );
         }
     }
@@ -654,11 +653,10 @@ fn check_output(s: &mut String, names: &Names<'_>, b: BufId) {
     for (axis, d) in names.shape(b).iter().enumerate() {
         let _ = writeln!(
             s,
-            "    runtime::same_dim({:?}, {}.dims, {axis}, {:?}, {})?;",
+            "    runtime::same_dim({:?}, {}.dims, {axis}, {:?}, {d})?;",
             names.name(b),
             names.id(b),
             d.to_string(),
-            dim(d)
         );
     }
 }
@@ -889,7 +887,7 @@ mod tests {
         for want in [
             "pub fn matmul_forward_into(d: usize, n: usize, c: f64, w: &[f64], x: &[f64]",
             "let d = runtime::factor(\"W\", w.dims, 1, \"2*d\", 2)?;",
-            "runtime::same_dim(\"X\", x.dims, 2, \"2*d\", (2*d))?;",
+            "runtime::same_dim(\"X\", x.dims, 2, \"2*d\", 2*d)?;",
             "runtime::bmm([1, n, (2*d), (2*d)], x, false, w, false, &mut *t0, false)?;",
             "runtime::split_heads([2, n, d], &*t0, &mut *t1)?;",
             "runtime::merge_heads([2, n, d], &*t2, out)?;",

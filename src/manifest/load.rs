@@ -257,7 +257,7 @@ fn check_kernel(
     let spec = match &k.spec {
         None => None,
         Some(s) => {
-            let op = SpecOp::parse(s.get_ref())
+            let op = SpecOp::parse(s.get_ref(), &term)
                 .ok_or_else(|| err(s.span(), ManifestErrorKind::Spec(s.get_ref().clone())))?;
             let (spec_term, spec_inputs) = op.term();
             let same_inputs = spec_inputs

@@ -77,6 +77,23 @@ pub enum SpecOp {
     Matmul,
     /// `Batched.softmaxLast`: softmax along the last axis of h×m×n.
     SoftmaxLast,
+    /// The multi-head attention block with `heads` heads (`MultiHeadAttention.mhaDGraph`
+    /// for [`HeadLayout::Lean`], its PyTorch-layout twin for [`HeadLayout::PyTorch`]).
+    Mha {
+        /// How `x·Wq` (and K, V) is split into heads.
+        layout: HeadLayout,
+        /// The number of heads, read from the kernel's term.
+        heads: usize,
+    },
+}
+
+/// How the attention block splits `n×(h·d)` into `h×n×d` heads (docs/mha-layout.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadLayout {
+    /// `mhaDGraph`: one `reshape` (the same row-major coordinates).
+    Lean,
+    /// `torch.nn.MultiheadAttention`: `view(n, h, d).transpose(0, 1)`.
+    PyTorch,
 }
 
 impl fmt::Display for SpecOp {
@@ -84,26 +101,79 @@ impl fmt::Display for SpecOp {
         f.write_str(match self {
             SpecOp::Matmul => "matmul",
             SpecOp::SoftmaxLast => "softmax_last",
+            SpecOp::Mha {
+                layout: HeadLayout::Lean,
+                ..
+            } => "mha_lean",
+            SpecOp::Mha {
+                layout: HeadLayout::PyTorch,
+                ..
+            } => "mha_pytorch",
         })
     }
 }
 
 impl SpecOp {
-    /// Both ops.
-    pub const ALL: [SpecOp; 2] = [SpecOp::Matmul, SpecOp::SoftmaxLast];
-
-    /// `matmul` or `softmax_last`.
-    pub fn parse(text: &str) -> Option<SpecOp> {
-        SpecOp::ALL.into_iter().find(|o| o.to_string() == text)
+    /// The op named `text`; an attention block takes its head count from `term` (the
+    /// first head split in it, else 1, which the term check then refuses).
+    pub fn parse(text: &str, term: &crate::ir::Expr) -> Option<SpecOp> {
+        let mha = |layout| SpecOp::Mha {
+            layout,
+            heads: first_head_count(term).unwrap_or(1),
+        };
+        Some(match text {
+            "matmul" => SpecOp::Matmul,
+            "softmax_last" => SpecOp::SoftmaxLast,
+            "mha_lean" => mha(HeadLayout::Lean),
+            "mha_pytorch" => mha(HeadLayout::PyTorch),
+            _ => return None,
+        })
     }
 
-    /// The term the mirror's op computes and its inputs' shapes, in the Lean order.
-    pub fn term(&self) -> (&'static str, &'static [(&'static str, &'static str)]) {
-        match self {
-            SpecOp::Matmul => ("(bmm A B)", &[("A", "h,m,n"), ("B", "h,n,p")]),
-            SpecOp::SoftmaxLast => ("(softmax X)", &[("X", "h,m,n")]),
+    /// The term the mirror's op computes and its inputs' shapes, in the Lean order
+    /// (`ΓMHA = [x, Wq, Wk, Wv, Wo]` for the attention block).
+    pub fn term(&self) -> (String, Vec<(&'static str, String)>) {
+        let own = |v: &[(&'static str, &str)]| v.iter().map(|(n, s)| (*n, s.to_string())).collect();
+        match *self {
+            SpecOp::Matmul => ("(bmm A B)".into(), own(&[("A", "h,m,n"), ("B", "h,n,p")])),
+            SpecOp::SoftmaxLast => ("(softmax X)".into(), own(&[("X", "h,m,n")])),
+            SpecOp::Mha { layout, heads: k } => {
+                let split = |w: &str| match layout {
+                    HeadLayout::Lean => format!("(reshape {k} (bmm x {w}))"),
+                    HeadLayout::PyTorch => format!("(split {k} (bmm x {w}))"),
+                };
+                let scores = format!("(softmax (* @c (bmm {} (T {}))))", split("Wq"), split("Wk"));
+                let heads_out = format!("(bmm {scores} {})", split("Wv"));
+                let merged = match layout {
+                    HeadLayout::Lean => format!("(flat {k} (swap {heads_out}))"),
+                    HeadLayout::PyTorch => format!("(merge {k} {heads_out})"),
+                };
+                let wide = format!("1,m,{k}*d");
+                let inputs = vec![
+                    ("x", "1,n,m".to_string()),
+                    ("Wq", wide.clone()),
+                    ("Wk", wide.clone()),
+                    ("Wv", wide),
+                    ("Wo", format!("1,{k}*d,m")),
+                ];
+                (format!("(bmm {merged} Wo)"), inputs)
+            }
         }
     }
+}
+
+/// The head count of the first `split` or `reshape` in `term`.
+fn first_head_count(term: &crate::ir::Expr) -> Option<usize> {
+    let nodes = term.as_ref();
+    nodes.iter().find_map(|n| match n {
+        crate::ir::Op::Split([k, _]) | crate::ir::Op::Reshape([k, _]) => {
+            match &nodes[usize::from(*k)] {
+                crate::ir::Op::Num(c) => c.heads(),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
 }
 
 /// What is wrong with a manifest or with a request against it.
@@ -177,7 +247,7 @@ pub enum ManifestErrorKind {
         output: String,
     },
     /// An unknown spec counterpart.
-    #[error("unknown spec op {0:?} (the mirror has: matmul, softmax_last)")]
+    #[error("unknown spec op {0:?} (the mirror has: matmul, softmax_last, mha_lean, mha_pytorch)")]
     Spec(String),
     /// The kernel is not the spec op it names.
     #[error("spec = {op:?} needs exactly the term {term} with the mirror's inputs and shapes")]

@@ -34,15 +34,59 @@ fn a_good_manifest_parses_in_declaration_order() {
 }
 
 #[test]
-fn the_embedded_manifest_holds_the_spec_ops() {
+fn the_embedded_manifest_holds_the_spec_ops_and_attention() {
     let m = Manifest::embedded().unwrap();
-    assert_eq!(m.names(), ["matmul", "softmax_last"]);
+    let names = ["matmul", "softmax_last", "mha_h4", "mha_h8", "mha_lean_h4"];
+    assert_eq!(m.names(), names);
     assert_eq!(m.kernel("matmul").unwrap().spec, Some(SpecOp::Matmul));
+    let mha = |layout, heads| Some(SpecOp::Mha { layout, heads });
+    assert_eq!(
+        m.kernel("mha_h8").unwrap().spec,
+        mha(HeadLayout::PyTorch, 8)
+    );
+    assert_eq!(
+        m.kernel("mha_lean_h4").unwrap().spec,
+        mha(HeadLayout::Lean, 4)
+    );
     let e = m.kernel("nope").unwrap_err().to_string();
     assert_eq!(
         e,
-        "no kernel named \"nope\" (kernels: matmul, softmax_last)"
+        format!("no kernel named \"nope\" (kernels: {})", names.join(", "))
     );
+}
+
+#[test]
+fn an_attention_kernel_must_be_the_mirrors_block_in_its_layout() {
+    let block = SpecOp::Mha {
+        layout: HeadLayout::PyTorch,
+        heads: 2,
+    }
+    .term()
+    .0;
+    let inputs = r#"inputs = { x = "1,n,m", Wq = "1,m,2*d", Wk = "1,m,2*d", Wv = "1,m,2*d", Wo = "1,2*d,m" }"#;
+    let entry = |spec: &str, term: &str| {
+        format!("[[kernel]]\nname = \"a\"\nterm = \"{term}\"\n{inputs}\nspec = \"{spec}\"\n")
+    };
+    let ok = parse(&entry("mha_pytorch", &block)).unwrap();
+    assert_eq!(
+        ok[0].spec,
+        Some(SpecOp::Mha {
+            layout: HeadLayout::PyTorch,
+            heads: 2
+        })
+    );
+    // The PyTorch block named as TorchLean's graph, and the block without its scale.
+    for (spec, term) in [
+        ("mha_lean", block.clone()),
+        ("mha_pytorch", block.replace("(* @c ", "(* 1 ")),
+    ] {
+        let e = parse(&entry(spec, &term)).unwrap_err();
+        assert!(
+            matches!(*e.kind, ManifestErrorKind::SpecMismatch { .. }),
+            "{spec}: {e}"
+        );
+        assert!(e.to_string().contains(":5:8"), "{e}");
+    }
 }
 
 #[test]

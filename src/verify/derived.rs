@@ -8,12 +8,13 @@ use crate::derive::{Derivation, COTANGENT};
 use crate::ir::eval::{eval, values_equal, Binding, Env, EvalError, Value};
 use crate::ir::shape::{concrete_dims, ShapeEnv};
 use crate::ir::Expr;
-use crate::manifest::{Built, KernelMode, SpecOp};
+use crate::manifest::{Built, HeadLayout, KernelMode, SpecOp};
 use crate::outcome::Failure;
 use crate::rules::soundness::random_tensor;
 use crate::scalar::{ExpOracle, Rational, Scalar};
 use crate::spec::batched::{matmul_node, softmax_last_node};
 use crate::spec::context::Context;
+use crate::spec::mha::{mha_backprop, mha_jvp, Layout, MhaDims, MhaInputs};
 use crate::spec::node::{Node, OfVec};
 use crate::spec::SpecError;
 use crate::tensor::Tensor;
@@ -212,23 +213,32 @@ pub fn derived_rungs(
 }
 
 /// A point of an op's IR inputs, restated for the spec mirror: the context Γ lists
-/// the op's inputs in order (A, B or X), x and dx concatenate their values and tangents.
+/// the op's inputs in order (A, B; X; or x, Wq, Wk, Wv, Wo), x and dx concatenate
+/// their values and tangents.
 struct SpecPoint {
-    node: OfVec<Rational>,
+    mirror: Mirror,
     order: Vec<(egg::Symbol, usize)>,
     x: Vec<Rational>,
     dx: Vec<Rational>,
 }
 
+/// The mirror's counterpart at a point: one node, or the whole attention graph.
+enum Mirror {
+    Node(OfVec<Rational>),
+    Mha {
+        layout: Layout,
+        dims: MhaDims,
+        c: Rational,
+        oracle: ExpOracle,
+    },
+}
+
 impl SpecPoint {
     fn new(op: SpecOp, env: &Env<Rational>) -> Result<SpecPoint, SpecError> {
-        let names: &[&str] = match op {
-            SpecOp::Matmul => &["A", "B"],
-            SpecOp::SoftmaxLast => &["X"],
-        };
+        let (_, inputs) = op.term();
         let mut shapes = Vec::new();
         let (mut x, mut dx, mut order) = (Vec::new(), Vec::new(), Vec::new());
-        for n in names {
+        for (n, _) in &inputs {
             let sym = Symbol::from(*n);
             let b = env.inputs.get(&sym).ok_or(SpecError::IndexOutOfRange {
                 position: shapes.len(),
@@ -241,21 +251,64 @@ impl SpecPoint {
         }
         let ctx = Context::new(shapes.clone())?;
         let idx = |i: usize| ctx.idx(i, &shapes[i]);
-        let (node, _) = match op {
-            SpecOp::Matmul => matmul_node(&ctx, &idx(0)?, &idx(1)?)?,
-            SpecOp::SoftmaxLast => softmax_last_node(&ctx, &idx(0)?, &env.oracle)?,
+        let mirror = match op {
+            SpecOp::Matmul => Mirror::Node(matmul_node(&ctx, &idx(0)?, &idx(1)?)?.0),
+            SpecOp::SoftmaxLast => Mirror::Node(softmax_last_node(&ctx, &idx(0)?, &env.oracle)?.0),
+            SpecOp::Mha { layout, heads } => {
+                // x : 1×n×dModel and Wq : 1×dModel×(h·d), as `SpecOp::term` declares.
+                let c = env.params.get(&Symbol::from("c")).cloned().ok_or(
+                    SpecError::IndexOutOfRange {
+                        position: inputs.len(),
+                        len: env.params.len(),
+                    },
+                )?;
+                Mirror::Mha {
+                    layout: match layout {
+                        HeadLayout::Lean => Layout::Lean,
+                        HeadLayout::PyTorch => Layout::PyTorch,
+                    },
+                    dims: MhaDims {
+                        n: shapes[0][1],
+                        d_model: shapes[0][2],
+                        heads,
+                        head_dim: shapes[1][2] / heads,
+                    },
+                    c,
+                    oracle: env.oracle.clone(),
+                }
+            }
         };
-        Ok(SpecPoint { node, order, x, dx })
+        Ok(SpecPoint {
+            mirror,
+            order,
+            x,
+            dx,
+        })
     }
 
+    /// The mirror's jvp at (x, dx) and its vjp (the graph's `backpropVec`) of `delta`.
     fn jvp_vjp(
         &self,
         delta: &Tensor<Rational>,
     ) -> Result<(Vec<Rational>, Vec<Rational>), SpecError> {
-        Ok((
-            self.node.jvp(&self.x, &self.dx)?,
-            self.node.vjp(&self.x, delta.data())?,
-        ))
+        match &self.mirror {
+            Mirror::Node(node) => Ok((
+                node.jvp(&self.x, &self.dx)?,
+                node.vjp(&self.x, delta.data())?,
+            )),
+            Mirror::Mha {
+                layout,
+                dims,
+                c,
+                oracle,
+            } => {
+                let inputs = MhaInputs::from_ctx_vec(dims, &self.x)?;
+                let tangents = MhaInputs::from_ctx_vec(dims, &self.dx)?;
+                let jvp = mha_jvp(*layout, dims, &inputs, &tangents, c, oracle)?;
+                let back = mha_backprop(*layout, dims, &inputs, delta.data(), c, oracle)?;
+                Ok((jvp, back.ctx_vec(dims)?))
+            }
+        }
     }
 
     /// A derived gradient as a context vector (missing slots are zero).

@@ -158,7 +158,7 @@ pub fn generated_rows(
 }
 
 /// One row per generated folder: every file it should hold is there, byte for byte.
-pub fn fresh_rows(folders: &[Folder]) -> Vec<Row> {
+pub fn fresh_rows(folders: &[&Folder]) -> Vec<Row> {
     folders
         .iter()
         .map(|f| {

@@ -17,7 +17,7 @@ pub use derived::{derived_rungs, random_env, Derived, Sizes};
 pub use kernels::{generated_rows, generated_run, kernel_rows};
 
 use crate::derive::{refuse_unsound, Limits};
-use crate::emit;
+use crate::emit::{self, Folder};
 use crate::manifest::Manifest;
 use crate::outcome::{Failure, Format};
 use crate::rules::soundness::{check_rules, CheckConfig};
@@ -255,12 +255,14 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
         }
     }
     progress("generated source");
-    let only = Manifest {
-        source: manifest.source.clone(),
-        kernels: kernels.into_iter().cloned().collect(),
-    };
-    let folders = emit::generate(&only, &rules, None).map_err(Failure::input)?;
-    report.rows.extend(kernels::fresh_rows(&folders));
+    // A folder's files (its mod.rs lists every kernel it holds) come from the whole
+    // manifest; only the folders the selected kernels write to are checked.
+    let folders = emit::generate(&manifest, &rules, None).map_err(Failure::input)?;
+    let selected: Vec<&Folder> = folders
+        .iter()
+        .filter(|f| kernels.iter().any(|k| k.out_dir == f.dir))
+        .collect();
+    report.rows.extend(kernels::fresh_rows(&selected));
     if args.random_terms > 0 {
         progress("random terms");
         report
