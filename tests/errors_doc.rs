@@ -134,6 +134,10 @@ fn fixtures(dir: &Path) {
     npy(dir, "A.npy", [1, 2, 3], seq(6));
     npy(dir, "B.npy", [1, 3, 2], seq(6));
     npy(dir, "B_bad.npy", [1, 2, 2], seq(4));
+    npy(dir, "W10.npy", [1, 3, 10], seq(30));
+    npy(dir, "W10t.npy", [1, 10, 3], seq(30));
+    npy(dir, "W12.npy", [1, 3, 12], seq(36));
+    npy(dir, "W12t.npy", [1, 12, 3], seq(36));
     npy(dir, "huge_A.npy", [1, 1, 1], vec![1e300]);
     npy(dir, "huge_B.npy", [1, 1, 1], vec![1e300]);
     npy(dir, "wide_A.npy", [1, 1_000_000_000, 0], vec![]);

@@ -159,6 +159,22 @@ pub enum RunError {
         /// The shape it must have, `2×4×p` (letters are still free).
         needed: String,
     },
+    /// An input's shape cannot be its declared shape whatever its free dims are (a
+    /// product dim `4*d` given a size that 4 does not divide: the head count must
+    /// divide the width).
+    #[error("{name} ({}) has shape {shape}, which cannot be its declared shape {declared}: {why}", path.display())]
+    Declared {
+        /// The offending input.
+        name: String,
+        /// Its file.
+        path: PathBuf,
+        /// Its shape, `h×m×n`.
+        shape: String,
+        /// Its declared shape, with the sizes bound so far.
+        declared: String,
+        /// The first axis that cannot fit, and why.
+        why: String,
+    },
     /// An output file exists and `--force` was not given.
     #[error("{} exists; pass --force to overwrite it (nothing was written)", path.display())]
     OutputExists {

@@ -168,6 +168,29 @@ fn check_result_sizes(
     Ok(())
 }
 
+/// Why no sizes of the free names make `shape` fit `dims`, given the sizes bound so
+/// far: the first axis that cannot fit, e.g. `10 is not a multiple of 4 (4*d)`.
+fn misfit(shape: &Shape, dims: Dims, sizes: &BTreeMap<String, usize>) -> String {
+    shape
+        .iter()
+        .zip(dims)
+        .enumerate()
+        .find(|(_, (d, v))| d.bind(*v, &mut sizes.clone()) == Some(false))
+        .map_or_else(String::new, |(axis, (d, v))| {
+            let fixed = d
+                .clone()
+                .factors()
+                .iter()
+                .filter_map(|f| f.size_with(&|n| sizes.get(n).copied()))
+                .product::<usize>();
+            if matches!(d, Dim::Product(_)) && fixed > 1 && v % fixed != 0 {
+                format!("axis {axis}: {v} is not a multiple of {fixed} ({d})")
+            } else {
+                format!("axis {axis}: {v} is not {d}")
+            }
+        })
+}
+
 /// Binds `shape`'s letters to `dims`, or says which earlier inputs disagree.
 fn unify(
     spec: &InputSpec,
@@ -201,6 +224,15 @@ fn unify(
             .collect();
         fixers.sort();
         fixers.dedup();
+        if fixers.is_empty() {
+            return Err(RunError::Declared {
+                name: spec.name.clone(),
+                path: spec.path.clone(),
+                shape: fmt_dims(&dims),
+                declared: needed.join("×"),
+                why: misfit(shape, dims, &sizes),
+            });
+        }
         let fixed_by: Vec<String> = fixers
             .iter()
             .map(|n| format!("{n} ({})", fmt_dims(&earlier[*n].dims())))
