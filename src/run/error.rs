@@ -162,7 +162,7 @@ pub enum RunError {
     /// An input's shape cannot be its declared shape whatever its free dims are (a
     /// product dim `4*d` given a size that 4 does not divide: the head count must
     /// divide the width).
-    #[error("{name} ({}) has shape {shape}, which cannot be its declared shape {declared}: {why}", path.display())]
+    #[error("{name} ({}) has shape {shape}, which cannot be {why}", path.display())]
     Declared {
         /// The offending input.
         name: String,
@@ -170,9 +170,8 @@ pub enum RunError {
         path: PathBuf,
         /// Its shape, `h×m×n`.
         shape: String,
-        /// Its declared shape, with the sizes bound so far.
-        declared: String,
-        /// The first axis that cannot fit, and why.
+        /// Its declared shape (with the sizes bound so far), the first axis that cannot
+        /// fit, and why: `its declared shape 1×m×4*d: axis 2: …`.
         why: String,
     },
     /// An output file exists and `--force` was not given.

@@ -229,8 +229,11 @@ fn unify(
                 name: spec.name.clone(),
                 path: spec.path.clone(),
                 shape: fmt_dims(&dims),
-                declared: needed.join("×"),
-                why: misfit(shape, dims, &sizes),
+                why: format!(
+                    "its declared shape {}: {}",
+                    needed.join("×"),
+                    misfit(shape, dims, &sizes)
+                ),
             });
         }
         let fixed_by: Vec<String> = fixers
