@@ -1,34 +1,40 @@
-//! `fderiv bench`: times every generated kernel (the forward, JVP and VJP of each op in
-//! [`KERNELS`]) on default or given shapes, in both forms — allocating (`run`) and
-//! writing into reused outputs (`run_into`) — beside in-run references: the batched
-//! GEMM of the same shape (`matrixmultiply`, heads in parallel: the fastest Rust GEMM
-//! measured on this machine, see docs/performance.md) for kernels with GEMMs, and a
-//! STREAM triad over as many values for the others.
+//! `fderiv bench`: times every kernel of the manifest (each mode it builds) on the
+//! sizes its `bench` entries give, or on `--shapes`, beside in-run references: the
+//! batched GEMM of the same shape (`matrixmultiply`, heads in parallel: the fastest
+//! Rust GEMM measured on this machine, see docs/performance.md) for kernels with GEMMs,
+//! and a STREAM triad over as many values for the others.
 //!
-//! The kernel list, each kernel's dims, its inputs' and outputs' dims and its GEMMs are
-//! read from the generated [`KERNELS`] table (entries named `<op>_<mode>`), so a new
-//! kernel is benchmarked without code here. Figures are medians of wall-clock times.
+//! A kernel whose generated source is compiled into this crate (the crate's own
+//! manifest) is timed in both forms of its generated entry in [`KERNELS`]: allocating
+//! (`run`) and writing into reused outputs (`run_into`). Any other manifest kernel (a
+//! user's, `--manifest PATH`) is timed as the f64 executor runs its plan (`exec`): the
+//! same plan its generated source follows. Figures are medians of wall-clock times.
 
+use crate::exec::{exec_f64, Tensors};
 use crate::kernels::runtime::{self, Tensor3, Workspace};
 use crate::kernels::{Entry, KERNELS};
+use crate::lower::{Plan, Role, Step};
+use crate::manifest::{Built, KernelDef, KernelMode, Manifest, ManifestError};
 use crate::outcome::{Failure, Format};
+use crate::rules::RuleSet;
+use crate::tensor::Tensor;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Default shapes of kernels with 4 dims (matmul's h, m, n, p).
-pub const DEFAULT_4: &[&[usize]] = &[&[8, 64, 64, 64], &[16, 128, 128, 128], &[8, 512, 512, 512]];
-/// Default shapes of kernels with 3 dims (softmax's h, m, n).
-pub const DEFAULT_3: &[&[usize]] = &[&[16, 128, 128], &[8, 512, 512], &[32, 1024, 1024]];
 
 /// Arguments of `fderiv bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Ops (`matmul`, `softmax_last`) or kernels (`matmul_jvp`) to time; all by default.
+    /// Manifest kernels (`matmul`) or one mode of one (`matmul_jvp`); all by default.
     pub kernels: Vec<String>,
-    /// Shapes replacing the defaults, e.g. `2x3x4x5,2x3x4`: each kernel runs those with
-    /// as many dims as it has (its dims in order, e.g. h×m×n×p for matmul).
+    /// The kernel manifest (default: the crate's own fderiv.toml).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Sizes replacing the manifest's `bench` entries, e.g. `2x3x4x5,2x3x4`: each
+    /// kernel runs those with as many sizes as it has named dims, in the order its
+    /// inputs first name them (`derive KERNEL --plan` lists the inputs).
     #[arg(long, value_delimiter = ',')]
     pub shapes: Vec<String>,
     /// Output format.
@@ -42,13 +48,14 @@ pub struct BenchArgs {
 /// One timed row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
-    /// The op (`matmul`), or `reference`.
+    /// The kernel (`matmul`), or `reference`.
     pub op: String,
     /// `forward`, `jvp`, `vjp`, or the reference's kind (`gemm`, `triad`).
     pub mode: String,
-    /// The kernel's dims, in order.
+    /// The kernel's named dims' sizes, in order.
     pub shape: Vec<usize>,
-    /// `alloc` (outputs allocated per call) or `into` (reused outputs).
+    /// `alloc` (generated, outputs allocated per call), `into` (generated, reused
+    /// outputs) or `exec` (the f64 executor on the kernel's plan).
     pub form: String,
     /// The median of the timed calls, in seconds.
     pub median_s: f64,
@@ -63,47 +70,148 @@ pub struct Row {
 /// Why the arguments cannot be benchmarked.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    /// A name that is neither an op nor a kernel.
-    #[error("unknown kernel {name}; known: {known}")]
-    Unknown {
-        /// The name given.
-        name: String,
-        /// The ops and kernels there are.
-        known: String,
-    },
-    /// A shape that is not dims joined by `x`.
+    /// The manifest, a kernel name or a build failed.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A shape that is not sizes joined by `x`.
     #[error("bad shape {0:?}: expected sizes joined by x, e.g. 8x64x64x64")]
     Shape(String),
     /// Shapes none of whose lengths fits a selected kernel.
-    #[error("no selected kernel has {0} dims")]
+    #[error("no selected kernel has {0} named dims")]
     NoKernel(usize),
+    /// A selected kernel with neither `bench` sizes nor fitting `--shapes`.
+    #[error("kernel {kernel} has no sizes to time: add bench = [{{ {example} }}] to its manifest entry, or pass --shapes")]
+    NoSizes {
+        /// The kernel.
+        kernel: String,
+        /// Its dims with placeholder sizes.
+        example: String,
+    },
+    /// The compiled-in generated kernel does not have the manifest kernel's dims.
+    #[error("the compiled kernel {0} does not match the manifest: run fderiv emit and rebuild")]
+    Stale(String),
     /// A kernel refused its inputs (a shape too large, ...).
     #[error("{0}")]
     Kernel(#[from] runtime::KernelError),
+    /// The embedded rules did not load.
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RuleError),
+    /// The executor refused its inputs.
+    #[error("{0}")]
+    Exec(#[from] crate::exec::ExecError),
 }
 
-/// The op of a kernel entry: its name without the `_forward`/`_jvp`/`_vjp` suffix.
-fn split(name: &str) -> (&str, &str) {
-    name.rsplit_once('_').unwrap_or((name, ""))
+/// How one kernel mode is run.
+enum Runner {
+    /// Its generated entry, compiled into this crate.
+    Compiled(&'static Entry),
+    /// The f64 executor on its plan.
+    Planned(Box<Built>),
 }
 
-/// The selected kernels, in table order.
-pub fn select(names: &[String]) -> Result<Vec<&'static Entry>, BenchError> {
+/// One kernel mode to time, with the sizes to time it at.
+struct Target {
+    def: KernelDef,
+    mode: KernelMode,
+    runner: Runner,
+    sizes: Vec<Vec<usize>>,
+}
+
+/// The generated entry compiled into this crate for `def` in `mode`, if any.
+pub fn compiled(def: &KernelDef, mode: KernelMode) -> Option<&'static Entry> {
+    let name = def.mode_name(mode);
+    (def.out_dir == Path::new(crate::emit::COMMITTED_DIR))
+        .then(|| KERNELS.iter().find(|e| e.name == name))
+        .flatten()
+}
+
+/// `sizes` (in `def.dims` order) in the order of `e.dims`.
+pub fn entry_shape(def: &KernelDef, e: &Entry, sizes: &[usize]) -> Result<Vec<usize>, BenchError> {
+    e.dims
+        .iter()
+        .map(|d| {
+            def.dims
+                .iter()
+                .position(|n| n == d)
+                .and_then(|i| sizes.get(i).copied())
+                .ok_or_else(|| BenchError::Stale(e.name.to_string()))
+        })
+        .collect()
+}
+
+/// The selected kernel modes of `manifest` with their sizes (`given`, else each
+/// kernel's `bench` entries), in manifest order.
+fn targets(
+    manifest: &Manifest,
+    names: &[String],
+    given: &[Vec<usize>],
+) -> Result<Vec<Target>, BenchError> {
+    let by_mode = |n: &str| {
+        manifest.kernels.iter().find_map(|k| {
+            k.modes
+                .iter()
+                .find(|m| k.mode_name(**m) == n)
+                .map(|m| (k.name.clone(), *m))
+        })
+    };
+    let mut wanted: Vec<(String, Option<KernelMode>)> = Vec::new();
     for n in names {
-        if !KERNELS.iter().any(|e| e.name == n || split(e.name).0 == n) {
-            let mut known: Vec<&str> = KERNELS.iter().map(|e| split(e.name).0).collect();
-            known.dedup();
-            known.extend(KERNELS.iter().map(|e| e.name));
-            return Err(BenchError::Unknown {
-                name: n.clone(),
-                known: known.join(", "),
+        match by_mode(n) {
+            Some((k, m)) => wanted.push((k, Some(m))),
+            None => wanted.push((manifest.kernel(n)?.name.clone(), None)),
+        }
+    }
+    let rules = RuleSet::embedded()?;
+    let limits = crate::derive::Limits::default().unexplained();
+    let mut out = Vec::new();
+    for def in &manifest.kernels {
+        let sizes: Vec<Vec<usize>> = if given.is_empty() {
+            def.bench.clone()
+        } else {
+            given
+                .iter()
+                .filter(|s| s.len() == def.dims.len())
+                .cloned()
+                .collect()
+        };
+        for &mode in &def.modes {
+            let picked = names.is_empty()
+                || wanted
+                    .iter()
+                    .any(|(k, m)| *k == def.name && m.is_none_or(|m| m == mode));
+            if !picked || (sizes.is_empty() && !given.is_empty()) {
+                continue;
+            }
+            if sizes.is_empty() {
+                return Err(BenchError::NoSizes {
+                    kernel: def.name.clone(),
+                    example: def
+                        .dims
+                        .iter()
+                        .map(|d| format!("{d} = 64"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            let runner = match compiled(def, mode) {
+                Some(e) => Runner::Compiled(e),
+                None => Runner::Planned(Box::new(def.build(mode, &rules, &limits)?)),
+            };
+            out.push(Target {
+                def: def.clone(),
+                mode,
+                runner,
+                sizes: sizes.clone(),
             });
         }
     }
-    Ok(KERNELS
+    if let Some(s) = given
         .iter()
-        .filter(|e| names.is_empty() || names.iter().any(|n| e.name == n || split(e.name).0 == n))
-        .collect())
+        .find(|s| !out.iter().any(|t| t.def.dims.len() == s.len()))
+    {
+        return Err(BenchError::NoKernel(s.len()));
+    }
+    Ok(out)
 }
 
 /// Parses `8x64x64` shapes.
@@ -143,15 +251,10 @@ fn resolve<const N: usize>(d: &[&str; N], sizes: &BTreeMap<&str, usize>) -> [usi
     })
 }
 
-/// The size of each of `e`'s named dims in `shape`.
-fn sizes<'a>(e: &'a Entry, shape: &[usize]) -> BTreeMap<&'a str, usize> {
-    e.dims.iter().copied().zip(shape.iter().copied()).collect()
-}
-
 /// Deterministic inputs and zeroed outputs for kernel `e` on `shape` (its dims in
 /// order): what `bench` and the criterion benches feed the kernels.
 pub fn tensors(e: &Entry, shape: &[usize]) -> Result<(Vec<Tensor3>, Vec<Tensor3>), BenchError> {
-    let sizes = sizes(e, shape);
+    let sizes: BTreeMap<&str, usize> = e.dims.iter().copied().zip(shape.iter().copied()).collect();
     let ins = e
         .input_dims
         .iter()
@@ -253,34 +356,107 @@ impl Reference {
     }
 }
 
-/// Times one kernel on one shape, both forms, and returns its rows with the reference
-/// row (computed once per reference shape, cached in `refs`).
-fn bench_kernel(
-    e: &Entry,
-    shape: &[usize],
+/// Deterministic f64 inputs (and parameters) of `plan` at `sizes` of `def.dims`.
+fn plan_inputs(def: &KernelDef, plan: &Plan, sizes: &[usize]) -> Result<Tensors<f64>, BenchError> {
+    let named: BTreeMap<&str, usize> = def
+        .dims
+        .iter()
+        .map(|d| d.as_str())
+        .zip(sizes.iter().copied())
+        .collect();
+    plan.with_role(Role::Input)
+        .chain(plan.with_role(Role::Param))
+        .enumerate()
+        .map(|(i, (_, b))| {
+            let dims = b
+                .shape
+                .iter()
+                .map(|d| d.size_with(&|n| named.get(n).copied()).unwrap_or(0));
+            let dims: Vec<usize> = dims.collect();
+            let t = filled([dims[0], dims[1], dims[2]], i)?;
+            let t = Tensor::new(t.dims, t.data).map_err(crate::exec::ExecError::from)?;
+            Ok((b.name.clone(), t))
+        })
+        .collect()
+}
+
+/// The GEMMs [h, m, k, p] of `plan` at `sizes` of `def.dims`.
+fn plan_gemms(def: &KernelDef, plan: &Plan, sizes: &[usize]) -> Vec<[usize; 4]> {
+    let named: BTreeMap<&str, usize> = def
+        .dims
+        .iter()
+        .map(|d| d.as_str())
+        .zip(sizes.iter().copied())
+        .collect();
+    let size = |b: usize, axis: usize| {
+        plan.buffers[b].shape[axis]
+            .size_with(&|n| named.get(n).copied())
+            .unwrap_or(0)
+    };
+    plan.steps
+        .iter()
+        .filter_map(|st| match st {
+            Step::Gemm { a, out, .. } => {
+                let k = size(a.buf, if a.transposed { 1 } else { 2 });
+                Some([size(*out, 0), size(*out, 1), k, size(*out, 2)])
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What one timed kernel call does: GFLOP (the GEMMs) or GB moved (inputs and
+/// outputs), and the reference it is compared to.
+fn work(gemms: &[[usize; 4]], values: usize, out_len: usize) -> (f64, Reference) {
+    match gemms.first() {
+        Some(g) => {
+            let flops: usize = gemms.iter().map(|g| 2 * g.iter().product::<usize>()).sum();
+            (flops as f64 / 1e9, Reference::Gemm(*g))
+        }
+        None => (8.0 * values as f64 / 1e9, Reference::Triad(out_len)),
+    }
+}
+
+/// Times one kernel mode at one size: its forms, with the reference row (computed
+/// once per reference shape, cached in `refs`).
+fn bench_target(
+    t: &Target,
+    sizes: &[usize],
     reps: usize,
     refs: &mut BTreeMap<(String, Vec<usize>), f64>,
 ) -> Result<Vec<Row>, BenchError> {
-    let sizes = sizes(e, shape);
-    let (ins, mut outs) = tensors(e, shape)?;
-    let refs_in: Vec<&Tensor3> = ins.iter().collect();
-    let mut ws = Workspace::default();
-    let alloc = median(reps, || (e.run)(&refs_in).map(drop).map_err(Into::into))?;
-    let into = median(reps, || Ok((e.run_into)(&refs_in, &mut outs, &mut ws)?))?;
-    let (op, mode) = split(e.name);
-    let (work, reference) = match e.gemms.first() {
-        Some(g) => {
-            let flops: usize = e
-                .gemms
-                .iter()
-                .map(|g| 2 * resolve(g, &sizes).iter().product::<usize>())
-                .sum();
-            (flops as f64 / 1e9, Reference::Gemm(resolve(g, &sizes)))
-        }
-        None => {
+    let (forms, (work, reference)) = match &t.runner {
+        Runner::Compiled(e) => {
+            let shape = entry_shape(&t.def, e, sizes)?;
+            let named: BTreeMap<&str, usize> =
+                e.dims.iter().copied().zip(shape.iter().copied()).collect();
+            let (ins, mut outs) = tensors(e, &shape)?;
+            let refs_in: Vec<&Tensor3> = ins.iter().collect();
+            let mut ws = Workspace::default();
+            let alloc = median(reps, || (e.run)(&refs_in).map(drop).map_err(Into::into))?;
+            let into = median(reps, || Ok((e.run_into)(&refs_in, &mut outs, &mut ws)?))?;
+            let gemms: Vec<[usize; 4]> = e.gemms.iter().map(|g| resolve(g, &named)).collect();
             let values: usize = ins.iter().chain(&outs).map(|t| t.data.len()).sum();
-            let len = outs.iter().map(|t| t.data.len()).max().unwrap_or(0);
-            (8.0 * values as f64 / 1e9, Reference::Triad(len))
+            let out_len = outs.iter().map(|t| t.data.len()).max().unwrap_or(0);
+            (
+                vec![("alloc", alloc), ("into", into)],
+                work(&gemms, values, out_len),
+            )
+        }
+        Runner::Planned(built) => {
+            let inputs = plan_inputs(&t.def, &built.plan, sizes)?;
+            let outs = exec_f64(&built.plan, &inputs)?;
+            let exec = median(reps, || {
+                exec_f64(&built.plan, &inputs).map(drop).map_err(Into::into)
+            })?;
+            let gemms = plan_gemms(&t.def, &built.plan, sizes);
+            let values: usize = inputs
+                .values()
+                .chain(outs.values())
+                .map(|t| t.data().len())
+                .sum();
+            let out_len = outs.values().map(|t| t.data().len()).max().unwrap_or(0);
+            (vec![("exec", exec)], work(&gemms, values, out_len))
         }
     };
     let mut rows = Vec::new();
@@ -300,66 +476,47 @@ fn bench_kernel(
         refs.insert(key.clone(), rate);
     }
     let ref_rate = refs[&key];
-    for (form, t) in [("alloc", alloc), ("into", into)] {
+    for (form, secs) in forms {
         rows.push(Row {
-            op: op.into(),
-            mode: mode.into(),
-            shape: shape.to_vec(),
+            op: t.def.name.clone(),
+            mode: t.mode.to_string(),
+            shape: sizes.to_vec(),
             form: form.into(),
-            median_s: t,
-            rate: work / t,
+            median_s: secs,
+            rate: work / secs,
             unit: reference.unit().into(),
-            ratio: work / t / ref_rate,
+            ratio: work / secs / ref_rate,
         });
     }
     Ok(rows)
 }
 
-/// Runs the benchmark: every selected kernel on every shape with as many dims as it
-/// has, in table order. Prints a progress line on stderr once the run passes 2 s.
+/// Runs the benchmark: every selected kernel mode at each of its sizes, in manifest
+/// order. Prints a progress line on stderr once the run passes 2 s.
 pub fn bench(args: &BenchArgs) -> Result<Vec<Row>, BenchError> {
-    let kernels = select(&args.kernels)?;
+    let manifest = Manifest::load(args.manifest.as_deref())?;
     let given = parse_shapes(&args.shapes)?;
-    if let Some(s) = given
+    let targets = targets(&manifest, &args.kernels, &given)?;
+    let work: Vec<(&Target, &Vec<usize>)> = targets
         .iter()
-        .find(|s| !kernels.iter().any(|e| e.dims.len() == s.len()))
-    {
-        return Err(BenchError::NoKernel(s.len()));
-    }
-    let shapes_of = |e: &Entry| -> Vec<Vec<usize>> {
-        if !given.is_empty() {
-            return given
-                .iter()
-                .filter(|s| s.len() == e.dims.len())
-                .cloned()
-                .collect();
-        }
-        let defaults = match e.dims.len() {
-            4 => DEFAULT_4,
-            3 => DEFAULT_3,
-            _ => &[],
-        };
-        defaults.iter().map(|s| s.to_vec()).collect()
-    };
-    let work: Vec<(&Entry, Vec<usize>)> = kernels
-        .iter()
-        .flat_map(|e| shapes_of(e).into_iter().map(move |s| (*e, s)))
+        .flat_map(|t| t.sizes.iter().map(move |s| (t, s)))
         .collect();
     let start = Instant::now();
     let mut refs = BTreeMap::new();
     let mut rows = Vec::new();
-    for (i, (e, shape)) in work.iter().enumerate() {
+    for (i, (t, sizes)) in work.iter().enumerate() {
         if start.elapsed() > Duration::from_secs(2) {
             eprintln!(
-                "bench: {}/{} {} {:?} ({:.0} s)",
+                "bench: {}/{} {} {} {:?} ({:.0} s)",
                 i + 1,
                 work.len(),
-                e.name,
-                shape,
+                t.def.name,
+                t.mode,
+                sizes,
                 start.elapsed().as_secs_f64()
             );
         }
-        rows.extend(bench_kernel(e, shape, args.reps, &mut refs)?);
+        rows.extend(bench_target(t, sizes, args.reps, &mut refs)?);
     }
     Ok(rows)
 }

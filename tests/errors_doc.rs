@@ -217,7 +217,19 @@ fn kernel(body: &str) -> String {
 
 fn manifest_fixtures(dir: &Path) {
     let ok = kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\nout = \"handwritten\"\n");
-    let cases: [(&str, String); 10] = [
+    let cases: [(&str, String); 13] = [
+        (
+            "m_nowrt.toml",
+            kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\nwrt = []\n"),
+        ),
+        (
+            "m_bench.toml",
+            kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\nbench = [{ h = 1, m = 2 }]\n"),
+        ),
+        (
+            "m_nobench.toml",
+            kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\n"),
+        ),
         (
             "m_nomodes.toml",
             kernel("term = \"(exp X)\"\ninputs = { X = \"h,m,n\" }\nmodes = []\n"),

@@ -4,7 +4,7 @@
 
 use super::{KernelDef, KernelMode, ManifestError, ManifestErrorKind, SpecOp};
 use crate::derive::{inputs_of, COTANGENT};
-use crate::ir::shape::{infer_term, parse_shape, ShapeEnv, Ty};
+use crate::ir::shape::{infer_term, parse_shape, Dim, ShapeEnv, Ty};
 use crate::ir::{parse_term, Expr, Op};
 use crate::lower::Saved;
 use crate::rules::file::Location;
@@ -37,7 +37,11 @@ struct KernelToml {
     save: Option<Spanned<IndexMap<String, Spanned<String>>>>,
     out: Option<Spanned<String>>,
     spec: Option<Spanned<String>>,
+    bench: Option<Spanned<Vec<Spanned<BenchSizes>>>>,
 }
+
+/// One `bench` entry: a size for each named dim.
+type BenchSizes = IndexMap<String, usize>;
 
 /// Where generated source goes when a kernel does not say, relative to the manifest.
 pub const DEFAULT_OUT: &str = "kernels";
@@ -207,6 +211,29 @@ fn check_kernel(
             wrt
         }
     };
+    if wrt.is_empty() && modes.iter().any(|m| m.derivative().is_some()) {
+        let span = k.wrt.as_ref().map_or(k.name.span(), |w| w.span());
+        return Err(err(span, ManifestErrorKind::NoWrt));
+    }
+    let dims = named_dims(&inputs, &shapes);
+    let mut bench = Vec::new();
+    for sizes in k.bench.iter().flat_map(|b| b.get_ref()) {
+        let given: Vec<&String> = sizes.get_ref().keys().collect();
+        if !given.iter().all(|g| dims.contains(g)) || given.len() != dims.len() {
+            return Err(err(
+                sizes.span(),
+                ManifestErrorKind::BenchDims {
+                    given: given
+                        .iter()
+                        .map(|g| g.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    dims: dims.join(", "),
+                },
+            ));
+        }
+        bench.push(dims.iter().map(|d| sizes.get_ref()[d]).collect());
+    }
     let mut save = Vec::new();
     for (saved_name, text) in k
         .save
@@ -292,7 +319,25 @@ fn check_kernel(
         save,
         out_dir: base.join(out_dir),
         spec,
+        dims,
+        bench,
     })
+}
+
+/// The named dims of the inputs' shapes (factors of products included), in order of
+/// first appearance.
+fn named_dims(inputs: &[Symbol], shapes: &ShapeEnv) -> Vec<String> {
+    let mut dims: Vec<String> = Vec::new();
+    for d in inputs.iter().filter_map(|i| shapes.get(i)).flatten() {
+        for f in d.clone().factors() {
+            if let Dim::Named(n) = f {
+                if !dims.contains(&n) {
+                    dims.push(n);
+                }
+            }
+        }
+    }
+    dims
 }
 
 fn join(names: &[Symbol]) -> String {

@@ -222,6 +222,19 @@ pub enum ManifestErrorKind {
     /// `modes = []`: the kernel would build nothing.
     #[error("modes = [] builds nothing: list at least one of forward, jvp, vjp")]
     NoModes,
+    /// `wrt = []` with a derivative mode: nothing to differentiate.
+    #[error(
+        "wrt = [] differentiates nothing: list at least one input, or build only the forward mode"
+    )]
+    NoWrt,
+    /// A `bench` entry that does not give exactly the kernel's named dims.
+    #[error("bench sizes name {given}, but the kernel's dims are {dims}: give each exactly once")]
+    BenchDims {
+        /// The names given.
+        given: String,
+        /// The kernel's named dims.
+        dims: String,
+    },
     /// `wrt` names something that is not an input.
     #[error("wrt names {name}, which is not an input (inputs: {inputs})")]
     Wrt {
@@ -340,6 +353,12 @@ pub struct KernelDef {
     pub out_dir: PathBuf,
     /// Its counterpart in the spec mirror.
     pub spec: Option<SpecOp>,
+    /// The named dims of its inputs, in order of first appearance (the order of
+    /// `bench --shapes` sizes).
+    pub dims: Vec<String>,
+    /// The sizes `fderiv bench` times it at by default, one per entry of `bench`,
+    /// in the order of [`KernelDef::dims`].
+    pub bench: Vec<Vec<usize>>,
 }
 
 /// A kernel in one mode, built: its term, the derivation behind it, and its plans.

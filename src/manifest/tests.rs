@@ -169,6 +169,14 @@ fn bad_input_is_a_located_typed_error() {
             "kernel head: modes = [] builds nothing",
         ),
         (
+            with("wrt", "[]"),
+            "kernel head: wrt = [] differentiates nothing",
+        ),
+        (
+            with("bench", "[{ h = 1, m = 2, n = 3, d = 4, e = 5, x = 6 }]"),
+            "kernel head: bench sizes name h, m, n, d, e, x, but the kernel's dims are h, m, d, n, e",
+        ),
+        (
             with("wrt", "[\"Q\", \"X\"]"),
             "kernel head: wrt names X, which is not an input (inputs: Q, K, V, M)",
         ),

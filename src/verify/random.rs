@@ -55,6 +55,8 @@ pub fn random_kernel(index: usize, term: Expr) -> Result<KernelDef, Failure> {
         save,
         out_dir: PathBuf::new(),
         spec: None,
+        dims: vec!["h".into(), "n".into()],
+        bench: Vec::new(),
     })
 }
 

@@ -230,34 +230,47 @@ pub fn bmm(
     // Row and column strides of op(a) (m×k) and op(b) (k×p) inside one head.
     let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
     let (rsb, csb) = if tb { (1, k) } else { (p, 1) };
+    // Heads run in parallel; when there are fewer heads than threads (a projection is
+    // one head) each head's rows are split into bands too, so every thread has work.
+    let bands = rayon::current_num_threads().div_ceil(h).max(1);
+    let rows = m.div_ceil(bands).max(GEMM_MIN_BAND);
     out.par_chunks_mut(m * p).enumerate().for_each(|(head, c)| {
         let a = &a[head * m * k..(head + 1) * m * k];
         let b = &b[head * k * p..(head + 1) * k * p];
-        // SAFETY: `a` holds m·k values, and for every i < m, l < k the offset
-        // i·rsa + l·csa < m·k for both stride pairs; likewise `b` holds k·p values
-        // reached by l·rsb + j·csb < k·p, and `c` holds m·p values at i·p + j. The
-        // three slices do not overlap (`c` is a distinct `&mut`, read in place when β = 1).
-        unsafe {
-            matrixmultiply::dgemm(
-                m,
-                k,
-                p,
-                1.0,
-                a.as_ptr(),
-                rsa as isize,
-                csa as isize,
-                b.as_ptr(),
-                rsb as isize,
-                csb as isize,
-                if accumulate { 1.0 } else { 0.0 },
-                c.as_mut_ptr(),
-                p as isize,
-                1,
-            );
-        }
+        c.par_chunks_mut(rows * p).enumerate().for_each(|(band, c)| {
+            let first = band * rows;
+            let count = c.len() / p;
+            // SAFETY: `a` holds m·k values, and for every row i < m and l < k the
+            // offset i·rsa + l·csa < m·k for both stride pairs; this band reads rows
+            // first..first + count ≤ m, starting at first·rsa. `b` holds k·p values
+            // reached by l·rsb + j·csb < k·p. `c` is this band's count·p values at
+            // i·p + j. The slices do not overlap (`c` is a distinct `&mut`, read in
+            // place when β = 1).
+            unsafe {
+                matrixmultiply::dgemm(
+                    count,
+                    k,
+                    p,
+                    1.0,
+                    a.as_ptr().add(first * rsa),
+                    rsa as isize,
+                    csa as isize,
+                    b.as_ptr(),
+                    rsb as isize,
+                    csb as isize,
+                    if accumulate { 1.0 } else { 0.0 },
+                    c.as_mut_ptr(),
+                    p as isize,
+                    1,
+                );
+            }
+        });
     });
     Ok(())
 }
+
+/// The fewest rows of one GEMM band (below this, splitting costs more than it gains).
+const GEMM_MIN_BAND: usize = 32;
 
 /// `out = xᵀ` over the last two axes: `x` is h×m×n, `out` h×n×m. Lengths are checked.
 pub fn transpose([h, m, n]: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
