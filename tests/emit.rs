@@ -246,11 +246,18 @@ fn the_into_forms_match_the_allocating_forms_and_check_output_dims() {
     use fderiv::kernels::runtime::{Tensor3, Workspace};
     let mut ws = Workspace::default();
     for entry in kernels::KERNELS {
-        let dim = |d: &str| match d {
-            "h" => 2,
-            "m" => 3,
-            "n" => 4,
-            _ => 5,
+        // Named dims get small sizes; sizes stand for themselves; products multiply.
+        let dim = |d: &str| -> usize {
+            d.split('*')
+                .map(|f| {
+                    f.parse().unwrap_or(match f {
+                        "h" => 2,
+                        "m" => 3,
+                        "n" => 4,
+                        _ => 5,
+                    })
+                })
+                .product()
         };
         let make = |ds: &[&str; 3], seed: usize| {
             let dims = ds.map(dim);

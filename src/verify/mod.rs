@@ -28,6 +28,7 @@ use crate::spec;
 use clap::Args;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -242,17 +243,31 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
         seed: args.seed,
         max_dim: args.max_dim,
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let limits = Limits::default().unexplained();
-    for def in &kernels {
-        progress(&format!("deriving and checking {}", def.name));
-        let built = def.build_all(&rules, &limits).map_err(Failure::input)?;
-        let derived = Derived::of(&def.name, &built, def.spec);
-        report.rows.extend(derived_rungs(&derived, args, &mut rng)?);
-        for b in &built {
-            kernel_rows(def, b, &cfg, &mut report.rows, &mut report.skipped)?;
-            generated_rows(def, b, &cfg, &mut report.rows, &mut report.skipped)?;
-        }
+    // Kernels are independent: each is checked on its own thread with its own random
+    // stream, and the rows are reported in manifest order.
+    let checked: Vec<Result<(Vec<Row>, Vec<Skipped>), Failure>> = kernels
+        .par_iter()
+        .enumerate()
+        .map(|(i, def)| {
+            progress(&format!("deriving and checking {}", def.name));
+            let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+            rng.set_stream(i as u64 + 1);
+            let built = def.build_all(&rules, &limits).map_err(Failure::input)?;
+            let derived = Derived::of(&def.name, &built, def.spec);
+            let mut rows = derived_rungs(&derived, args, &mut rng)?;
+            let mut skipped = Vec::new();
+            for b in &built {
+                kernel_rows(def, b, &cfg, &mut rows, &mut skipped)?;
+                generated_rows(def, b, &cfg, &mut rows, &mut skipped)?;
+            }
+            Ok((rows, skipped))
+        })
+        .collect();
+    for result in checked {
+        let (rows, skipped) = result?;
+        report.rows.extend(rows);
+        report.skipped.extend(skipped);
     }
     progress("generated source");
     // A folder's files (its mod.rs lists every kernel it holds) come from the whole

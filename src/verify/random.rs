@@ -17,6 +17,7 @@ use crate::rules::RuleSet;
 use crate::rungs::RungConfig;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::path::PathBuf;
 
 /// The kernel a random term makes: every input differentiated, every strict softmax
@@ -78,6 +79,56 @@ fn merge(total: &mut Vec<Row>, more: Vec<Row>) {
     }
 }
 
+/// One random term's outcome: its rows, or why it did not derive.
+enum TermRows {
+    Built(Vec<Row>),
+    Failed(String),
+}
+
+/// Derives random term `i` (JVP and VJP w.r.t. every input) and runs the derived rungs
+/// and every plan rung that applies, on random stream `i`.
+fn term_rows(
+    i: usize,
+    term: crate::ir::Expr,
+    args: &VerifyArgs,
+    rules: &RuleSet,
+    limits: &Limits,
+    cfg: &RungConfig,
+) -> Result<TermRows, Failure> {
+    let def = random_kernel(i, term)?;
+    let built = match def.build_all(rules, limits) {
+        Ok(b) => b,
+        Err(e) => return Ok(TermRows::Failed(format!("{}: {e}", def.term))),
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0x7e57);
+    rng.set_stream(i as u64 + 1);
+    let derived = Derived::of(&def.name, &built, None);
+    let small = VerifyArgs {
+        cases: cfg.cases,
+        seed: args.seed,
+        max_dim: args.max_dim,
+        shapes: Vec::new(),
+        format: args.format,
+        manifest: None,
+        kernels: Vec::new(),
+        random_terms: 0,
+    };
+    let mut term_rows = derived_rungs(&derived, &small, &mut rng)?;
+    let mut skipped: Vec<Skipped> = Vec::new();
+    for b in &built {
+        // f64 is exact on dyadic inputs only while the products stay short.
+        let exact_ok = degree(&b.term).is_some_and(|d| d <= 6);
+        let mut kernel = Vec::new();
+        kernel_rows(&def, b, cfg, &mut kernel, &mut skipped)?;
+        term_rows.extend(
+            kernel
+                .into_iter()
+                .filter(|r| exact_ok || !r.rung.contains("bit for bit")),
+        );
+    }
+    Ok(TermRows::Built(term_rows))
+}
+
 /// `args.random_terms` random terms of depth 4 (half with exp, softmax and
 /// reciprocals), each derived (JVP and VJP w.r.t. every input) and pushed through
 /// the derived rungs and every plan rung that applies; one row per rung and mode.
@@ -94,48 +145,30 @@ pub fn random_term_rows(
     };
     let mut rows: Vec<Row> = Vec::new();
     let mut built_terms = Row::new("random term derives (no derivative operator left)", "", "-");
-    for i in 0..args.random_terms {
-        let shape = TermShape {
-            depth: 4,
-            smooth: i % 2 == 1,
-        };
-        let term = random_term(&mut rng, shape).map_err(Failure::check)?;
-        let def = random_kernel(i, term)?;
-        let built = match def.build_all(rules, limits) {
-            Ok(b) => {
+    let terms = (0..args.random_terms)
+        .map(|i| {
+            let shape = TermShape {
+                depth: 4,
+                smooth: i % 2 == 1,
+            };
+            random_term(&mut rng, shape).map_err(Failure::check)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Terms are independent: each is derived and checked on its own thread with its own
+    // random stream; the rows are merged in term order.
+    let checked: Vec<Result<TermRows, Failure>> = terms
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, term)| term_rows(i, term, args, rules, limits, &cfg))
+        .collect();
+    for result in checked {
+        match result? {
+            TermRows::Built(term_rows) => {
                 built_terms.record(true, String::new);
-                b
+                merge(&mut rows, term_rows);
             }
-            Err(e) => {
-                built_terms.record(false, || format!("{}: {e}", def.term));
-                continue;
-            }
-        };
-        let derived = Derived::of(&def.name, &built, None);
-        let small = VerifyArgs {
-            cases: cfg.cases,
-            seed: args.seed,
-            max_dim: args.max_dim,
-            shapes: Vec::new(),
-            format: args.format,
-            manifest: None,
-            kernels: Vec::new(),
-            random_terms: 0,
-        };
-        let mut term_rows = derived_rungs(&derived, &small, &mut rng)?;
-        let mut skipped: Vec<Skipped> = Vec::new();
-        for b in &built {
-            // f64 is exact on dyadic inputs only while the products stay short.
-            let exact_ok = degree(&b.term).is_some_and(|d| d <= 6);
-            let mut kernel = Vec::new();
-            kernel_rows(&def, b, &cfg, &mut kernel, &mut skipped)?;
-            term_rows.extend(
-                kernel
-                    .into_iter()
-                    .filter(|r| exact_ok || !r.rung.contains("bit for bit")),
-            );
+            TermRows::Failed(why) => built_terms.record(false, || why),
         }
-        merge(&mut rows, term_rows);
     }
     built_terms.op = "random terms".into();
     rows.insert(0, built_terms);
