@@ -18,13 +18,13 @@
 //!   `γₖ₊₁ (|c| + Σ|aᵢbᵢ|)` of the exact sum, whatever the blocking.
 //! - Row passes: rows in parallel chunks, each chunk with its own registers; every
 //!   entrywise operation is one IEEE operation (error ≤ u·|result|), a row sum of n
-//!   terms is summed in the generated kernels' order (`runtime::sums`: 8 lanes, term
+//!   terms is summed in the generated kernels' order (`runtime::fused`: 8 lanes, term
 //!   j into lane j mod 8, lanes added pairwise), within γₙ₋₁ Σ|xᵢ| as any order.
 //! - Softmax row: `m = max xⱼ`, `eᵢ = exp(xᵢ − m)`, `sᵢ = eᵢ / Σ eⱼ`. The shift makes
 //!   rows with entries of magnitude 1e300 give the right softmax. NaN anywhere in the
 //!   row gives a NaN row; an all −∞ row gives NaN (−∞ − (−∞)), as PyTorch; a +∞ entry
 //!   gives NaN too. exp and the row sum are the generated runtime's vectorized
-//!   `exp_sum` (AVX2/FMA or portable, within `EXP_ULPS` ulps, summed in 4 lanes: a
+//!   `exp_sum` (AVX2/FMA or portable, within `EXP_ULPS` ulps, summed in 8 lanes: a
 //!   sum of n terms in any order is within γₙ₋₁ Σ|xᵢ|). A standalone `exp`
 //!   instruction uses the platform's libm.
 //!
@@ -184,7 +184,7 @@ impl<S: Scalar> ExecScalar for Dual<S> {}
 const ROW_CHUNK_VALUES: usize = 1 << 14;
 
 impl ExecScalar for f64 {
-    /// In the generated kernels' order (`runtime::sums`): term j into lane j mod
+    /// In the generated kernels' order (`runtime::fused`): term j into lane j mod
     /// `LANES`, the lanes added pairwise.
     fn sum(xs: impl Iterator<Item = f64>) -> f64 {
         let mut acc = [0.0; runtime::LANES];
@@ -195,7 +195,7 @@ impl ExecScalar for f64 {
     }
 
     fn softmax_in_place(row: &mut [f64], _oracle: &ExpOracle) -> Result<(), ScalarError> {
-        let m = runtime::max(row.len(), |j| row[j]);
+        let m = runtime::max(row);
         for v in row.iter_mut() {
             *v -= m;
         }

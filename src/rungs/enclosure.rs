@@ -338,6 +338,18 @@ mod tests {
     }
 
     #[test]
+    fn the_avx2_path_gives_the_scalar_fma_paths_bits() {
+        // Every length up to 3 chunks of lanes, so the remainder lanes are covered.
+        let xs = exp_domain_samples(60, 13);
+        for len in 0..=xs.len() {
+            let (mut a, mut b) = (xs[..len].to_vec(), xs[..len].to_vec());
+            let (sa, sb) = (exp_sum(&mut a), exp_sum_scalar_fma(&mut b));
+            assert_eq!(sa.to_bits(), sb.to_bits(), "sum of {len}");
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    #[test]
     fn an_exp_off_by_2_to_the_10_ulps_is_rejected() {
         let xs = exp_domain_samples(40, 12);
         let off = |v: &mut [f64]| {

@@ -1,4 +1,4 @@
-//! The row reductions of the runtime (`runtime::sums`, `runtime::max`) checked on
+//! The row reductions of the runtime (`runtime::fused`, `runtime::max`) checked on
 //! their own, exactly over ℚ: the instructions every fused row pass is built from.
 //!
 //! - A lane sum of n terms: on dyadic rows whose every partial sum is representable
@@ -125,17 +125,20 @@ mod tests {
     use crate::kernels::runtime::{self, LANES};
 
     fn lane_sum(xs: &[f64]) -> f64 {
-        runtime::sums(xs.len(), |j| [xs[j]])[0]
+        runtime::fused(xs.len(), [xs], [], |[x]| ([], [x]))[0]
     }
 
     fn lane_max(xs: &[f64]) -> f64 {
-        runtime::max(xs.len(), |j| xs[j])
+        runtime::max(xs)
     }
 
-    /// Each sum of a pair, to check that `sums` keeps its K sums apart.
+    /// The first of two sums that also writes a row, to check that `fused` keeps its
+    /// sums apart and writes every output entry.
     fn pair_sums(xs: &[f64]) -> f64 {
-        let [a, b] = runtime::sums(xs.len(), |j| [xs[j], -xs[j]]);
+        let mut copy = vec![f64::NAN; xs.len()];
+        let [a, b] = runtime::fused(xs.len(), [xs], [&mut copy], |[x]| ([x], [x, -x]));
         assert_eq!(a, -b);
+        assert_eq!(copy, xs);
         a
     }
 

@@ -40,8 +40,8 @@ pub fn softmax_last_jvp_into(h: usize, m: usize, n: usize, s: &[f64], d_x: &[f64
         let r2 = &mut out[..n];
         let s = runtime::row(s, row, n);
         let d_x = runtime::row(d_x, row, n);
-        let [s0] = runtime::sums(n, |j| { let v0 = (s[j]) * (d_x[j]); [v0] });
-        for j in 0..n { let v1 = (d_x[j]) - (s0); let v2 = (s[j]) * (v1); r2[j] = v2; }
+        let [s0] = runtime::fused(n, [d_x, s], [], |[d_x, s]| { let v0 = (s) * (d_x); ([], [v0]) });
+        runtime::fused(n, [d_x, s], [&mut *r2], |[d_x, s]| { let v1 = (d_x) - (s0); let v2 = (s) * (v1); ([v2], []) });
     });
     Ok(())
 }

@@ -40,8 +40,8 @@ pub fn softmax_last_vjp_into(h: usize, m: usize, n: usize, s: &[f64], g: &[f64],
         let r2 = &mut out[..n];
         let g = runtime::row(g, row, n);
         let s = runtime::row(s, row, n);
-        let [s0] = runtime::sums(n, |j| { let v0 = (s[j]) * (g[j]); [v0] });
-        for j in 0..n { let v1 = (g[j]) - (s0); let v2 = (s[j]) * (v1); r2[j] = v2; }
+        let [s0] = runtime::fused(n, [g, s], [], |[g, s]| { let v0 = (s) * (g); ([], [v0]) });
+        runtime::fused(n, [g, s], [&mut *r2], |[g, s]| { let v1 = (g) - (s0); let v2 = (s) * (v1); ([v2], []) });
     });
     Ok(())
 }
