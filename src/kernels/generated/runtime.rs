@@ -134,7 +134,7 @@ impl Tensor3 {
 fn advise_huge_pages(data: &[f64]) {
     const HUGE: usize = 2 << 20;
     const MADV_HUGEPAGE: std::ffi::c_int = 14;
-    extern "C" {
+    unsafe extern "C" {
         fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: std::ffi::c_int) -> std::ffi::c_int;
     }
     let bytes = std::mem::size_of_val(data);
