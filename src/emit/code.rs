@@ -3,7 +3,7 @@
 use super::Lowered;
 use crate::ir::layout::Layout;
 use crate::ir::shape::{Dim, Shape};
-use crate::lower::{Arg, Binary, BufId, Instr, Plan, Reg, Role, RowProgram, Step, Unary};
+use crate::lower::{BufId, Plan, Role, Step};
 use std::fmt::Write as _;
 
 /// A Rust identifier for a buffer name: `A` → `a`, `dA` → `d_a`, `gX` → `g_x`.
@@ -96,7 +96,7 @@ fn shape_text(s: &Shape) -> String {
 }
 
 /// What the generator needs to know about a plan's names.
-struct Names<'a> {
+pub(super) struct Names<'a> {
     plan: &'a Plan,
     /// Named dims, in first-appearance order over the inputs.
     dims: Vec<String>,
@@ -167,17 +167,17 @@ impl<'a> Names<'a> {
         })
     }
 
-    fn name(&self, b: BufId) -> &str {
+    pub(super) fn name(&self, b: BufId) -> &str {
         &self.plan.buffers[b].name
     }
 
-    fn id(&self, b: BufId) -> String {
+    pub(super) fn id(&self, b: BufId) -> String {
         self.idents[b].clone()
     }
 
     /// The buffer as a `&[f64]` expression (temporaries are `&mut [f64]` from the
     /// workspace).
-    fn read(&self, b: BufId) -> String {
+    pub(super) fn read(&self, b: BufId) -> String {
         match self.plan.buffers[b].role {
             Role::Temp => format!("&*{}", self.id(b)),
             _ => self.id(b),
@@ -185,7 +185,7 @@ impl<'a> Names<'a> {
     }
 
     /// The buffer as a `&mut [f64]` expression.
-    fn write(&self, b: BufId) -> String {
+    pub(super) fn write(&self, b: BufId) -> String {
         match self.plan.buffers[b].role {
             Role::Temp => format!("&mut *{}", self.id(b)),
             _ => self.id(b),
@@ -197,7 +197,7 @@ impl<'a> Names<'a> {
         self.plan.with_role(Role::Temp).next().is_some()
     }
 
-    fn shape(&self, b: BufId) -> &Shape {
+    pub(super) fn shape(&self, b: BufId) -> &Shape {
         &self.plan.buffers[b].shape
     }
 }
@@ -390,165 +390,12 @@ fn step_code(s: &mut String, n: usize, step: &Step, names: &Names<'_>) -> Result
                 names.read(*x)
             );
         }
-        Step::RowPass { out: o, program } => row_pass(s, n, *o, program, names),
+        Step::RowPass { out: o, program } => {
+            let len = dim(&names.shape(*o)[2]);
+            super::rows::row_pass(s, n, *o, program, names, &len);
+        }
     }
     Ok(())
-}
-
-fn row_pass(s: &mut String, n: usize, out: BufId, p: &RowProgram, names: &Names<'_>) {
-    let len = dim(&names.shape(out)[2]);
-    let _ = writeln!(
-        s,
-        "    // {n}. {} = a fused pass over each row",
-        names.name(out)
-    );
-    // A row-register result is computed in the output row itself: no copy.
-    let into_out = match p.result {
-        Arg::Reg(Reg::Row(i)) => Some(i),
-        _ => None,
-    };
-    let regs: Vec<String> = (0..p.row_regs)
-        .filter(|i| Some(*i) != into_out)
-        .map(|i| format!("r{i}"))
-        .collect();
-    let _ = writeln!(
-        s,
-        "    runtime::row_pass({}, {len}, |row, out, [{}]: [&mut [f64]; {}]| {{",
-        names.write(out),
-        regs.join(", "),
-        regs.len()
-    );
-    if let Some(i) = into_out {
-        let _ = writeln!(s, "        let r{i} = out;");
-    }
-    let mut read: Vec<BufId> = p
-        .args()
-        .filter_map(|a| match a {
-            Arg::Buf(b) => Some(*b),
-            _ => None,
-        })
-        .collect();
-    read.sort_unstable();
-    read.dedup();
-    for b in read {
-        let _ = writeln!(
-            s,
-            "        let {} = runtime::row({}, row, {len});",
-            names.id(b),
-            names.read(b)
-        );
-    }
-    for ins in &p.instrs {
-        instr(s, ins, names, &len);
-    }
-    match &p.result {
-        Arg::Reg(Reg::Row(_)) => {}
-        Arg::Buf(b) => {
-            let _ = writeln!(s, "        out.copy_from_slice({});", names.id(*b));
-        }
-        other => {
-            let _ = writeln!(s, "        out.fill({});", at(other, names, "0"));
-        }
-    }
-    let _ = writeln!(s, "    }});");
-}
-
-/// An argument's value at column `j` (`j` unused for scalars and numbers).
-fn at(a: &Arg, names: &Names<'_>, j: &str) -> String {
-    match a {
-        Arg::Buf(b) => format!("{}[{j}]", names.id(*b)),
-        Arg::Reg(Reg::Row(i)) => format!("r{i}[{j}]"),
-        Arg::Reg(Reg::Scalar(i)) => format!("s{i}"),
-        Arg::Num(c) => number(&c.0),
-        Arg::Param(b) => names.id(*b),
-    }
-}
-
-fn is_row(a: &Arg) -> bool {
-    matches!(a, Arg::Buf(_) | Arg::Reg(Reg::Row(_)))
-}
-
-/// An exact rational as an f64 expression (correctly rounded for |p|, q < 2⁵³).
-fn number(q: &crate::scalar::Rational) -> String {
-    if q.is_integer() {
-        format!("{}.0_f64", q.numer())
-    } else {
-        format!("({}.0_f64 / {}.0_f64)", q.numer(), q.denom())
-    }
-}
-
-fn unary(op: Unary, x: &str) -> String {
-    match op {
-        Unary::Neg => format!("-{x}"),
-        Unary::Inv => format!("1.0 / {x}"),
-        Unary::Exp => format!("{x}.exp()"),
-    }
-}
-
-fn binary(op: Binary, a: &str, b: &str) -> String {
-    let sym = match op {
-        Binary::Add => "+",
-        Binary::Sub => "-",
-        Binary::Mul => "*",
-        Binary::Div => "/",
-    };
-    format!("{a} {sym} {b}")
-}
-
-/// Writes `dst = value(j)`: a loop over the row for a row register, one assignment for
-/// a scalar register.
-fn assign(s: &mut String, dst: Reg, len: &str, value: impl Fn(&str) -> String) {
-    match dst {
-        Reg::Row(d) => {
-            let _ = writeln!(
-                s,
-                "        for j in 0..{len} {{ r{d}[j] = {}; }}",
-                value("j")
-            );
-        }
-        Reg::Scalar(d) => {
-            let _ = writeln!(s, "        let s{d} = {};", value("0"));
-        }
-    }
-}
-
-fn instr(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str) {
-    match ins {
-        Instr::Unary { op, x, dst } => assign(s, *dst, len, |j| {
-            unary(*op, &format!("({})", at(x, names, j)))
-        }),
-        Instr::Binary { op, a, b, dst } => assign(s, *dst, len, |j| {
-            binary(
-                *op,
-                &format!("({})", at(a, names, j)),
-                &format!("({})", at(b, names, j)),
-            )
-        }),
-        Instr::RowSum { x, dst } if is_row(x) => {
-            let _ = writeln!(
-                s,
-                "        let mut s{dst} = 0.0_f64;\n        for j in 0..{len} {{ s{dst} += {}; }}",
-                at(x, names, "j")
-            );
-        }
-        Instr::RowSum { x, dst } => {
-            let _ = writeln!(
-                s,
-                "        let s{dst} = {} * {len} as f64;",
-                at(x, names, "0")
-            );
-        }
-        Instr::Softmax { x, dst } => {
-            // The forward definition exp xᵢ / Σⱼ exp xⱼ, shifted by the row maximum so
-            // that large logits do not overflow (a NaN entry makes the row NaN); exp
-            // and the sum by the runtime's vectorized `exp_sum`.
-            let xj = at(x, names, "j");
-            let _ = writeln!(
-                s,
-                "        let mut top = f64::NEG_INFINITY;\n        for j in 0..{len} {{ top = top.max({xj}); }}\n        for j in 0..{len} {{ r{dst}[j] = {xj} - top; }}\n        let total = runtime::exp_sum(r{dst});\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
-            );
-        }
-    }
 }
 
 fn tensor_fn(s: &mut String, kname: &str, names: &Names<'_>) {
@@ -860,7 +707,7 @@ mod tests {
         assert!(text.contains("runtime::transpose([h, m, n], a, &mut *t0)?;"));
         assert!(text.contains("let t0 = runtime::row(&*t0, row, m);"));
         assert!(text.contains("let mut ws = runtime::Workspace::default();"));
-        assert!(text.contains("let r0 = out;"));
+        assert!(text.contains("let r0 = &mut out[..m];"));
         assert!(!text.contains("vec![0.0"));
     }
 

@@ -11,6 +11,7 @@
 //! hash of the rule set; regenerating yields the same bytes ([`check`]).
 
 mod code;
+mod rows;
 
 use crate::derive::{refuse_unsound, DeriveError, Limits};
 use crate::ir::Expr;

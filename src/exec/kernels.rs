@@ -18,12 +18,13 @@
 //!   `γₖ₊₁ (|c| + Σ|aᵢbᵢ|)` of the exact sum, whatever the blocking.
 //! - Row passes: rows in parallel chunks, each chunk with its own registers; every
 //!   entrywise operation is one IEEE operation (error ≤ u·|result|), a row sum of n
-//!   terms is summed left to right (error ≤ γₙ₋₁ Σ|xᵢ|).
+//!   terms is summed in the generated kernels' order (`runtime::fused`: 8 lanes, term
+//!   j into lane j mod 8, lanes added pairwise), within γₙ₋₁ Σ|xᵢ| as any order.
 //! - Softmax row: `m = max xⱼ`, `eᵢ = exp(xᵢ − m)`, `sᵢ = eᵢ / Σ eⱼ`. The shift makes
 //!   rows with entries of magnitude 1e300 give the right softmax. NaN anywhere in the
 //!   row gives a NaN row; an all −∞ row gives NaN (−∞ − (−∞)), as PyTorch; a +∞ entry
 //!   gives NaN too. exp and the row sum are the generated runtime's vectorized
-//!   `exp_sum` (AVX2/FMA or portable, within `EXP_ULPS` ulps, summed in 4 lanes: a
+//!   `exp_sum` (AVX2/FMA or portable, within `EXP_ULPS` ulps, summed in 8 lanes: a
 //!   sum of n terms in any order is within γₙ₋₁ Σ|xᵢ|). A standalone `exp`
 //!   instruction uses the platform's libm.
 //!
@@ -31,6 +32,7 @@
 
 use super::rows::{run_rows, Compiled, Store};
 use super::ExecError;
+use crate::kernels::runtime;
 use crate::scalar::{Dual, ExpOracle, Rational, Scalar, ScalarError};
 use crate::tensor::Dims;
 use rayon::prelude::*;
@@ -182,12 +184,22 @@ impl<S: Scalar> ExecScalar for Dual<S> {}
 const ROW_CHUNK_VALUES: usize = 1 << 14;
 
 impl ExecScalar for f64 {
+    /// In the generated kernels' order (`runtime::fused`): term j into lane j mod
+    /// `LANES`, the lanes added pairwise.
+    fn sum(xs: impl Iterator<Item = f64>) -> f64 {
+        let mut acc = [0.0; runtime::LANES];
+        for (j, x) in xs.enumerate() {
+            acc[j % runtime::LANES] += x;
+        }
+        runtime::lanes_total(acc)
+    }
+
     fn softmax_in_place(row: &mut [f64], _oracle: &ExpOracle) -> Result<(), ScalarError> {
-        let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let m = runtime::max(row);
         for v in row.iter_mut() {
             *v -= m;
         }
-        let total = crate::kernels::runtime::exp_sum(row);
+        let total = runtime::exp_sum(row);
         // max ignores NaN: a NaN entry still makes `total` NaN, so the row is NaN.
         for v in row.iter_mut() {
             *v /= total;

@@ -14,9 +14,10 @@
 //! - x·y: |x̂ŷ − xy| ≤ |x|e_y + |y|eₓ + eₓe_y =: p; e = (1+u)p + u|xy| + η.
 //! - 1/x (and x/y as x·(1/y), which bounds the single rounding of x̂/ŷ as well):
 //!   needs eₓ < |x|; |1/x̂ − 1/x| ≤ eₓ/(|x|(|x| − eₓ)) =: q; e = (1+u)q + u/|x| + η.
-//! - a row sum of n terms, summed left to right: Higham's bound for recursive
-//!   summation, |fl(Σx̂ᵢ) − Σx̂ᵢ| ≤ γₙ₋₁ Σ|x̂ᵢ| ≤ γₙ₋₁ Σ(|xᵢ| + eᵢ), plus the input
-//!   errors Σeᵢ.
+//! - a row sum of n terms, summed in lanes (`runtime::fused`; any order in which each
+//!   term passes through at most n − 1 additions): Higham's bound for summation,
+//!   |fl(Σx̂ᵢ) − Σx̂ᵢ| ≤ γₙ₋₁ Σ|x̂ᵢ| ≤ γₙ₋₁ Σ(|xᵢ| + eᵢ), plus the input errors Σeᵢ
+//!   (the lane sum itself is checked by [`super::reduce`]).
 //! - a GEMM entry, a dot product of length k in whatever order and blocking
 //!   matrixmultiply uses, FMA or not: |fl(Σâᵢb̂ᵢ) − Σâᵢb̂ᵢ| ≤ γₖ Σ|âᵢb̂ᵢ|, so
 //!   e = Σ(|aᵢ|e_bᵢ + eₐᵢ|bᵢ| + eₐᵢe_bᵢ) + γₖ Σ(|aᵢ| + eₐᵢ)(|bᵢ| + e_bᵢ) + kη.

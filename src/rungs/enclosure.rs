@@ -171,6 +171,29 @@ pub fn exp_domain_samples(count: usize, seed: u64) -> Vec<f64> {
     xs
 }
 
+/// Systematic points of the softmax exp's domain (x ≤ 0 down to −746): the lower edge
+/// of every binade of |x| (2⁻¹⁰⁷⁴ … 2⁹, subnormals included), and every reduction
+/// boundary (k + ½)·ln2, k = −1075 … 0, as its f64 product (within an
+/// ulp or two of the boundary), where the reduction switches k and |r| is largest.
+pub fn exp_systematic_samples() -> Vec<f64> {
+    let pow2 = |e: i32| {
+        if e >= -1022 {
+            f64::from_bits(((e + 1023) as u64) << 52)
+        } else {
+            f64::from_bits(1u64 << (e + 1074))
+        }
+    };
+    let mut xs = Vec::new();
+    for e in -1074..=9 {
+        xs.push(-pow2(e));
+    }
+    for k in -1075..=0 {
+        xs.push((f64::from(k) + 0.5) * std::f64::consts::LN_2);
+    }
+    xs.retain(|x| (-746.0..=0.0).contains(x));
+    xs
+}
+
 /// Checks one row of f64 softmax output `s` for inputs `x`; returns the measured
 /// ratio or why it fails.
 fn check_row(x: &[Rational], s: &[f64]) -> Result<f64, String> {
@@ -334,6 +357,41 @@ mod tests {
             let worst = check_exp(&path, &xs).unwrap_or_else(|e| panic!("{name}: {e}"));
             println!("{name}: worst {worst} ulps");
             assert!(worst <= EXP_ULPS, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_dispatched_exp_is_within_exp_ulps_on_every_binade_and_boundary() {
+        let xs = exp_systematic_samples();
+        assert!(xs.len() > 2000);
+        let worst = check_exp(&exp_sum, &xs).unwrap();
+        println!(
+            "dispatched: worst {worst} ulps on {} systematic points",
+            xs.len()
+        );
+        assert!(worst <= EXP_ULPS);
+    }
+
+    #[test]
+    fn the_portable_exp_is_within_exp_ulps_on_every_binade_and_boundary() {
+        let xs = exp_systematic_samples();
+        let worst = check_exp(&exp_sum_portable, &xs).unwrap();
+        println!(
+            "portable: worst {worst} ulps on {} systematic points",
+            xs.len()
+        );
+        assert!(worst <= EXP_ULPS);
+    }
+
+    #[test]
+    fn the_avx2_path_gives_the_scalar_fma_paths_bits() {
+        // Every length up to 3 chunks of lanes, so the remainder lanes are covered.
+        let xs = exp_domain_samples(60, 13);
+        for len in 0..=xs.len() {
+            let (mut a, mut b) = (xs[..len].to_vec(), xs[..len].to_vec());
+            let (sa, sb) = (exp_sum(&mut a), exp_sum_scalar_fma(&mut b));
+            assert_eq!(sa.to_bits(), sb.to_bits(), "sum of {len}");
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod bounded;
 pub mod enclosure;
+pub mod reduce;
 
 pub use bounded::rung_f64_bound;
 pub use enclosure::rung_softmax_enclosure;

@@ -48,14 +48,13 @@ pub fn attn_head_forward_into(h: usize, n: usize, d: usize, m: usize, e: usize, 
     // 1. t0 = Q · Kᵀ per head
     runtime::bmm([h, m, d, n], q, false, k, true, &mut *t0, false)?;
     // 2. P = a fused pass over each row
-    runtime::row_pass(p, n, |row, out, [r0, r1]: [&mut [f64]; 2]| {
-        let r2 = out;
+    runtime::row_pass(p, n, |row, out, [r1]: [&mut [f64]; 1]| {
+        let r1 = &mut r1[..n];
+        let r2 = &mut out[..n];
         let m_ = runtime::row(m_, row, n);
         let t0 = runtime::row(&*t0, row, n);
-        for j in 0..n { r0[j] = (c) * (t0[j]); }
-        for j in 0..n { r1[j] = (r0[j]) + (m_[j]); }
-        let mut top = f64::NEG_INFINITY;
-        for j in 0..n { top = top.max(r1[j]); }
+        runtime::fused(n, [m_, t0], [&mut *r1], |[m_, t0]| { let v0 = (c) * (t0); let v1 = (v0) + (m_); ([v1], []) });
+        let top = runtime::max(&*r1);
         for j in 0..n { r2[j] = r1[j] - top; }
         let total = runtime::exp_sum(r2);
         for j in 0..n { r2[j] /= total; }

@@ -65,21 +65,15 @@ pub fn attn_head_jvp_into(h: usize, n: usize, d: usize, m: usize, e: usize, c: f
     // 2. t1 = Q · dKᵀ per head
     runtime::bmm([h, m, d, n], q, false, d_k, true, &mut *t1, false)?;
     // 3. t2 = a fused pass over each row
-    runtime::row_pass(&mut *t2, n, |row, out, [r0, r1, r2, r3, r4, r5]: [&mut [f64]; 6]| {
-        let r6 = out;
+    runtime::row_pass(&mut *t2, n, |row, out, [r1]: [&mut [f64]; 1]| {
+        let r1 = &mut r1[..n];
+        let r6 = &mut out[..n];
         let p = runtime::row(p, row, n);
         let d_m = runtime::row(d_m, row, n);
         let t0 = runtime::row(&*t0, row, n);
         let t1 = runtime::row(&*t1, row, n);
-        for j in 0..n { r0[j] = (t1[j]) + (t0[j]); }
-        for j in 0..n { r1[j] = (c) * (r0[j]); }
-        for j in 0..n { r2[j] = (d_m[j]) + (r1[j]); }
-        for j in 0..n { r3[j] = (p[j]) * (r2[j]); }
-        let mut s0 = 0.0_f64;
-        for j in 0..n { s0 += r3[j]; }
-        for j in 0..n { r4[j] = (r1[j]) - (s0); }
-        for j in 0..n { r5[j] = (d_m[j]) + (r4[j]); }
-        for j in 0..n { r6[j] = (p[j]) * (r5[j]); }
+        let [s0] = runtime::fused(n, [d_m, p, t0, t1], [&mut *r1], |[d_m, p, t0, t1]| { let v0 = (t1) + (t0); let v1 = (c) * (v0); let v2 = (d_m) + (v1); let v3 = (p) * (v2); ([v1], [v3]) });
+        runtime::fused(n, [d_m, p, &*r1], [&mut *r6], |[d_m, p, r1]| { let v4 = (r1) - (s0); let v5 = (d_m) + (v4); let v6 = (p) * (v5); ([v6], []) });
     });
     // 4. out = P · dV per head
     runtime::bmm([h, m, n, e], p, false, d_v, false, out, false)?;

@@ -117,14 +117,42 @@ impl Tensor3 {
     }
 
     /// The all-zero tensor. The values come from `calloc`: fresh zero pages for large
-    /// tensors, first touched by the parallel workers of the kernel that writes them.
+    /// tensors, first touched by the parallel workers of the kernel that writes them;
+    /// on Linux, large tensors ask for transparent huge pages (one fault per 2 MiB
+    /// instead of per 4 KiB).
     pub fn zeros(buffer: &'static str, dims: [usize; 3]) -> Result<Tensor3, KernelError> {
-        Ok(Tensor3 {
-            dims,
-            data: vec![0.0; size(buffer, dims)?],
-        })
+        let data = vec![0.0; size(buffer, dims)?];
+        advise_huge_pages(&data);
+        Ok(Tensor3 { dims, data })
     }
 }
+
+/// Asks Linux to back the whole 2 MiB pages inside `data` (from 8 MiB on) with
+/// transparent huge pages, before anything touches them. Advice only: the contents
+/// do not change, and a refusal (no THP, other kernels) changes nothing.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(data: &[f64]) {
+    const HUGE: usize = 2 << 20;
+    const MADV_HUGEPAGE: std::ffi::c_int = 14;
+    unsafe extern "C" {
+        fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    let bytes = std::mem::size_of_val(data);
+    let start = data.as_ptr() as usize;
+    let (first, end) = (start.next_multiple_of(HUGE), (start + bytes) / HUGE * HUGE);
+    if bytes >= 4 * HUGE && end > first {
+        // SAFETY: [first, end) is whole pages inside the allocation `data` owns;
+        // MADV_HUGEPAGE only changes how later faults are served, never the contents
+        // (fresh pages read as zero either way). The result is ignored: advice.
+        unsafe {
+            madvise(first as *mut std::ffi::c_void, end - first, MADV_HUGEPAGE);
+        }
+    }
+}
+
+/// Elsewhere no advice is given.
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_: &[f64]) {}
 
 /// The number of entries of `dims`, checked.
 pub fn size(buffer: &'static str, dims: [usize; 3]) -> Result<usize, KernelError> {
@@ -335,7 +363,8 @@ pub fn cast(dims: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelEr
     Ok(())
 }
 
-/// Rows per parallel task of a row pass: enough work to amortize the task.
+/// Rows per parallel task of a row pass: enough work to amortize the task, few enough
+/// values that a task's rows stay in the core's L2.
 const ROW_CHUNK_VALUES: usize = 1 << 14;
 
 thread_local! {
@@ -347,6 +376,12 @@ thread_local! {
 /// of rows in parallel. The `R` row registers (n values each) come from the worker's
 /// reused scratch, so a pass allocates nothing once each worker has run one; their
 /// contents on entry are unspecified (every register is written before it is read).
+/// `out_row` and every register hold exactly n values.
+///
+/// On x86-64 CPUs with AVX2 and FMA the rows run in a copy of the loop compiled for
+/// them (detected at run time), so the body's loops use 4-wide registers. The body's
+/// arithmetic is the same IEEE operations in the same order on both paths (Rust never
+/// contracts `a * b + c` into a fused multiply-add), so both give the same bits.
 pub fn row_pass<const R: usize>(
     out: &mut [f64],
     n: usize,
@@ -364,13 +399,119 @@ pub fn row_pass<const R: usize>(
                 if scratch.len() < R * n {
                     scratch.resize(R * n, 0.0);
                 }
-                for (i, out_row) in out.chunks_mut(n).enumerate() {
-                    let mut regs = scratch.chunks_mut(n);
-                    let regs = std::array::from_fn(|_| regs.next().unwrap_or_default());
-                    body(chunk * rows + i, out_row, regs);
+                let scratch = &mut scratch[..R * n];
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                        // SAFETY: the CPU supports the features the function is compiled for.
+                        return unsafe { rows_avx2(chunk * rows, out, scratch, n, &body) };
+                    }
                 }
+                rows_with(chunk * rows, out, scratch, n, &body)
             })
         });
+}
+
+/// The rows of one chunk: `body(first + i, row i of out, registers)` for each row.
+#[inline(always)]
+fn rows_with<const R: usize>(
+    first: usize,
+    out: &mut [f64],
+    scratch: &mut [f64],
+    n: usize,
+    body: &impl Fn(usize, &mut [f64], [&mut [f64]; R]),
+) {
+    for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
+        let mut regs = scratch.chunks_exact_mut(n);
+        let regs = std::array::from_fn(|_| regs.next().unwrap_or_default());
+        body(first + i, out_row, regs);
+    }
+}
+
+/// [`rows_with`] compiled for AVX2 and FMA: the body is inlined into it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2<const R: usize>(
+    first: usize,
+    out: &mut [f64],
+    scratch: &mut [f64],
+    n: usize,
+    body: &impl Fn(usize, &mut [f64], [&mut [f64]; R]),
+) {
+    rows_with(first, out, scratch, n, body)
+}
+
+/// Partial sums of a row reduction: term j goes to lane j mod `LANES`.
+pub const LANES: usize = 8;
+
+/// One fused loop over a row of n values: for each j in increasing order,
+/// `(o, k) = f(ins[·][j])`, then `outs[i][j] = o[i]` and `k[i]` is added to the i-th
+/// returned sum. Every slice holds at least n values (only the first n are used).
+///
+/// The rows are walked in chunks of [`LANES`] values with one bounds check per chunk
+/// and slice, so the body is inlined with constant lane indices and vectorizes. Each
+/// sum is taken in LANES partial sums, term j into lane j mod LANES, the lanes then
+/// added by [`lanes_total`]: a fixed order, so the same bits on every path; each term
+/// passes through at most n − 1 additions, so Higham's bound for summation in any
+/// order holds: |fl(Σxⱼ) − Σxⱼ| ≤ γₙ₋₁ Σ|xⱼ|.
+#[inline(always)]
+pub fn fused<const I: usize, const O: usize, const K: usize>(
+    n: usize,
+    ins: [&[f64]; I],
+    mut outs: [&mut [f64]; O],
+    mut f: impl FnMut([f64; I]) -> ([f64; O], [f64; K]),
+) -> [f64; K] {
+    let mut acc = [[0.0_f64; LANES]; K];
+    let mut at = |l: usize, ins: &[&[f64]; I], outs: &mut [&mut [f64]; O]| {
+        let (o, k) = f(ins.map(|x| x[l]));
+        for (out, v) in outs.iter_mut().zip(o) {
+            out[l] = v;
+        }
+        for (a, v) in acc.iter_mut().zip(k) {
+            a[l] += v;
+        }
+    };
+    let full = n - n % LANES;
+    for c in (0..full).step_by(LANES) {
+        let chunk = ins.map(|x| &x[c..c + LANES]);
+        let mut out_chunk = outs.each_mut().map(|x| &mut x[c..c + LANES]);
+        for l in 0..LANES {
+            at(l, &chunk, &mut out_chunk);
+        }
+    }
+    let tail = ins.map(|x| &x[full..n]);
+    let mut out_tail = outs.each_mut().map(|x| &mut x[full..n]);
+    for l in 0..n - full {
+        at(l, &tail, &mut out_tail);
+    }
+    acc.map(lanes_total)
+}
+
+/// The total of [`LANES`] partial sums, added pairwise: lane l + lane l+4, then
+/// l + l+2, then the two left (the order of [`fused`]).
+#[inline(always)]
+pub fn lanes_total(a: [f64; LANES]) -> f64 {
+    let b = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    let c = [b[0] + b[2], b[1] + b[3]];
+    c[0] + c[1]
+}
+
+/// The largest value of a row in [`LANES`] partial maxima (`f64::max`: a NaN entry
+/// is skipped; −∞ for an empty row). The maximum of a set does not depend on the
+/// order, up to the sign of a zero maximum.
+#[inline(always)]
+pub fn max(xs: &[f64]) -> f64 {
+    let mut acc = [f64::NEG_INFINITY; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a = a.max(*x);
+        }
+    }
+    for (a, x) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = a.max(*x);
+    }
+    acc.into_iter().fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// Reusable scratch for a kernel's temporaries: grown on first use and kept, so that
@@ -402,7 +543,7 @@ impl Workspace {
 
 /// Row `row` of length `n` of a buffer.
 pub fn row(buf: &[f64], row: usize, n: usize) -> &[f64] {
-    &buf[row * n..(row + 1) * n]
+    &buf[row * n..][..n]
 }
 
 /// The largest error of [`exp_sum`]'s `exp` in ulps of the exact value: for a normal
@@ -455,37 +596,35 @@ fn exp1<const FMA: bool>(x: f64) -> f64 {
     p * scale(k1) * scale(k.wrapping_sub(k1))
 }
 
-/// `xⱼ ← exp xⱼ` over the slice with [`exp1`], returning Σ exp xⱼ (summed in 4 lanes).
+/// `xⱼ ← exp xⱼ` over the slice with [`exp1`], returning Σ exp xⱼ (term j into lane
+/// j mod [`LANES`], the lanes added by [`lanes_total`]).
 #[inline(always)]
 fn exp_sum_with<const FMA: bool>(xs: &mut [f64]) -> f64 {
-    let mut lanes = [0.0; 4];
-    let mut chunks = xs.chunks_exact_mut(4);
+    let mut lanes = [0.0; LANES];
+    let mut chunks = xs.chunks_exact_mut(LANES);
     for c in &mut chunks {
         for (v, l) in c.iter_mut().zip(&mut lanes) {
             *v = exp1::<FMA>(*v);
             *l += *v;
         }
     }
-    let mut total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    for v in chunks.into_remainder() {
+    for (v, l) in chunks.into_remainder().iter_mut().zip(&mut lanes) {
         *v = exp1::<FMA>(*v);
-        total += *v;
+        *l += *v;
     }
-    total
+    lanes_total(lanes)
 }
 
-/// [`exp_sum_with`]`::<true>` four lanes at a time in AVX2 registers: the same
-/// operations in the same order, so the same bits as the scalar FMA path.
+/// [`exp_sum_with`]`::<true>` eight values at a time in two AVX2 registers (two
+/// independent chains, so the out-of-order core overlaps their polynomials): the same
+/// operations in the same order per value and the same lanes, so the same bits as
+/// the scalar FMA path.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_sum_avx2(xs: &mut [f64]) -> f64 {
     use std::arch::x86_64::*;
     let set = |v: f64| _mm256_set1_pd(v);
-    let mut acc = _mm256_setzero_pd();
-    let mut chunks = xs.chunks_exact_mut(4);
-    for c in &mut chunks {
-        // SAFETY: `c` holds exactly 4 f64s; unaligned loads and stores.
-        let x = unsafe { _mm256_loadu_pd(c.as_ptr()) };
+    let exp4 = |x: __m256d| {
         // max/min return their second operand when it is NaN: NaN stays NaN.
         let x = _mm256_min_pd(set(710.0), _mm256_max_pd(set(-746.0), x));
         let t = _mm256_fmadd_pd(x, set(std::f64::consts::LOG2_E), set(SHIFTER));
@@ -508,20 +647,33 @@ unsafe fn exp_sum_avx2(xs: &mut [f64]) -> f64 {
             )))
         };
         let k2 = _mm256_sub_epi64(k, k1);
-        let e = _mm256_mul_pd(_mm256_mul_pd(p, scale(k1)), scale(k2));
-        // SAFETY: as for the load.
-        unsafe { _mm256_storeu_pd(c.as_mut_ptr(), e) };
-        acc = _mm256_add_pd(acc, e);
+        _mm256_mul_pd(_mm256_mul_pd(p, scale(k1)), scale(k2))
+    };
+    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        // SAFETY: `c` holds exactly 8 f64s; unaligned loads and stores.
+        let (a, b) = unsafe { (_mm256_loadu_pd(c.as_ptr()), _mm256_loadu_pd(c.as_ptr().add(4))) };
+        let (a, b) = (exp4(a), exp4(b));
+        // SAFETY: as for the loads.
+        unsafe {
+            _mm256_storeu_pd(c.as_mut_ptr(), a);
+            _mm256_storeu_pd(c.as_mut_ptr().add(4), b);
+        }
+        lo = _mm256_add_pd(lo, a);
+        hi = _mm256_add_pd(hi, b);
     }
-    let mut lanes = [0.0; 4];
-    // SAFETY: `lanes` holds 4 f64s.
-    unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), acc) };
-    let mut total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    for v in chunks.into_remainder() {
+    let mut lanes = [0.0; LANES];
+    // SAFETY: `lanes` holds 8 f64s.
+    unsafe {
+        _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
+        _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
+    }
+    for (v, l) in chunks.into_remainder().iter_mut().zip(&mut lanes) {
         *v = exp1::<true>(*v);
-        total += *v;
+        *l += *v;
     }
-    total
+    lanes_total(lanes)
 }
 
 /// `xⱼ ← exp xⱼ` over the slice, returning Σⱼ exp xⱼ (all terms summed in some order).

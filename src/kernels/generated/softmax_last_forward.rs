@@ -32,10 +32,9 @@ pub fn softmax_last_forward_into(h: usize, m: usize, n: usize, x: &[f64], out: &
     runtime::check_len("out", out.len(), [h, m, n])?;
     // 1. out = a fused pass over each row
     runtime::row_pass(out, n, |row, out, []: [&mut [f64]; 0]| {
-        let r0 = out;
+        let r0 = &mut out[..n];
         let x = runtime::row(x, row, n);
-        let mut top = f64::NEG_INFINITY;
-        for j in 0..n { top = top.max(x[j]); }
+        let top = runtime::max(x);
         for j in 0..n { r0[j] = x[j] - top; }
         let total = runtime::exp_sum(r0);
         for j in 0..n { r0[j] /= total; }

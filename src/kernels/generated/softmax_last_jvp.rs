@@ -36,15 +36,12 @@ pub fn softmax_last_jvp_into(h: usize, m: usize, n: usize, s: &[f64], d_x: &[f64
     runtime::check_len("dX", d_x.len(), [h, m, n])?;
     runtime::check_len("out", out.len(), [h, m, n])?;
     // 1. out = a fused pass over each row
-    runtime::row_pass(out, n, |row, out, [r0, r1]: [&mut [f64]; 2]| {
-        let r2 = out;
+    runtime::row_pass(out, n, |row, out, []: [&mut [f64]; 0]| {
+        let r2 = &mut out[..n];
         let s = runtime::row(s, row, n);
         let d_x = runtime::row(d_x, row, n);
-        for j in 0..n { r0[j] = (s[j]) * (d_x[j]); }
-        let mut s0 = 0.0_f64;
-        for j in 0..n { s0 += r0[j]; }
-        for j in 0..n { r1[j] = (d_x[j]) - (s0); }
-        for j in 0..n { r2[j] = (s[j]) * (r1[j]); }
+        let [s0] = runtime::fused(n, [d_x, s], [], |[d_x, s]| { let v0 = (s) * (d_x); ([], [v0]) });
+        runtime::fused(n, [d_x, s], [&mut *r2], |[d_x, s]| { let v1 = (d_x) - (s0); let v2 = (s) * (v1); ([v2], []) });
     });
     Ok(())
 }

@@ -36,15 +36,12 @@ pub fn softmax_last_vjp_into(h: usize, m: usize, n: usize, s: &[f64], g: &[f64],
     runtime::check_len("G", g.len(), [h, m, n])?;
     runtime::check_len("gX", g_x.len(), [h, m, n])?;
     // 1. gX = a fused pass over each row
-    runtime::row_pass(g_x, n, |row, out, [r0, r1]: [&mut [f64]; 2]| {
-        let r2 = out;
+    runtime::row_pass(g_x, n, |row, out, []: [&mut [f64]; 0]| {
+        let r2 = &mut out[..n];
         let g = runtime::row(g, row, n);
         let s = runtime::row(s, row, n);
-        for j in 0..n { r0[j] = (s[j]) * (g[j]); }
-        let mut s0 = 0.0_f64;
-        for j in 0..n { s0 += r0[j]; }
-        for j in 0..n { r1[j] = (g[j]) - (s0); }
-        for j in 0..n { r2[j] = (s[j]) * (r1[j]); }
+        let [s0] = runtime::fused(n, [g, s], [], |[g, s]| { let v0 = (s) * (g); ([], [v0]) });
+        runtime::fused(n, [g, s], [&mut *r2], |[g, s]| { let v1 = (g) - (s0); let v2 = (s) * (v1); ([v2], []) });
     });
     Ok(())
 }

@@ -1,0 +1,474 @@
+//! A fused row pass → Rust source: the row program's instructions in as few loops
+//! over the row as the data dependences allow.
+//!
+//! Consecutive entrywise instructions and row sums form one *group*, emitted as one
+//! loop over the row: each row value is a local of the loop body, stored into its row
+//! register only when a later group or the result reads it; the group's row sums are
+//! accumulated in the same loop by `runtime::fused` (fixed lanes, chunks with one
+//! bounds check each, so the loop vectorizes). A group ends before an instruction that reads a sum of the group
+//! (the sum is known only after the loop), before a scalar instruction and at a
+//! softmax (which needs its whole operand first: `runtime::max`, the shift,
+//! `runtime::exp_sum`, the division). Every operation of the plan is still one IEEE
+//! operation in the plan's order per entry; only the order of each row sum's terms
+//! differs from left to right, within the same bound (γₙ₋₁ Σ|xⱼ| for any order).
+
+use super::code::Names;
+use crate::lower::{Arg, Binary, BufId, Instr, Reg, RowProgram, Unary};
+use std::fmt::Write as _;
+
+/// Writes the `runtime::row_pass` call of step `n`, whose result is stored in `out`;
+/// `len` is the row length's source text.
+pub(super) fn row_pass(
+    s: &mut String,
+    n: usize,
+    out: BufId,
+    p: &RowProgram,
+    names: &Names<'_>,
+    len: &str,
+) {
+    let _ = writeln!(
+        s,
+        "    // {n}. {} = a fused pass over each row",
+        names.name(out)
+    );
+    // A row-register result is computed in the output row itself: no copy.
+    let into_out = match p.result {
+        Arg::Reg(Reg::Row(i)) => Some(i),
+        _ => None,
+    };
+    // The body first: it tells which row registers are stored (the others are
+    // locals of the loops).
+    let mut body = String::new();
+    let mut stored: Vec<usize> = into_out.into_iter().collect();
+    let mut start = 0;
+    while start < p.instrs.len() {
+        let pieces = group_at(&p.instrs, start);
+        if pieces.is_empty() {
+            single(&mut body, &p.instrs[start], names, len, &mut stored);
+            start += 1;
+        } else {
+            let end = start + pieces.len();
+            group(&mut body, p, &pieces, end, names, len, &mut stored);
+            start = end;
+        }
+    }
+    stored.sort_unstable();
+    stored.dedup();
+    let regs: Vec<String> = stored
+        .iter()
+        .filter(|i| Some(**i) != into_out)
+        .map(|i| format!("r{i}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "    runtime::row_pass({}, {len}, |row, out, [{}]: [&mut [f64]; {}]| {{",
+        names.write(out),
+        regs.join(", "),
+        regs.len()
+    );
+    // Every row slice is re-bound to exactly `len` values, so the loops index
+    // without bounds checks.
+    for r in &regs {
+        let _ = writeln!(s, "        let {r} = &mut {r}[..{len}];");
+    }
+    match into_out {
+        Some(i) => {
+            let _ = writeln!(s, "        let r{i} = &mut out[..{len}];");
+        }
+        None => {
+            let _ = writeln!(s, "        let out = &mut out[..{len}];");
+        }
+    }
+    let mut read: Vec<BufId> = p
+        .args()
+        .filter_map(|a| match a {
+            Arg::Buf(b) => Some(*b),
+            _ => None,
+        })
+        .collect();
+    read.sort_unstable();
+    read.dedup();
+    for b in read {
+        let _ = writeln!(
+            s,
+            "        let {} = runtime::row({}, row, {len});",
+            names.id(b),
+            names.read(b)
+        );
+    }
+    s.push_str(&body);
+    match &p.result {
+        Arg::Reg(Reg::Row(_)) => {}
+        Arg::Buf(b) => {
+            let _ = writeln!(s, "        out.copy_from_slice({});", names.id(*b));
+        }
+        other => {
+            let _ = writeln!(s, "        out.fill({});", value(other, names, None, &[]));
+        }
+    }
+    let _ = writeln!(s, "    }});");
+}
+
+/// An instruction of a loop group.
+enum Piece<'a> {
+    /// `r{dst}[j] = op at j`.
+    Entry { dst: usize, op: Op<'a> },
+    /// `s{dst} = Σⱼ x[j]`.
+    Sum { dst: usize, x: &'a Arg },
+}
+
+/// An entrywise operation and its operands.
+enum Op<'a> {
+    Unary(Unary, &'a Arg),
+    Binary(Binary, &'a Arg, &'a Arg),
+}
+
+/// The instruction as a part of a loop over the row, if it is one: an entrywise
+/// instruction writing a row register, or a sum of a row.
+fn piece(ins: &Instr) -> Option<Piece<'_>> {
+    match ins {
+        Instr::Unary {
+            op,
+            x,
+            dst: Reg::Row(d),
+        } => Some(Piece::Entry {
+            dst: *d,
+            op: Op::Unary(*op, x),
+        }),
+        Instr::Binary {
+            op,
+            a,
+            b,
+            dst: Reg::Row(d),
+        } => Some(Piece::Entry {
+            dst: *d,
+            op: Op::Binary(*op, a, b),
+        }),
+        Instr::RowSum { x, dst } if is_row(x) => Some(Piece::Sum { dst: *dst, x }),
+        _ => None,
+    }
+}
+
+fn reads(ins: &Instr) -> Vec<&Arg> {
+    match ins {
+        Instr::Unary { x, .. } | Instr::RowSum { x, .. } | Instr::Softmax { x, .. } => vec![x],
+        Instr::Binary { a, b, .. } => vec![a, b],
+    }
+}
+
+/// Row registers an instruction reads.
+fn row_regs(ins: &Instr) -> impl Iterator<Item = usize> + '_ {
+    reads(ins).into_iter().filter_map(|a| match a {
+        Arg::Reg(Reg::Row(d)) => Some(*d),
+        _ => None,
+    })
+}
+
+/// The loop group starting at `start` (empty when the instruction there is not part
+/// of a loop): it ends before a non-loop instruction, before one reading a sum of the
+/// group, and before one writing a register the group reads from memory (so no row
+/// is both read and written by the loop).
+fn group_at(instrs: &[Instr], start: usize) -> Vec<Piece<'_>> {
+    let mut pieces = Vec::new();
+    let mut sums: Vec<usize> = Vec::new();
+    let mut written: Vec<usize> = Vec::new();
+    let mut loaded: Vec<usize> = Vec::new();
+    for ins in &instrs[start..] {
+        let reads_sum = reads(ins)
+            .into_iter()
+            .any(|a| matches!(a, Arg::Reg(Reg::Scalar(d)) if sums.contains(d)));
+        loaded.extend(row_regs(ins).filter(|d| !written.contains(d)));
+        match piece(ins) {
+            Some(Piece::Entry { dst, .. }) if loaded.contains(&dst) => break,
+            Some(p) if !reads_sum => {
+                match p {
+                    Piece::Sum { dst, .. } => sums.push(dst),
+                    Piece::Entry { dst, .. } => written.push(dst),
+                }
+                pieces.push(p);
+            }
+            _ => break,
+        }
+    }
+    pieces
+}
+
+/// Whether row register `r` is read from instruction `from` on (or is the result).
+fn live_from(p: &RowProgram, from: usize, r: usize) -> bool {
+    p.instrs[from..]
+        .iter()
+        .flat_map(reads)
+        .chain(std::iter::once(&p.result))
+        .any(|a| matches!(a, Arg::Reg(Reg::Row(d)) if *d == r))
+}
+
+/// One `runtime::fused` loop over the row for the group's pieces: the rows it reads
+/// are its inputs (bound to the same names inside the body, as values), the
+/// registers read after the group (`end` is the first instruction after it) its
+/// outputs, the group's sums its sums. Registers stored are added to `stored`.
+fn group(
+    s: &mut String,
+    p: &RowProgram,
+    pieces: &[Piece<'_>],
+    end: usize,
+    names: &Names<'_>,
+    len: &str,
+    stored: &mut Vec<usize>,
+) {
+    let mut locals: Vec<usize> = Vec::new();
+    let mut ins: Vec<(String, String)> = Vec::new();
+    let mut sums: Vec<(usize, String)> = Vec::new();
+    let mut body = String::new();
+    for piece in pieces {
+        let mut at = |a: &Arg| {
+            let v = value(a, names, None, &locals);
+            match a {
+                Arg::Buf(b) => ins.push((v.clone(), names.id(*b))),
+                Arg::Reg(Reg::Row(_)) if !locals.contains(&v_index(a)) => {
+                    ins.push((v.clone(), format!("&*{v}")))
+                }
+                _ => {}
+            }
+            v
+        };
+        match piece {
+            Piece::Entry { dst, op } => {
+                let v = formula(op, &mut at);
+                let _ = write!(body, " let v{dst} = {v};");
+                locals.push(*dst);
+            }
+            Piece::Sum { dst, x } => {
+                let v = at(x);
+                sums.push((*dst, v));
+            }
+        }
+    }
+    ins.sort();
+    ins.dedup();
+    locals.sort_unstable();
+    locals.dedup();
+    let outs: Vec<usize> = locals
+        .into_iter()
+        .filter(|d| live_from(p, end, *d))
+        .collect();
+    stored.extend(&outs);
+    let list = |xs: Vec<String>| xs.join(", ");
+    let call = format!(
+        "runtime::fused({len}, [{}], [{}], |[{}]| {{{body} ([{}], [{}]) }});",
+        list(ins.iter().map(|(_, arg)| arg.clone()).collect()),
+        list(outs.iter().map(|d| format!("&mut *r{d}")).collect()),
+        list(ins.iter().map(|(name, _)| name.clone()).collect()),
+        list(outs.iter().map(|d| format!("v{d}")).collect()),
+        list(sums.iter().map(|(_, t)| t.clone()).collect()),
+    );
+    if sums.is_empty() {
+        let _ = writeln!(s, "        {call}");
+    } else {
+        let dsts: Vec<String> = sums.iter().map(|(d, _)| format!("s{d}")).collect();
+        let _ = writeln!(s, "        let [{}] = {call}", list(dsts));
+    }
+}
+
+/// The register index of a row-register argument (0 for anything else).
+fn v_index(a: &Arg) -> usize {
+    match a {
+        Arg::Reg(Reg::Row(i)) => *i,
+        _ => 0,
+    }
+}
+
+/// An instruction outside any loop group: an entrywise instruction writing a row it
+/// reads (a plain loop), a scalar instruction, the sum of a scalar (n times it) or a
+/// softmax. A row register written is added to `stored`.
+fn single(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str, stored: &mut Vec<usize>) {
+    let j = |dst: &Reg| match dst {
+        Reg::Row(_) => Some("j"),
+        Reg::Scalar(_) => None,
+    };
+    match ins {
+        Instr::Unary { op, x, dst } => {
+            let v = formula(&Op::Unary(*op, x), |a| value(a, names, j(dst), &[]));
+            assign(s, *dst, len, &v, stored);
+        }
+        Instr::Binary { op, a, b, dst } => {
+            let v = formula(&Op::Binary(*op, a, b), |a| value(a, names, j(dst), &[]));
+            assign(s, *dst, len, &v, stored);
+        }
+        Instr::RowSum { x, dst } => {
+            let _ = writeln!(
+                s,
+                "        let s{dst} = {} * {len} as f64;",
+                value(x, names, None, &[])
+            );
+        }
+        Instr::Softmax { x, dst } => {
+            // The forward definition exp xᵢ / Σⱼ exp xⱼ, shifted by the row maximum so
+            // that large logits do not overflow (a NaN entry makes the row NaN); exp
+            // and the sum by the runtime's vectorized `exp_sum`. A scalar operand is
+            // its own maximum (NaN or ±∞ still give a NaN row).
+            let xj = value(x, names, Some("j"), &[]);
+            let top = match x {
+                Arg::Buf(b) => format!("runtime::max({})", names.id(*b)),
+                Arg::Reg(Reg::Row(i)) => format!("runtime::max(&*r{i})"),
+                other => value(other, names, None, &[]),
+            };
+            stored.push(*dst);
+            let _ = writeln!(
+                s,
+                "        let top = {top};\n        for j in 0..{len} {{ r{dst}[j] = {xj} - top; }}\n        let total = runtime::exp_sum(r{dst});\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
+            );
+        }
+    }
+}
+
+/// `dst = v` for a value computed once per row (a scalar instruction; a row
+/// destination, never made by the lowering for scalar operands, is filled).
+fn assign(s: &mut String, dst: Reg, len: &str, v: &str, stored: &mut Vec<usize>) {
+    match dst {
+        Reg::Row(d) => {
+            stored.push(d);
+            let _ = writeln!(s, "        for j in 0..{len} {{ r{d}[j] = {v}; }}");
+        }
+        Reg::Scalar(d) => {
+            let _ = writeln!(s, "        let s{d} = {v};");
+        }
+    }
+}
+
+/// An argument's value: at column `j` (`Some("j")`), or bare (`None`: the value
+/// itself inside a `runtime::fused` body, a row as its name); a row register in
+/// `locals` is the loop body's local `v…`.
+fn value(a: &Arg, names: &Names<'_>, j: Option<&str>, locals: &[usize]) -> String {
+    let row = |name: String| match j {
+        Some(j) => format!("{name}[{j}]"),
+        None => name,
+    };
+    match a {
+        Arg::Buf(b) => row(names.id(*b)),
+        Arg::Reg(Reg::Row(i)) if locals.contains(i) => format!("v{i}"),
+        Arg::Reg(Reg::Row(i)) => row(format!("r{i}")),
+        Arg::Reg(Reg::Scalar(i)) => format!("s{i}"),
+        Arg::Num(c) => number(&c.0),
+        Arg::Param(b) => names.id(*b),
+    }
+}
+
+fn is_row(a: &Arg) -> bool {
+    matches!(a, Arg::Buf(_) | Arg::Reg(Reg::Row(_)))
+}
+
+/// An exact rational as an f64 expression (correctly rounded for |p|, q < 2⁵³).
+fn number(q: &crate::scalar::Rational) -> String {
+    if q.is_integer() {
+        format!("{}.0_f64", q.numer())
+    } else {
+        format!("({}.0_f64 / {}.0_f64)", q.numer(), q.denom())
+    }
+}
+
+/// The source of an entrywise operation, each operand's text from `at`.
+fn formula(op: &Op<'_>, mut at: impl FnMut(&Arg) -> String) -> String {
+    match op {
+        Op::Unary(Unary::Neg, x) => format!("-({})", at(x)),
+        Op::Unary(Unary::Inv, x) => format!("1.0 / ({})", at(x)),
+        Op::Unary(Unary::Exp, x) => format!("({}).exp()", at(x)),
+        Op::Binary(op, a, b) => {
+            let sym = match op {
+                Binary::Add => "+",
+                Binary::Sub => "-",
+                Binary::Mul => "*",
+                Binary::Div => "/",
+            };
+            format!("({}) {sym} ({})", at(a), at(b))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::emit::{code::kernel_file, Lowered};
+    use crate::ir::parse_term;
+    use crate::ir::shape::parse_shape;
+    use crate::lower::lower;
+    use crate::manifest::KernelMode;
+    use egg::Symbol;
+
+    /// The row-pass text of the forward kernel of `term` over h×m×n inputs A, B.
+    fn body(term: &str) -> String {
+        let term = parse_term(term).unwrap();
+        let shape = parse_shape("h,m,n").unwrap();
+        let shapes = [
+            (Symbol::from("A"), shape.clone()),
+            (Symbol::from("B"), shape),
+        ]
+        .into();
+        let plan = lower(&term, &shapes).unwrap();
+        let lowered = Lowered {
+            kernel: "k".into(),
+            mode: KernelMode::Forward,
+            term,
+            plan,
+        };
+        let text = kernel_file(&lowered, 0).unwrap();
+        let start = text.find("runtime::row_pass(").unwrap();
+        text[start..text[start..].find("    });").unwrap() + start].to_string()
+    }
+
+    #[test]
+    fn a_sum_read_in_the_same_row_ends_the_loop_and_live_values_are_stored() {
+        let text = body("(* (- A (rowsum (* A B))) (rowsum (- A (rowsum (* A B)))))");
+        let loops: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("runtime::fused("))
+            .collect();
+        // Σ A·B; then A − s0 (stored: read again after the second sum) and its sum;
+        // then the product into the output.
+        assert_eq!(loops.len(), 3, "{text}");
+        assert!(
+            loops[0].contains("let [s0] = runtime::fused(n, [a, b], [],"),
+            "{text}"
+        );
+        assert!(
+            loops[1].contains("let [s1] = runtime::fused(n, [a], [&mut *r1],")
+                && loops[1].contains("(a) - (s0)"),
+            "{text}"
+        );
+        assert!(
+            loops[2].contains("runtime::fused(n, [&*r1], [&mut *r2], |[r1]|")
+                && loops[2].contains("(r1) * (s1)"),
+            "{text}"
+        );
+        // The product A·B is a local: only A − s0 is held in a register.
+        assert!(text.contains("[&mut [f64]; 1]"), "{text}");
+    }
+
+    #[test]
+    fn independent_sums_share_one_loop() {
+        let text = body("(* (rowsum (* A B)) (rowsum (- A B)))");
+        assert!(
+            text.contains("let [s0, s1] = runtime::fused(n, [a, b], [],"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_loop_never_writes_a_row_it_reads() {
+        use super::{group_at, Instr};
+        use crate::lower::{Arg, Binary, Reg};
+        let mul = |a: usize, b: usize, dst: usize| Instr::Binary {
+            op: Binary::Mul,
+            a: Arg::Reg(Reg::Row(a)),
+            b: Arg::Reg(Reg::Row(b)),
+            dst: Reg::Row(dst),
+        };
+        // r1 = r0·r0 reads r0 from memory, so r0 = r1·r1 starts the next loop.
+        assert_eq!(group_at(&[mul(0, 0, 1), mul(1, 1, 0)], 0).len(), 1);
+        // r0 = r0·r0 alone is no loop group (a plain loop in place).
+        assert!(group_at(&[mul(0, 0, 0)], 0).is_empty());
+        // Reading a value the loop computed is fine.
+        assert_eq!(
+            group_at(&[mul(0, 0, 1), mul(1, 1, 2), mul(2, 1, 1)], 0).len(),
+            3
+        );
+    }
+}
