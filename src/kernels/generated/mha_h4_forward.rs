@@ -78,11 +78,11 @@ pub fn mha_h4_forward_into(m: usize, d: usize, n: usize, c: f64, wk: &[f64], wo:
     runtime::bmm([4, n, d, n], q, false, k, true, &mut *t2, false)?;
     // 6. P = a fused pass over each row
     runtime::row_pass(p, n, |row, out, [r0]: [&mut [f64]; 1]| {
-        let r1 = out;
+        let r0 = &mut r0[..n];
+        let r1 = &mut out[..n];
         let t2 = runtime::row(&*t2, row, n);
-        for j in 0..n { r0[j] = (c) * (t2[j]); }
-        let mut top = f64::NEG_INFINITY;
-        for j in 0..n { top = top.max(r0[j]); }
+        runtime::fused(n, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
+        let top = runtime::max(&*r0);
         for j in 0..n { r1[j] = r0[j] - top; }
         let total = runtime::exp_sum(r1);
         for j in 0..n { r1[j] /= total; }

@@ -117,18 +117,13 @@ pub fn mha_lean_h4_jvp_into(n: usize, d: usize, m: usize, c: f64, k: &[f64], o: 
     // 8. t5 = Q · t4ᵀ per head
     runtime::bmm([4, n, d, n], q, false, &*t4, true, &mut *t5, false)?;
     // 9. t6 = a fused pass over each row
-    runtime::row_pass(&mut *t6, n, |row, out, [r0, r1, r2, r3]: [&mut [f64]; 4]| {
-        let r4 = out;
+    runtime::row_pass(&mut *t6, n, |row, out, []: [&mut [f64]; 0]| {
+        let r4 = &mut out[..n];
         let p = runtime::row(p, row, n);
         let t2 = runtime::row(&*t2, row, n);
         let t5 = runtime::row(&*t5, row, n);
-        for j in 0..n { r0[j] = (t5[j]) + (t2[j]); }
-        for j in 0..n { r1[j] = (p[j]) * (r0[j]); }
-        let mut s0 = 0.0_f64;
-        for j in 0..n { s0 += r1[j]; }
-        for j in 0..n { r2[j] = (t2[j]) - (s0); }
-        for j in 0..n { r3[j] = (t5[j]) + (r2[j]); }
-        for j in 0..n { r4[j] = (p[j]) * (r3[j]); }
+        let [s0] = runtime::fused(n, [p, t2, t5], [], |[p, t2, t5]| { let v0 = (t5) + (t2); let v1 = (p) * (v0); ([], [v1]) });
+        runtime::fused(n, [p, t2, t5], [&mut *r4], |[p, t2, t5]| { let v2 = (t2) - (s0); let v3 = (t5) + (v2); let v4 = (p) * (v3); ([v4], []) });
     });
     // 10. t7 = t6 · V per head
     runtime::bmm([4, n, n, d], &*t6, false, v, false, &mut *t7, false)?;
@@ -141,12 +136,11 @@ pub fn mha_lean_h4_jvp_into(n: usize, d: usize, m: usize, c: f64, k: &[f64], o: 
     // 14. t10 = P · t9 per head
     runtime::bmm([4, n, n, d], p, false, &*t9, false, &mut *t10, false)?;
     // 15. t11 = a fused pass over each row
-    runtime::row_pass(&mut *t11, d, |row, out, [r0]: [&mut [f64]; 1]| {
-        let r1 = out;
+    runtime::row_pass(&mut *t11, d, |row, out, []: [&mut [f64]; 0]| {
+        let r1 = &mut out[..d];
         let t7 = runtime::row(&*t7, row, d);
         let t10 = runtime::row(&*t10, row, d);
-        for j in 0..d { r0[j] = (c) * (t7[j]); }
-        for j in 0..d { r1[j] = (t10[j]) + (r0[j]); }
+        runtime::fused(d, [t10, t7], [&mut *r1], |[t10, t7]| { let v0 = (c) * (t7); let v1 = (t10) + (v0); ([v1], []) });
     });
     // 16. t12 = (swap 0 t11) (a copy)
     runtime::swap([4, n, d], &*t11, &mut *t12)?;
