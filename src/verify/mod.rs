@@ -220,6 +220,9 @@ fn rules_row(rules: &RuleSet, args: &VerifyArgs) -> Row {
     row
 }
 
+/// One kernel's rows and the rungs that did not apply to it.
+type Checked = (Vec<Row>, Vec<Skipped>);
+
 /// Runs the ladder and returns the report.
 pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
     let rules = RuleSet::embedded().map_err(Failure::input)?;
@@ -246,7 +249,7 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
     let limits = Limits::default().unexplained();
     // Kernels are independent: each is checked on its own thread with its own random
     // stream, and the rows are reported in manifest order.
-    let checked: Vec<Result<(Vec<Row>, Vec<Skipped>), Failure>> = kernels
+    let checked: Vec<Result<Checked, Failure>> = kernels
         .par_iter()
         .enumerate()
         .map(|(i, def)| {
