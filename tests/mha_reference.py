@@ -53,9 +53,9 @@ from numpy_reference import RTOL, compare, softmax  # noqa: E402
 
 # kernel → (heads, layout)
 KERNELS = {"mha_h4": (4, "pytorch"), "mha_h8": (8, "pytorch"), "mha_lean_h4": (4, "lean")}
-# (n, m, d) per kernel: odd sizes from {1, 2, 3, 5, 7}, and n = 0.
+# (n, m, d) per kernel: odd sizes from {1, 2, 3, 5, 7}, n = 0, and m = 0, d = 0 once.
 SHAPES = {
-    "mha_h4": [(1, 1, 1), (2, 3, 1), (3, 5, 2), (5, 7, 3), (7, 2, 5), (0, 3, 2)],
+    "mha_h4": [(1, 1, 1), (2, 3, 1), (3, 5, 2), (5, 7, 3), (7, 2, 5), (0, 3, 2), (3, 0, 2), (2, 3, 0)],
     "mha_h8": [(1, 2, 1), (3, 5, 1), (5, 3, 2), (7, 7, 1), (2, 1, 3), (0, 2, 1)],
     "mha_lean_h4": [(1, 3, 2), (1, 7, 1), (2, 2, 1), (3, 5, 1), (5, 7, 2), (7, 1, 3), (0, 5, 1)],
 }
@@ -249,7 +249,7 @@ def gen(root, seed):
         for dims in shapes:
             n, m, d = dims
             t = {"x": rng.standard_normal((n, m)), "G": rng.standard_normal((n, m)),
-                 "c": float(rng.uniform(0.5, 1.5) / np.sqrt(d))}
+                 "c": float(rng.uniform(0.5, 1.5) / np.sqrt(max(d, 1)))}
             for w in ("Wq", "Wk", "Wv"):
                 t[w] = rng.standard_normal((m, h * d))
             t["Wo"] = rng.standard_normal((h * d, m))

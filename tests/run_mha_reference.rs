@@ -1,7 +1,8 @@
 //! Cross-check of `fderiv run` on the multi-head attention kernels (`mha_h4`, `mha_h8`,
 //! `mha_lean_h4`) against independent references (`tests/mha_reference.py`): a NumPy
 //! forward and backward written by hand from the math, and `jax.vjp` of the same forward
-//! when JAX is importable. Odd shapes (n, m, d in 1, 2, 3, 5, 7) and n = 0; the forward
+//! when JAX is importable. Odd shapes (n, m, d in 1, 2, 3, 5, 7), n = 0, m = 0 and
+//! d = 0; the forward
 //! output and saved tensors, and the VJP both from the saved tensors and recomputing them.
 //!
 //! The forward cases run the `fderiv` binary; the VJP cases run the same code in-process
@@ -167,7 +168,7 @@ fn mha_run_agrees_with_numpy_and_jax_references() {
     let gen = python(&["gen", root, "--seed", "7"]);
     assert!(gen.status.success(), "{gen:?}");
     let all = cases(dir.path());
-    assert_eq!(all.len(), 59);
+    assert_eq!(all.len(), 65);
     run_cases(&all);
 
     let agree = |s: &str, lib: &str, ok: usize, bad: usize| {
@@ -177,8 +178,8 @@ fn mha_run_agrees_with_numpy_and_jax_references() {
     };
     let (code, out) = check(root);
     assert_eq!(code, Some(0), "{out}");
-    assert!(agree(&out, "numpy", 59, 0), "{out}");
-    assert!(!jax || agree(&out, "jax", 59, 0), "{out}");
+    assert!(agree(&out, "numpy", 65, 0), "{out}");
+    assert!(!jax || agree(&out, "jax", 65, 0), "{out}");
     assert!(out.contains("mha layout rows: 8 of 8 as expected"), "{out}");
     // n = 1: the Lean kernel equals the PyTorch-layout block; n ≥ 2 it differs.
     assert!(
@@ -196,8 +197,8 @@ fn mha_run_agrees_with_numpy_and_jax_references() {
     bump_largest(&g, 1.0 + 1e-9);
     let (code, out) = check(root);
     assert_eq!(code, Some(1), "{out}");
-    assert!(agree(&out, "numpy", 58, 1), "{out}");
-    assert!(!jax || agree(&out, "jax", 58, 1), "{out}");
+    assert!(agree(&out, "numpy", 64, 1), "{out}");
+    assert!(!jax || agree(&out, "jax", 64, 1), "{out}");
     std::fs::write(&g, clean).unwrap();
 
     // The Lean kernel's outputs checked against the PyTorch layout fail exactly for the
@@ -207,7 +208,7 @@ fn mha_run_agrees_with_numpy_and_jax_references() {
     std::fs::write(&manifest, text.replace("\"mha_lean_h4\"", "\"mha_h4\"")).unwrap();
     let (code, out) = check(root);
     assert_eq!(code, Some(1), "{out}");
-    assert!(agree(&out, "numpy", 46, 13), "{out}");
+    assert!(agree(&out, "numpy", 52, 13), "{out}");
     std::fs::write(&manifest, &text).unwrap();
 
     // The layout row fails when the Lean kernel's output is the PyTorch one.
@@ -237,5 +238,5 @@ fn mha_run_agrees_with_numpy_and_jax_references() {
     run_cases(std::slice::from_ref(case));
     let (code, out) = check(root);
     assert_eq!(code, Some(1), "{out}");
-    assert!(agree(&out, "numpy", 58, 1), "{out}");
+    assert!(agree(&out, "numpy", 64, 1), "{out}");
 }
