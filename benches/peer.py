@@ -2,24 +2,41 @@
 """Peer timings for docs/performance.md: NumPy and JAX (CPU, float64, jit) on the
 shapes of `fderiv bench`, the same kernels (forward, JVP, VJP of matmul and the
 last-axis softmax; the softmax JVP/VJP read the saved forward output S, as fderiv's
-kernels do). Optional, not run in CI.
+kernels do), and multi-head attention (`mha_h4`, `mha_h8`, PyTorch layout, the term of
+fderiv.toml) at (n, d_model, h, d) = (128, 256, 4, 64) and (512, 512, 8, 64), c = 1/√d:
+
+    forward     Y only
+    fwd+vjp     the forward and the backward for a cotangent G (gx, gWq, gWk, gWv, gWo);
+                JAX: y, pullback = jax.vjp(jax.jit(f), ...), then pullback(G)
+    jit(vjp) JAX only: the same, the whole step in one jax.jit
+
+NumPy's MHA is the hand-written forward and backward of tests/mha_reference.py; JAX's
+forward function is the one there too. Optional, not run in CI.
 
     pip install numpy jax
-    python3 benches/peer.py [--reps 15] [--json]
+    python3 benches/peer.py [--reps 15] [--json] [--ops mha_h4,mha_h8]
 
 Prints one row per (library, op, mode, shape): the median wall time of one call,
-output allocation included (as `fderiv bench`'s `alloc` form).
+output allocation included (as `fderiv bench`'s `alloc` form); the jit warm-up call is
+not timed.
 """
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import mha_reference  # noqa: E402
+
 MATMUL = [(8, 64, 64, 64), (16, 128, 128, 128), (8, 512, 512, 512)]
 SOFTMAX = [(16, 128, 128), (8, 512, 512), (32, 1024, 1024)]
+# (n, d_model, h, d) per MHA kernel.
+MHA = {"mha_h4": (128, 256, 4, 64), "mha_h8": (512, 512, 8, 64)}
 
 
 def data(shape, seed):
@@ -39,6 +56,43 @@ def numpy_kernels():
         ("softmax_last", "forward"): softmax,
         ("softmax_last", "jvp"): lambda s, dx: s * (dx - (s * dx).sum(axis=-1, keepdims=True)),
         ("softmax_last", "vjp"): lambda s, g: s * (g - (s * g).sum(axis=-1, keepdims=True)),
+        **{k: v for op in MHA for k, v in numpy_mha(op).items()},
+    }
+
+
+def mha_dict(x, wq, wk, wv, wo, c, g=None):
+    t = {"x": x, "Wq": wq, "Wk": wk, "Wv": wv, "Wo": wo, "c": c}
+    if g is not None:
+        t["G"] = g
+    return t
+
+
+def numpy_mha(op):
+    h = MHA[op][2]
+    return {
+        (op, "forward"): lambda *a: mha_reference.numpy_forward(mha_dict(*a), h, "pytorch")["Y"],
+        (op, "fwd+vjp"): lambda *a: mha_reference.numpy_vjp(mha_dict(*a), h, "pytorch"),
+    }
+
+
+def jax_mha(jax, op):
+    h, c = MHA[op][2], 1.0 / np.sqrt(MHA[op][3])
+    f = mha_reference.jax_forward_fn(jax, h, "pytorch", c)
+    fj = jax.jit(f)
+
+    def fwd_vjp(x, wq, wk, wv, wo, c, g):
+        y, pullback, _ = jax.vjp(fj, x, wq, wk, wv, wo, has_aux=True)
+        return y, pullback(g)
+
+    def step(x, wq, wk, wv, wo, g):
+        y, pullback, _ = jax.vjp(f, x, wq, wk, wv, wo, has_aux=True)
+        return y, pullback(g)
+
+    step_j = jax.jit(step)
+    return {
+        (op, "forward"): jax.jit(lambda x, wq, wk, wv, wo, c: f(x, wq, wk, wv, wo)[0]),
+        (op, "fwd+vjp"): fwd_vjp,
+        (op, "jit(vjp)"): lambda x, wq, wk, wv, wo, c, g: step_j(x, wq, wk, wv, wo, g),
     }
 
 
@@ -58,6 +112,8 @@ def jax_kernels():
         ("softmax_last", "vjp"): lambda s, g: s * (g - (s * g).sum(axis=-1, keepdims=True)),
     }
     jitted = {k: jax.jit(f) for k, f in ks.items()}
+    for op in MHA:
+        jitted.update(jax_mha(jax, op))
 
     def run(f):
         return lambda *xs: jax.block_until_ready(f(*xs))
@@ -66,6 +122,11 @@ def jax_kernels():
 
 
 def inputs(op, mode, shape):
+    if op in MHA:
+        n, m, h, d = shape
+        xs = [data((n, m), 0)] + [data(s, i) / np.sqrt(s[0]) for i, s in
+                                  enumerate([(m, h * d)] * 3 + [(h * d, m)], 1)]
+        return xs + [1.0 / np.sqrt(d)] + ([] if mode == "forward" else [data((n, m), 5)])
     if op == "matmul":
         h, m, n, p = shape
         a, b = data((h, m, n), 0), data((h, n, p), 1)
@@ -93,7 +154,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--ops", help="comma-separated ops to time (default: all)")
     args = ap.parse_args()
+    ops = None if args.ops is None else set(args.ops.split(","))
     libs = [("numpy", numpy_kernels(), lambda x: x)]
     try:
         jk, conv = jax_kernels()
@@ -103,8 +166,10 @@ def main():
     rows = []
     for lib, ks, conv in libs:
         for (op, mode), f in ks.items():
-            for shape in MATMUL if op == "matmul" else SOFTMAX:
-                xs = [conv(x) for x in inputs(op, mode, shape)]
+            if ops is not None and op not in ops:
+                continue
+            for shape in [MHA[op]] if op in MHA else MATMUL if op == "matmul" else SOFTMAX:
+                xs = [conv(x) if isinstance(x, np.ndarray) else x for x in inputs(op, mode, shape)]
                 t = median(f, xs, args.reps)
                 rows.append({"lib": lib, "op": op, "mode": mode, "shape": list(shape), "median_s": t})
                 if not args.json:

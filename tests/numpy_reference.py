@@ -137,39 +137,47 @@ def check(root):
     return failed == 0
 
 
-def run_all(root, fderiv, seed):
+def run_cases(fderiv, root, cases):
+    """Runs `FDERIV run KERNEL MODE --out ... [--param k=v ...] --input ...` per case (FDERIV
+    may hold arguments, e.g. "cargo run --release --"); reports failed runs on stderr."""
     cmd = shlex.split(fderiv)
-    for c in gen(root, seed):
-        argv = cmd + ["run", c["op"], c["mode"], "--out", os.path.join(root, c["out"])]
+    for c in cases:
+        argv = cmd + ["run", c.get("kernel", c.get("op")), c["mode"], "--out", os.path.join(root, c["out"])]
+        for k, v in c.get("params", {}).items():
+            argv += ["--param", f"{k}={v!r}"]
         for k, rel in c["inputs"].items():
             argv += ["--input", f"{k}={os.path.join(root, rel)}"]
         done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode != 0:
             print(f"FAIL {c['case']}: {' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}",
                   file=sys.stderr)
-    return check(root)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def cli(doc, gen, check, check_flags=()):
+    """The `gen DIR`, `check DIR` and `all DIR` commands over `gen(root, seed)` and
+    `check(root, **flags)` (`check_flags`: extra boolean options of check and all)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("gen")
     g.add_argument("dir")
     g.add_argument("--seed", type=int, default=0)
-    c = sub.add_parser("check")
-    c.add_argument("dir")
-    a = sub.add_parser("all")
-    a.add_argument("dir")
-    a.add_argument("--fderiv", default=os.environ.get("FDERIV", "fderiv"))
-    a.add_argument("--seed", type=int, default=0)
+    for name in ("check", "all"):
+        s = sub.add_parser(name)
+        s.add_argument("dir")
+        for flag in check_flags:
+            s.add_argument(f"--{flag.replace('_', '-')}", action="store_true")
+        if name == "all":
+            s.add_argument("--fderiv", default=os.environ.get("FDERIV", "fderiv"))
+            s.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     if args.cmd == "gen":
         cases = gen(args.dir, args.seed)
         print(f"wrote {len(cases)} cases to {args.dir}")
         return 0
-    ok = check(args.dir) if args.cmd == "check" else run_all(args.dir, args.fderiv, args.seed)
-    return 0 if ok else 1
+    if args.cmd == "all":
+        run_cases(args.fderiv, args.dir, gen(args.dir, args.seed))
+    return 0 if check(args.dir, **{f: getattr(args, f) for f in check_flags}) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(__doc__, gen, check))

@@ -102,12 +102,21 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
 /// files written with their shapes. Nothing is written unless every check passed.
 pub fn execute(args: &RunArgs) -> Result<Vec<(PathBuf, crate::tensor::Dims)>, RunError> {
     let task = Task::load(args.manifest.as_deref(), &args.kernel, args.mode)?;
-    let (plan, files) = inputs::select(&task, &args.inputs)?;
+    execute_task(&task, args)
+}
+
+/// [`execute`] with the kernel already built (`args.kernel`, `args.mode` and
+/// `args.manifest` are not read): one [`Task::load`] for many runs of the same kernel.
+pub fn execute_task(
+    task: &Task,
+    args: &RunArgs,
+) -> Result<Vec<(PathBuf, crate::tensor::Dims)>, RunError> {
+    let (plan, files) = inputs::select(task, &args.inputs)?;
     output::check_targets(&args.out, &task.output_files(), args.force)?;
-    let mut tensors = inputs::load(&task, &task.plans[plan], &files, args.max_elements)?;
-    params::bind(&task, plan, &args.params, &mut tensors)?;
-    let outputs = compute(&task, plan, &tensors)?;
-    finite::check_finite(&task, plan, &tensors, &outputs)?;
+    let mut tensors = inputs::load(task, &task.plans[plan], &files, args.max_elements)?;
+    params::bind(task, plan, &args.params, &mut tensors)?;
+    let outputs = compute(task, plan, &tensors)?;
+    finite::check_finite(task, plan, &tensors, &outputs)?;
     let written = output::write_all(&args.out, &outputs, args.force)?;
     Ok(written
         .into_iter()
