@@ -437,13 +437,20 @@ fn tensor_fn(s: &mut String, kname: &str, names: &Names<'_>) {
         );
     }
     if names.has_temps() {
-        let _ = writeln!(s, "    let mut ws = runtime::Workspace::default();");
+        // Temporaries come from this thread's reused workspace: repeated calls allocate
+        // only their outputs.
+        let _ = writeln!(
+            s,
+            "    runtime::with_workspace(|ws| {kname}_into({}))?;",
+            into_args(names, "ws").join(", ")
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "    {kname}_into({})?;",
+            into_args(names, "&mut ws").join(", ")
+        );
     }
-    let _ = writeln!(
-        s,
-        "    {kname}_into({})?;",
-        into_args(names, "&mut ws").join(", ")
-    );
     let result = if outs.len() == 1 {
         outs[0].clone()
     } else {
@@ -706,7 +713,10 @@ mod tests {
         assert!(text.contains("let [t0] = ws.buffers([runtime::size(\"t0\", [h, n, m])?]);"));
         assert!(text.contains("runtime::transpose([h, m, n], a, &mut *t0)?;"));
         assert!(text.contains("let t0 = runtime::row(&*t0, row, m);"));
-        assert!(text.contains("let mut ws = runtime::Workspace::default();"));
+        assert!(
+            text.contains("runtime::with_workspace(|ws| matmul_forward_into("),
+            "{text}"
+        );
         assert!(text.contains("let r0 = &mut out[..m];"));
         assert!(!text.contains("vec![0.0"));
     }

@@ -81,8 +81,7 @@ pub fn attn_head_forward(k: &Tensor3, m_: &Tensor3, q: &Tensor3, v: &Tensor3, c:
     let e = v.dims[2];
     let mut p = Tensor3::zeros("P", [h, m, n])?;
     let mut out = Tensor3::zeros("out", [h, m, e])?;
-    let mut ws = runtime::Workspace::default();
-    attn_head_forward_into(h, n, d, m, e, c, &k.data, &m_.data, &q.data, &v.data, &mut p.data, &mut out.data, &mut ws)?;
+    runtime::with_workspace(|ws| attn_head_forward_into(h, n, d, m, e, c, &k.data, &m_.data, &q.data, &v.data, &mut p.data, &mut out.data, ws))?;
     Ok((p, out))
 }
 

@@ -115,8 +115,7 @@ pub fn attn_head_vjp(k: &Tensor3, p: &Tensor3, q: &Tensor3, v: &Tensor3, g: &Ten
     let mut g_k = Tensor3::zeros("gK", [h, n, d])?;
     let mut g_q = Tensor3::zeros("gQ", [h, m, d])?;
     let mut g_v = Tensor3::zeros("gV", [h, n, e])?;
-    let mut ws = runtime::Workspace::default();
-    attn_head_vjp_into(h, m, e, n, d, c, &k.data, &p.data, &q.data, &v.data, &g.data, &mut g_m.data, &mut g_k.data, &mut g_q.data, &mut g_v.data, &mut ws)?;
+    runtime::with_workspace(|ws| attn_head_vjp_into(h, m, e, n, d, c, &k.data, &p.data, &q.data, &v.data, &g.data, &mut g_m.data, &mut g_k.data, &mut g_q.data, &mut g_v.data, ws))?;
     Ok((g_m, g_k, g_q, g_v))
 }
 

@@ -541,6 +541,21 @@ impl Workspace {
     }
 }
 
+thread_local! {
+    static WORKSPACE: std::cell::RefCell<Workspace> = std::cell::RefCell::new(Workspace::default());
+}
+
+/// Runs `f` with this thread's reused [`Workspace`]: the allocating forms take their
+/// temporaries from it, so repeated calls allocate only their outputs (the workspace
+/// keeps the largest temporaries a thread has needed until the thread ends). A nested
+/// call on the same thread gets a fresh workspace.
+pub fn with_workspace<T>(f: impl FnOnce(&mut Workspace) -> T) -> T {
+    WORKSPACE.with(|w| match w.try_borrow_mut() {
+        Ok(mut ws) => f(&mut ws),
+        Err(_) => f(&mut Workspace::default()),
+    })
+}
+
 /// Row `row` of length `n` of a buffer.
 pub fn row(buf: &[f64], row: usize, n: usize) -> &[f64] {
     &buf[row * n..][..n]

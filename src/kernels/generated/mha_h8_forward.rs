@@ -124,8 +124,7 @@ pub fn mha_h8_forward(wk: &Tensor3, wo: &Tensor3, wq: &Tensor3, wv: &Tensor3, x:
     let mut v = Tensor3::zeros("V", [8, n, d])?;
     let mut o = Tensor3::zeros("O", [1, n, (8*d)])?;
     let mut out = Tensor3::zeros("out", [1, n, m])?;
-    let mut ws = runtime::Workspace::default();
-    mha_h8_forward_into(m, d, n, c, &wk.data, &wo.data, &wq.data, &wv.data, &x.data, &mut q.data, &mut k.data, &mut p.data, &mut v.data, &mut o.data, &mut out.data, &mut ws)?;
+    runtime::with_workspace(|ws| mha_h8_forward_into(m, d, n, c, &wk.data, &wo.data, &wq.data, &wv.data, &x.data, &mut q.data, &mut k.data, &mut p.data, &mut v.data, &mut o.data, &mut out.data, ws))?;
     Ok((q, k, p, v, o, out))
 }
 

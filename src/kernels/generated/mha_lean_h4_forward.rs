@@ -128,8 +128,7 @@ pub fn mha_lean_h4_forward(wk: &Tensor3, wo: &Tensor3, wq: &Tensor3, wv: &Tensor
     let mut v = Tensor3::zeros("V", [4, n, d])?;
     let mut o = Tensor3::zeros("O", [1, n, (4*d)])?;
     let mut out = Tensor3::zeros("out", [1, n, m])?;
-    let mut ws = runtime::Workspace::default();
-    mha_lean_h4_forward_into(m, d, n, c, &wk.data, &wo.data, &wq.data, &wv.data, &x.data, &mut q.data, &mut k.data, &mut p.data, &mut v.data, &mut o.data, &mut out.data, &mut ws)?;
+    runtime::with_workspace(|ws| mha_lean_h4_forward_into(m, d, n, c, &wk.data, &wo.data, &wq.data, &wv.data, &x.data, &mut q.data, &mut k.data, &mut p.data, &mut v.data, &mut o.data, &mut out.data, ws))?;
     Ok((q, k, p, v, o, out))
 }
 
