@@ -218,7 +218,7 @@ pub fn bmm(
     check_len("gemm left operand", a.len(), [h, m, k])?;
     check_len("gemm right operand", b.len(), [h, k, p])?;
     check_len("gemm output", out.len(), [h, m, p])?;
-    if m == 0 || p == 0 {
+    if h == 0 || m == 0 || p == 0 {
         return Ok(());
     }
     if k == 0 {
