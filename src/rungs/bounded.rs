@@ -28,10 +28,13 @@
 //!   fused product), so e = e_c + Σ(…as above…) + γₖ₊₁ ((|c| + e_c) + Σ(|aᵢ| + eₐᵢ)(|bᵢ| + e_bᵢ)) + kη.
 //! - transposes and copies: exact.
 //! - exp of a ball (c, e) whose values are ≤ 0 (a softmax's shifted row): the real
-//!   exp(x) lies in [exp_lo(a), exp_hi(b)], a = c − e, b = min(c + e, 0) (rounded
-//!   outward to multiples of 2⁻⁹⁶; [`super::enclosure::exp_bounds`]); the runtime exp
-//!   of x̂ is within ε = EXP_ULPS·2⁻⁵² relative plus η of exp(x̂) (the widening the
-//!   enclosure rung uses and checks). So with lo′ = max(0, exp_lo(a)(1 − ε) − η) and
+//!   exp(x) lies in [exp_lo(a), exp_hi(b)], a = c − e, b = min(c + e, 0), both
+//!   rounded outward to multiples of 2⁻⁶⁰; exp_lo/exp_hi are the rigorous enclosure
+//!   ([`super::enclosure::exp_bounds`]) at the point z = a rounded down to a multiple
+//!   of 2⁻⁸ (short rationals, cheap), times a 6-term Taylor bound of exp(y − z) for
+//!   0 ≤ y − z ≤ 1/2 (remainder ≤ 2(y − z)⁷/7!). The runtime exp of x̂ is within
+//!   ε = EXP_ULPS·2⁻⁵² relative plus η of exp(x̂) (the widening the enclosure rung
+//!   uses and checks). So with lo′ = max(0, exp_lo(a)(1 − ε) − η) and
 //!   hi′ = exp_hi(b)(1 + ε) + η, rounded outward to 256 bits, the ball is
 //!   ((lo′ + hi′)/2, (hi′ − lo′)/2).
 //! - softmax of a row, as the f64 kernels compute it (m̂ = max x̂ᵢ, tⱼ = fl(x̂ⱼ − m̂),
