@@ -149,6 +149,18 @@ fn shapes_are_checked_not_panicked_on() {
 }
 
 #[test]
+fn zero_heads_give_an_empty_output_not_a_panic() {
+    use kernels::runtime::Tensor3;
+    // A GEMM with no heads but nonzero rows and columns (the band split once divided
+    // by the head count).
+    let a = Tensor3::new([0, 3, 4], vec![]).unwrap();
+    let b = Tensor3::new([0, 4, 2], vec![]).unwrap();
+    let out = kernels::matmul_forward(&a, &b).unwrap();
+    assert_eq!(out.dims, [0, 3, 2]);
+    assert!(out.data.is_empty());
+}
+
+#[test]
 fn emit_writes_the_committed_bytes_and_never_clobbers_without_force() {
     let bin = env!("CARGO_BIN_EXE_fderiv");
     let dir = tempfile::tempdir().unwrap();

@@ -55,7 +55,7 @@ fn pow2(k: i64) -> Rational {
 }
 
 /// `q > 0` rounded to [`PRECISION`] significant bits, up or down.
-fn round(q: &Rational, up: bool) -> Rational {
+pub(super) fn round(q: &Rational, up: bool) -> Rational {
     let e = q.numer().bits() as i64 - q.denom().bits() as i64;
     let scale = pow2(PRECISION - e);
     let scaled = q * &scale;
@@ -100,7 +100,7 @@ pub fn exp_bounds(y: &Rational) -> Option<(Rational, Rational)> {
 }
 
 /// ε = EXP_ULPS · 2⁻⁵², the runtime exp's relative error bound.
-fn exp_eps() -> Rational {
+pub(super) fn exp_eps() -> Rational {
     Rational::from_float(EXP_ULPS).unwrap_or_else(Rational::one) * pow2(-52)
 }
 

@@ -1,7 +1,8 @@
 //! The lowering and execution rungs of every built kernel, and of its committed
 //! generated source: plan over ℚ = expression over ℚ; f64 plan = ℚ plan bit for bit on
-//! dyadic inputs; f64 inside the rigorous forward-error bound on general inputs; the
-//! f64 softmax forward inside a rational enclosure of exp; the generated source fresh.
+//! dyadic inputs; f64 inside the rigorous forward-error bound on general inputs (softmax
+//! included, by ball arithmetic); the f64 softmax forward inside a rational enclosure of
+//! exp; the generated source fresh.
 
 use super::{Row, Skipped};
 use crate::emit::{self, Folder};
@@ -102,8 +103,8 @@ pub fn is_compiled_in(dir: &Path) -> bool {
 }
 
 /// The rungs for the committed generated source of one built kernel, against the
-/// plan the rules give: f64 = ℚ bit for bit on dyadic inputs and the error bound
-/// (kernels without exp), the exp enclosure (a softmax forward).
+/// plan the rules give: f64 = ℚ bit for bit on dyadic inputs (kernels without exp),
+/// the error bound (softmax included), the exp enclosure (a softmax forward).
 pub fn generated_rows(
     def: &KernelDef,
     built: &Built,
