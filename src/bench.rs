@@ -93,6 +93,9 @@ pub enum BenchError {
     /// A kernel refused its inputs (a shape too large, ...).
     #[error("{0}")]
     Kernel(#[from] runtime::KernelError),
+    /// A plan buffer that is not h×m×n.
+    #[error("plan buffer {0} has rank {1}; the executor's buffers are h×m×n")]
+    Rank(String, usize),
     /// The embedded rules did not load.
     #[error(transparent)]
     Rules(#[from] crate::rules::RuleError),
@@ -356,14 +359,18 @@ impl Reference {
     }
 }
 
-/// Deterministic f64 inputs (and parameters) of `plan` at `sizes` of `def.dims`.
-fn plan_inputs(def: &KernelDef, plan: &Plan, sizes: &[usize]) -> Result<Tensors<f64>, BenchError> {
-    let named: BTreeMap<&str, usize> = def
-        .dims
+/// The size of each of `def`'s named dims, given `sizes` in `def.dims` order.
+fn named_sizes<'a>(def: &'a KernelDef, sizes: &[usize]) -> BTreeMap<&'a str, usize> {
+    def.dims
         .iter()
         .map(|d| d.as_str())
         .zip(sizes.iter().copied())
-        .collect();
+        .collect()
+}
+
+/// Deterministic f64 inputs (and parameters) of `plan` at `sizes` of `def.dims`.
+fn plan_inputs(def: &KernelDef, plan: &Plan, sizes: &[usize]) -> Result<Tensors<f64>, BenchError> {
+    let named = named_sizes(def, sizes);
     plan.with_role(Role::Input)
         .chain(plan.with_role(Role::Param))
         .enumerate()
@@ -373,7 +380,10 @@ fn plan_inputs(def: &KernelDef, plan: &Plan, sizes: &[usize]) -> Result<Tensors<
                 .iter()
                 .map(|d| d.size_with(&|n| named.get(n).copied()).unwrap_or(0));
             let dims: Vec<usize> = dims.collect();
-            let t = filled([dims[0], dims[1], dims[2]], i)?;
+            let dims: [usize; 3] = dims
+                .try_into()
+                .map_err(|d: Vec<usize>| BenchError::Rank(b.name.clone(), d.len()))?;
+            let t = filled(dims, i)?;
             let t = Tensor::new(t.dims, t.data).map_err(crate::exec::ExecError::from)?;
             Ok((b.name.clone(), t))
         })
@@ -382,12 +392,7 @@ fn plan_inputs(def: &KernelDef, plan: &Plan, sizes: &[usize]) -> Result<Tensors<
 
 /// The GEMMs [h, m, k, p] of `plan` at `sizes` of `def.dims`.
 fn plan_gemms(def: &KernelDef, plan: &Plan, sizes: &[usize]) -> Vec<[usize; 4]> {
-    let named: BTreeMap<&str, usize> = def
-        .dims
-        .iter()
-        .map(|d| d.as_str())
-        .zip(sizes.iter().copied())
-        .collect();
+    let named = named_sizes(def, sizes);
     let size = |b: usize, axis: usize| {
         plan.buffers[b].shape[axis]
             .size_with(&|n| named.get(n).copied())
