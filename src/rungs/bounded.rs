@@ -447,6 +447,7 @@ fn within(f: &Tensors<f64>, b: &Tensors<Bounded>, count: &mut RungCount) -> Opti
 
 #[cfg(test)]
 mod tests {
+    use super::super::enclosure::softmax_off;
     use super::*;
     use crate::manifest::KernelMode;
 
@@ -516,29 +517,6 @@ mod tests {
             caught += usize::from(!holds(&exp_ball(&x, &r_zero()).unwrap(), &off));
         }
         assert!(caught > 40, "{caught}");
-    }
-
-    /// The f64 softmax forward of `X` with each exp value but the row's last scaled
-    /// by `1 + k·2⁻⁵²` before the sum.
-    fn softmax_off(k: f64) -> impl Fn(&Tensors<f64>) -> Result<Tensors<f64>, ExecError> {
-        move |i| {
-            let x = &i["X"];
-            let n = x.dims()[2].max(1);
-            let mut data = x.data().to_vec();
-            for row in data.chunks_mut(n) {
-                let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                row.iter_mut().for_each(|v| *v -= m);
-                exp_sum(row);
-                let last = row.len() - 1;
-                row[..last]
-                    .iter_mut()
-                    .for_each(|e| *e *= 1.0 + f64::EPSILON * k);
-                let total: f64 = row.iter().sum();
-                row.iter_mut().for_each(|e| *e /= total);
-            }
-            let out = crate::tensor::Tensor::new(x.dims(), data)?;
-            Ok([("out".to_string(), out)].into_iter().collect())
-        }
     }
 
     #[test]

@@ -318,6 +318,33 @@ pub fn check_softmax_enclosure(
     Ok(count)
 }
 
+/// The f64 softmax forward of `X` with each exp value but the row's last scaled
+/// by `1 + k·2⁻⁵²` before the sum (a corrupted softmax the rungs must reject; the
+/// rung (c) and rung (d) tests share it).
+#[cfg(test)]
+pub(super) fn softmax_off(
+    k: f64,
+) -> impl Fn(&Tensors<f64>) -> Result<Tensors<f64>, crate::exec::ExecError> {
+    move |i| {
+        let x = &i["X"];
+        let n = x.dims()[2].max(1);
+        let mut data = x.data().to_vec();
+        for row in data.chunks_mut(n) {
+            let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            row.iter_mut().for_each(|v| *v -= m);
+            crate::kernels::runtime::exp_sum(row);
+            let last = row.len() - 1;
+            row[..last]
+                .iter_mut()
+                .for_each(|e| *e *= 1.0 + f64::EPSILON * k);
+            let total: f64 = row.iter().sum();
+            row.iter_mut().for_each(|e| *e /= total);
+        }
+        let out = crate::tensor::Tensor::new(x.dims(), data)?;
+        Ok([("out".to_string(), out)].into_iter().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,26 +462,7 @@ mod tests {
     #[test]
     fn rung_d_rejects_a_softmax_whose_exp_is_off_by_2_to_the_10_ulps() {
         let plan = softmax_forward().plan;
-        // The f64 softmax with each exp value scaled by 1 + 2¹⁰·2⁻⁵² before the sum,
-        // except the row's last entry.
-        let run = |i: &Tensors<f64>| {
-            let x = &i["X"];
-            let n = x.dims()[2].max(1);
-            let mut data = x.data().to_vec();
-            for row in data.chunks_mut(n) {
-                let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                row.iter_mut().for_each(|v| *v -= m);
-                exp_sum(row);
-                let last = row.len() - 1;
-                row[..last]
-                    .iter_mut()
-                    .for_each(|e| *e *= 1.0 + f64::EPSILON * 1024.0);
-                let total: f64 = row.iter().sum();
-                row.iter_mut().for_each(|e| *e /= total);
-            }
-            let out = crate::tensor::Tensor::new(x.dims(), data)?;
-            Ok([("out".to_string(), out)].into_iter().collect())
-        };
+        let run = softmax_off(1024.0);
         let cfg = RungConfig {
             cases: 16,
             seed: 3,
