@@ -40,7 +40,10 @@ fn the_derived_vjp_its_trace_and_its_plan_are_as_reviewed() {
     let rules = RuleSet::embedded().unwrap();
     let d = vjp.derivation.as_ref().unwrap();
     insta::assert_snapshot!("attn_head_vjp", d.result.to_string());
-    insta::assert_snapshot!("attn_head_vjp_trace", fderiv::trace::trace(d, &rules).to_text());
+    insta::assert_snapshot!(
+        "attn_head_vjp_trace",
+        fderiv::trace::trace(d, &rules).to_text()
+    );
     insta::assert_snapshot!("attn_head_vjp_plan", vjp.plan.to_string());
 }
 
@@ -99,6 +102,16 @@ fn the_generated_backward_passes_pass_the_exact_rungs() {
         let bound = check_f64_bound(&plan, &|i| run(e, i), &CFG).unwrap();
         assert!(bound.holds(), "{name}: {bound:?}");
     }
+}
+
+/// The forward computes exp, so it has no bit-for-bit rung; its rigorous error bound
+/// (ball arithmetic through the softmax) holds.
+#[test]
+fn the_generated_forward_is_within_its_rigorous_bound() {
+    let plan = built(KernelMode::Forward).plan;
+    let e = entry("attn_head_forward");
+    let bound = check_f64_bound(&plan, &|i| run(e, i), &CFG).unwrap();
+    assert!(bound.holds() && bound.cases > 0, "{bound:?}");
 }
 
 #[test]
