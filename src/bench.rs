@@ -40,7 +40,7 @@ pub struct BenchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Timed calls per row at most (fewer when a row passes 2 s); the median is reported.
+    /// Timed calls per row (fewer when a row passes 2 s, more while it has run under 0.3 s, up to 1000); the median is reported.
     #[arg(long, default_value_t = 15)]
     pub reps: usize,
 }
@@ -272,13 +272,17 @@ pub fn tensors(e: &Entry, shape: &[usize]) -> Result<(Vec<Tensor3>, Vec<Tensor3>
     Ok((ins, outs))
 }
 
-/// The median wall-clock time of `f` over at most `reps` calls after one warm-up call.
+/// The median wall-clock time of `f` after one warm-up call: `reps` calls, fewer (at
+/// least 3) when they pass [`MAX_ROW_TIME`], more (up to [`MAX_CALLS`]) while the row
+/// has run less than [`MIN_ROW_TIME`], so that sub-millisecond rows get a stable median.
 fn median(reps: usize, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, BenchError> {
     f()?;
     let start = Instant::now();
     let mut times = Vec::new();
-    while times.len() < reps.max(1) && (times.len() < 3 || start.elapsed() < Duration::from_secs(2))
-    {
+    let more = |n: usize, t: Duration| {
+        (n < reps.max(1) && (n < 3 || t < MAX_ROW_TIME)) || (t < MIN_ROW_TIME && n < MAX_CALLS)
+    };
+    while more(times.len(), start.elapsed()) {
         let t = Instant::now();
         f()?;
         times.push(t.elapsed().as_secs_f64());
@@ -286,6 +290,13 @@ fn median(reps: usize, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
 }
+
+/// A row stops adding calls after this long (once it has 3).
+const MAX_ROW_TIME: Duration = Duration::from_secs(2);
+/// A row keeps adding calls beyond `reps` until it has run this long...
+const MIN_ROW_TIME: Duration = Duration::from_millis(300);
+/// ...or made this many.
+const MAX_CALLS: usize = 1000;
 
 /// The batched GEMM reference (h, m, k, p): GFLOP/s.
 fn gemm_rate([h, m, k, p]: [usize; 4], reps: usize) -> Result<f64, BenchError> {
@@ -308,7 +319,10 @@ fn gemm_rate([h, m, k, p]: [usize; 4], reps: usize) -> Result<f64, BenchError> {
 /// The STREAM triad `a = b + s·c` over `len` values, rows in parallel: GB/s (24 bytes
 /// per value).
 fn triad_rate(len: usize, reps: usize) -> Result<f64, BenchError> {
-    let (b, c) = (filled([1, 1, len], 1)?.data, filled([1, 1, len], 2)?.data);
+    let (b, c) = (
+        filled([1, 1, len], 1)?.into_data(),
+        filled([1, 1, len], 2)?.into_data(),
+    );
     let mut a = vec![0.0; len];
     let t = median(reps, || {
         a.par_chunks_mut(1 << 14)
@@ -384,7 +398,7 @@ fn plan_inputs(def: &KernelDef, plan: &Plan, sizes: &[usize]) -> Result<Tensors<
                 .try_into()
                 .map_err(|d: Vec<usize>| BenchError::Rank(b.name.clone(), d.len()))?;
             let t = filled(dims, i)?;
-            let t = Tensor::new(t.dims, t.data).map_err(crate::exec::ExecError::from)?;
+            let t = Tensor::new(t.dims, t.into_data()).map_err(crate::exec::ExecError::from)?;
             Ok((b.name.clone(), t))
         })
         .collect()

@@ -430,7 +430,7 @@ fn tensor_fn(s: &mut String, kname: &str, names: &Names<'_>) {
     for b in &names.outputs {
         let _ = writeln!(
             s,
-            "    let mut {} = Tensor3::zeros({:?}, {})?;",
+            "    let mut {} = Tensor3::output({:?}, {})?;",
             names.id(*b),
             names.name(*b),
             dims3(names.shape(*b))

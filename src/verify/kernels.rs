@@ -93,7 +93,7 @@ pub fn generated_run(
         .outputs
         .iter()
         .zip(outs)
-        .map(|(name, t)| Ok((name.to_string(), Tensor::new(t.dims, t.data)?)))
+        .map(|(name, t)| Ok((name.to_string(), Tensor::new(t.dims, t.into_data())?)))
         .collect()
 }
 

@@ -79,8 +79,8 @@ pub fn attn_head_forward(k: &Tensor3, m_: &Tensor3, q: &Tensor3, v: &Tensor3, c:
     runtime::same_dim("V", v.dims, 0, "h", h)?;
     runtime::same_dim("V", v.dims, 1, "n", n)?;
     let e = v.dims[2];
-    let mut p = Tensor3::zeros("P", [h, m, n])?;
-    let mut out = Tensor3::zeros("out", [h, m, e])?;
+    let mut p = Tensor3::output("P", [h, m, n])?;
+    let mut out = Tensor3::output("out", [h, m, e])?;
     runtime::with_workspace(|ws| attn_head_forward_into(h, n, d, m, e, c, &k.data, &m_.data, &q.data, &v.data, &mut p.data, &mut out.data, ws))?;
     Ok((p, out))
 }

@@ -109,7 +109,7 @@ pub fn attn_head_jvp(k: &Tensor3, p: &Tensor3, q: &Tensor3, v: &Tensor3, d_k: &T
     runtime::same_dim("dV", d_v.dims, 0, "h", h)?;
     runtime::same_dim("dV", d_v.dims, 1, "n", n)?;
     runtime::same_dim("dV", d_v.dims, 2, "e", e)?;
-    let mut out = Tensor3::zeros("out", [h, m, e])?;
+    let mut out = Tensor3::output("out", [h, m, e])?;
     runtime::with_workspace(|ws| attn_head_jvp_into(h, n, d, m, e, c, &k.data, &p.data, &q.data, &v.data, &d_k.data, &d_m.data, &d_q.data, &d_v.data, &mut out.data, ws))?;
     Ok(out)
 }

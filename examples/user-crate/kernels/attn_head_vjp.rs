@@ -111,10 +111,10 @@ pub fn attn_head_vjp(k: &Tensor3, p: &Tensor3, q: &Tensor3, v: &Tensor3, g: &Ten
     runtime::same_dim("G", g.dims, 0, "h", h)?;
     runtime::same_dim("G", g.dims, 1, "m", m)?;
     runtime::same_dim("G", g.dims, 2, "e", e)?;
-    let mut g_m = Tensor3::zeros("gM", [h, m, n])?;
-    let mut g_k = Tensor3::zeros("gK", [h, n, d])?;
-    let mut g_q = Tensor3::zeros("gQ", [h, m, d])?;
-    let mut g_v = Tensor3::zeros("gV", [h, n, e])?;
+    let mut g_m = Tensor3::output("gM", [h, m, n])?;
+    let mut g_k = Tensor3::output("gK", [h, n, d])?;
+    let mut g_q = Tensor3::output("gQ", [h, m, d])?;
+    let mut g_v = Tensor3::output("gV", [h, n, e])?;
     runtime::with_workspace(|ws| attn_head_vjp_into(h, m, e, n, d, c, &k.data, &p.data, &q.data, &v.data, &g.data, &mut g_m.data, &mut g_k.data, &mut g_q.data, &mut g_v.data, ws))?;
     Ok((g_m, g_k, g_q, g_v))
 }

@@ -125,6 +125,94 @@ impl Tensor3 {
         advise_huge_pages(&data);
         Ok(Tensor3 { dims, data })
     }
+
+    /// A tensor for a kernel to write whole: its values are unspecified (finite or
+    /// not). A large one reuses the buffer of a dropped tensor of the same length when
+    /// one is kept (see [`set_recycle_limit`]): no fresh pages, so no page faults and no
+    /// zeroing by the OS; otherwise it is [`Tensor3::zeros`]. The allocating kernels
+    /// take their outputs from here.
+    pub fn output(buffer: &'static str, dims: [usize; 3]) -> Result<Tensor3, KernelError> {
+        let len = size(buffer, dims)?;
+        match recycled(len) {
+            Some(data) => Ok(Tensor3 { dims, data }),
+            None => Tensor3::zeros(buffer, dims),
+        }
+    }
+
+    /// The values, taken out of the tensor (which is then dropped empty).
+    pub fn into_data(mut self) -> Vec<f64> {
+        std::mem::take(&mut self.data)
+    }
+}
+
+/// A dropped tensor hands a large buffer to the recycling store (bounded by
+/// [`set_recycle_limit`]) instead of returning it to the allocator.
+impl Drop for Tensor3 {
+    fn drop(&mut self) {
+        recycle(std::mem::take(&mut self.data));
+    }
+}
+
+/// Buffers shorter than this (256 KiB) are freed as usual: the allocator reuses small
+/// blocks without page faults by itself.
+const RECYCLE_MIN_VALUES: usize = 1 << 15;
+
+/// The most bytes of dropped buffers the store keeps (default 1 GiB).
+static RECYCLE_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1 << 30);
+
+/// The buffers of dropped large tensors, oldest first, waiting for [`Tensor3::output`].
+static RECYCLED: std::sync::Mutex<Vec<Vec<f64>>> = std::sync::Mutex::new(Vec::new());
+
+/// Sets the most bytes of dropped tensors' buffers kept for reuse by the allocating
+/// kernels (default 1 GiB; 0 turns recycling off) and frees the oldest kept buffers
+/// beyond it at once. Kept buffers are memory the process holds: a loop that drops the
+/// outputs of one call before the next reuses them, while a program done with the
+/// kernels can call `set_recycle_limit(0)` to give them back.
+pub fn set_recycle_limit(bytes: usize) {
+    RECYCLE_LIMIT.store(bytes, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut kept) = RECYCLED.lock() {
+        trim(&mut kept, bytes);
+    }
+}
+
+/// The bytes of dropped tensors' buffers kept for reuse now.
+pub fn recycled_bytes() -> usize {
+    RECYCLED.lock().map_or(0, |kept| bytes(&kept))
+}
+
+/// The bytes of the buffers' allocations.
+fn bytes(kept: &[Vec<f64>]) -> usize {
+    kept.iter().map(|b| b.capacity() * 8).sum()
+}
+
+/// Frees the oldest kept buffers until the rest fit in `limit` bytes.
+fn trim(kept: &mut Vec<Vec<f64>>, limit: usize) {
+    while !kept.is_empty() && bytes(kept) > limit {
+        kept.remove(0);
+    }
+}
+
+/// Keeps a dropped tensor's buffer when it is large and fits under the limit.
+fn recycle(data: Vec<f64>) {
+    let limit = RECYCLE_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
+    if data.len() < RECYCLE_MIN_VALUES || data.capacity() * 8 > limit {
+        return;
+    }
+    // A poisoned lock (a panic elsewhere while holding it) only turns recycling off.
+    if let Ok(mut kept) = RECYCLED.lock() {
+        kept.push(data);
+        trim(&mut kept, limit);
+    }
+}
+
+/// The newest kept buffer of exactly `len` values, if any.
+fn recycled(len: usize) -> Option<Vec<f64>> {
+    if len < RECYCLE_MIN_VALUES {
+        return None;
+    }
+    let mut kept = RECYCLED.lock().ok()?;
+    let at = kept.iter().rposition(|b| b.len() == len)?;
+    Some(kept.remove(at))
 }
 
 /// Asks Linux to back the whole 2 MiB pages inside `data` (from 8 MiB on) with

@@ -75,7 +75,7 @@ fn run(entry: &Entry, inputs: &Tensors<f64>) -> Result<Tensors<f64>, ExecError> 
         .outputs
         .iter()
         .zip(outs)
-        .map(|(name, t)| Ok((name.to_string(), Tensor::new(t.dims, t.data)?)))
+        .map(|(name, t)| Ok((name.to_string(), Tensor::new(t.dims, t.into_data())?)))
         .collect()
 }
 

@@ -44,7 +44,7 @@ pub fn matmul_forward(a: &Tensor3, b: &Tensor3) -> Result<Tensor3, KernelError> 
     runtime::same_dim("B", b.dims, 0, "h", h)?;
     runtime::same_dim("B", b.dims, 1, "n", n)?;
     let p = b.dims[2];
-    let mut out = Tensor3::zeros("out", [h, m, p])?;
+    let mut out = Tensor3::output("out", [h, m, p])?;
     matmul_forward_into(h, m, n, p, &a.data, &b.data, &mut out.data)?;
     Ok(out)
 }

@@ -57,7 +57,7 @@ pub fn matmul_jvp(a: &Tensor3, b: &Tensor3, d_a: &Tensor3, d_b: &Tensor3) -> Res
     runtime::same_dim("dB", d_b.dims, 0, "h", h)?;
     runtime::same_dim("dB", d_b.dims, 1, "n", n)?;
     runtime::same_dim("dB", d_b.dims, 2, "p", p)?;
-    let mut out = Tensor3::zeros("out", [h, m, p])?;
+    let mut out = Tensor3::output("out", [h, m, p])?;
     matmul_jvp_into(h, m, n, p, &a.data, &b.data, &d_a.data, &d_b.data, &mut out.data)?;
     Ok(out)
 }

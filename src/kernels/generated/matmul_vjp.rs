@@ -54,8 +54,8 @@ pub fn matmul_vjp(a: &Tensor3, b: &Tensor3, g: &Tensor3) -> Result<(Tensor3, Ten
     runtime::same_dim("G", g.dims, 0, "h", h)?;
     runtime::same_dim("G", g.dims, 1, "m", m)?;
     runtime::same_dim("G", g.dims, 2, "p", p)?;
-    let mut g_a = Tensor3::zeros("gA", [h, m, n])?;
-    let mut g_b = Tensor3::zeros("gB", [h, n, p])?;
+    let mut g_a = Tensor3::output("gA", [h, m, n])?;
+    let mut g_b = Tensor3::output("gB", [h, n, p])?;
     matmul_vjp_into(h, m, n, p, &a.data, &b.data, &g.data, &mut g_a.data, &mut g_b.data)?;
     Ok((g_a, g_b))
 }

@@ -188,11 +188,11 @@ pub fn mha_h4_vjp(k: &Tensor3, o: &Tensor3, p: &Tensor3, q: &Tensor3, v: &Tensor
     runtime::same_dim("Wo", wo.dims, 1, "4*d", 4*d)?;
     runtime::same_dim("Wq", wq.dims, 2, "4*d", 4*d)?;
     runtime::same_dim("Wv", wv.dims, 2, "4*d", 4*d)?;
-    let mut g_wk = Tensor3::zeros("gWk", [1, m, (4*d)])?;
-    let mut g_wo = Tensor3::zeros("gWo", [1, (4*d), m])?;
-    let mut g_wq = Tensor3::zeros("gWq", [1, m, (4*d)])?;
-    let mut g_wv = Tensor3::zeros("gWv", [1, m, (4*d)])?;
-    let mut gx = Tensor3::zeros("gx", [1, n, m])?;
+    let mut g_wk = Tensor3::output("gWk", [1, m, (4*d)])?;
+    let mut g_wo = Tensor3::output("gWo", [1, (4*d), m])?;
+    let mut g_wq = Tensor3::output("gWq", [1, m, (4*d)])?;
+    let mut g_wv = Tensor3::output("gWv", [1, m, (4*d)])?;
+    let mut gx = Tensor3::output("gx", [1, n, m])?;
     runtime::with_workspace(|ws| mha_h4_vjp_into(n, m, d, c, &k.data, &o.data, &p.data, &q.data, &v.data, &wk.data, &wo.data, &wq.data, &wv.data, &x.data, &g.data, &mut g_wk.data, &mut g_wo.data, &mut g_wq.data, &mut g_wv.data, &mut gx.data, ws))?;
     Ok((g_wk, g_wo, g_wq, g_wv, gx))
 }

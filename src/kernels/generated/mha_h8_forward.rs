@@ -118,12 +118,12 @@ pub fn mha_h8_forward(wk: &Tensor3, wo: &Tensor3, wq: &Tensor3, wv: &Tensor3, x:
     runtime::same_dim("Wo", wo.dims, 1, "8*d", 8*d)?;
     runtime::same_dim("Wq", wq.dims, 2, "8*d", 8*d)?;
     runtime::same_dim("Wv", wv.dims, 2, "8*d", 8*d)?;
-    let mut q = Tensor3::zeros("Q", [8, n, d])?;
-    let mut k = Tensor3::zeros("K", [8, n, d])?;
-    let mut p = Tensor3::zeros("P", [8, n, n])?;
-    let mut v = Tensor3::zeros("V", [8, n, d])?;
-    let mut o = Tensor3::zeros("O", [1, n, (8*d)])?;
-    let mut out = Tensor3::zeros("out", [1, n, m])?;
+    let mut q = Tensor3::output("Q", [8, n, d])?;
+    let mut k = Tensor3::output("K", [8, n, d])?;
+    let mut p = Tensor3::output("P", [8, n, n])?;
+    let mut v = Tensor3::output("V", [8, n, d])?;
+    let mut o = Tensor3::output("O", [1, n, (8*d)])?;
+    let mut out = Tensor3::output("out", [1, n, m])?;
     runtime::with_workspace(|ws| mha_h8_forward_into(m, d, n, c, &wk.data, &wo.data, &wq.data, &wv.data, &x.data, &mut q.data, &mut k.data, &mut p.data, &mut v.data, &mut o.data, &mut out.data, ws))?;
     Ok((q, k, p, v, o, out))
 }

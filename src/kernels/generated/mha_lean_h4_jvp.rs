@@ -201,7 +201,7 @@ pub fn mha_lean_h4_jvp(k: &Tensor3, o: &Tensor3, p: &Tensor3, q: &Tensor3, v: &T
     runtime::same_dim("dWo", d_wo.dims, 1, "4*d", 4*d)?;
     runtime::same_dim("dWq", d_wq.dims, 2, "4*d", 4*d)?;
     runtime::same_dim("dWv", d_wv.dims, 2, "4*d", 4*d)?;
-    let mut out = Tensor3::zeros("out", [1, n, m])?;
+    let mut out = Tensor3::output("out", [1, n, m])?;
     runtime::with_workspace(|ws| mha_lean_h4_jvp_into(n, d, m, c, &k.data, &o.data, &p.data, &q.data, &v.data, &wk.data, &wo.data, &wq.data, &wv.data, &x.data, &d_wk.data, &d_wo.data, &d_wq.data, &d_wv.data, &dx.data, &mut out.data, ws))?;
     Ok(out)
 }

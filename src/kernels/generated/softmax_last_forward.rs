@@ -48,7 +48,7 @@ pub fn softmax_last_forward(x: &Tensor3) -> Result<Tensor3, KernelError> {
     let h = x.dims[0];
     let m = x.dims[1];
     let n = x.dims[2];
-    let mut out = Tensor3::zeros("out", [h, m, n])?;
+    let mut out = Tensor3::output("out", [h, m, n])?;
     softmax_last_forward_into(h, m, n, &x.data, &mut out.data)?;
     Ok(out)
 }

@@ -55,7 +55,7 @@ pub fn softmax_last_jvp(s: &Tensor3, d_x: &Tensor3) -> Result<Tensor3, KernelErr
     runtime::same_dim("dX", d_x.dims, 0, "h", h)?;
     runtime::same_dim("dX", d_x.dims, 1, "m", m)?;
     runtime::same_dim("dX", d_x.dims, 2, "n", n)?;
-    let mut out = Tensor3::zeros("out", [h, m, n])?;
+    let mut out = Tensor3::output("out", [h, m, n])?;
     softmax_last_jvp_into(h, m, n, &s.data, &d_x.data, &mut out.data)?;
     Ok(out)
 }

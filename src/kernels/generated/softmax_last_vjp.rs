@@ -55,7 +55,7 @@ pub fn softmax_last_vjp(s: &Tensor3, g: &Tensor3) -> Result<Tensor3, KernelError
     runtime::same_dim("G", g.dims, 0, "h", h)?;
     runtime::same_dim("G", g.dims, 1, "m", m)?;
     runtime::same_dim("G", g.dims, 2, "n", n)?;
-    let mut g_x = Tensor3::zeros("gX", [h, m, n])?;
+    let mut g_x = Tensor3::output("gX", [h, m, n])?;
     softmax_last_vjp_into(h, m, n, &s.data, &g.data, &mut g_x.data)?;
     Ok(g_x)
 }
