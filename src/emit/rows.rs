@@ -7,8 +7,8 @@
 //! accumulated in the same loop by `runtime::fused` (fixed lanes, chunks with one
 //! bounds check each, so the loop vectorizes). A group ends before an instruction that reads a sum of the group
 //! (the sum is known only after the loop), before a scalar instruction and at a
-//! softmax (which needs its whole operand first: `runtime::max`, the shift,
-//! `runtime::exp_sum`, the division). Every operation of the plan is still one IEEE
+//! softmax (which needs its whole operand first: `runtime::max`, then the shift, exp
+//! and sum in one pass of `runtime::exp_shift_sum`, then the division). Every operation of the plan is still one IEEE
 //! operation in the plan's order per entry; only the order of each row sum's terms
 //! differs from left to right, within the same bound (γₙ₋₁ Σ|xⱼ| for any order).
 
@@ -88,6 +88,19 @@ pub(super) fn row_pass(
         .collect();
     read.sort_unstable();
     read.dedup();
+    if p.instrs.iter().any(|i| matches!(i, Instr::Softmax { .. })) {
+        // The next row of each buffer read, prefetched while a softmax computes its exp.
+        let next: Vec<String> = read
+            .iter()
+            .map(|b| format!("runtime::row_after({}, row, {len})", names.read(*b)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "        let ahead: [&[f64]; {}] = [{}];",
+            next.len(),
+            next.join(", ")
+        );
+    }
     for b in read {
         let _ = writeln!(
             s,
@@ -303,19 +316,30 @@ fn single(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str, stored: &mu
         }
         Instr::Softmax { x, dst } => {
             // The forward definition exp xᵢ / Σⱼ exp xⱼ, shifted by the row maximum so
-            // that large logits do not overflow (a NaN entry makes the row NaN); exp
-            // and the sum by the runtime's vectorized `exp_sum`. A scalar operand is
-            // its own maximum (NaN or ±∞ still give a NaN row).
-            let xj = value(x, names, Some("j"), &[]);
-            let top = match x {
-                Arg::Buf(b) => format!("runtime::max({})", names.id(*b)),
-                Arg::Reg(Reg::Row(i)) => format!("runtime::max(&*r{i})"),
-                other => value(other, names, None, &[]),
-            };
+            // that large logits do not overflow (a NaN entry makes the row NaN); the
+            // shift, exp and the sum in one pass of the runtime's vectorized
+            // `exp_shift_sum` (the next rows of the inputs prefetched meanwhile). A
+            // scalar operand is its own maximum (NaN or ±∞ still give a NaN row).
             stored.push(*dst);
+            let exp = match x {
+                Arg::Buf(b) => {
+                    let x = names.id(*b);
+                    format!("let top = runtime::max({x});\n        let total = runtime::exp_shift_sum({x}, top, r{dst}, &ahead);")
+                }
+                Arg::Reg(Reg::Row(i)) if i == dst => format!(
+                    "let top = runtime::max(&*r{i});\n        let total = runtime::exp_shift_sum_in_place(r{dst}, top, &ahead);"
+                ),
+                Arg::Reg(Reg::Row(i)) => format!(
+                    "let top = runtime::max(&*r{i});\n        let total = runtime::exp_shift_sum(&*r{i}, top, r{dst}, &ahead);"
+                ),
+                other => {
+                    let v = value(other, names, None, &[]);
+                    format!("let top = {v};\n        for j in 0..{len} {{ r{dst}[j] = top; }}\n        let total = runtime::exp_shift_sum_in_place(r{dst}, top, &ahead);")
+                }
+            };
             let _ = writeln!(
                 s,
-                "        let top = {top};\n        for j in 0..{len} {{ r{dst}[j] = {xj} - top; }}\n        let total = runtime::exp_sum(r{dst});\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
+                "        {exp}\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
             );
         }
     }

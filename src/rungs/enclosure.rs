@@ -423,6 +423,40 @@ mod tests {
     }
 
     #[test]
+    fn the_shifted_one_pass_forms_give_the_two_pass_bits() {
+        use crate::kernels::runtime::{exp_shift_sum, exp_shift_sum_in_place};
+        // Lengths past two blocks of 32, so blocks, chunks of 8 and single values are
+        // all covered; a shift that is not exact for every entry; prefetch hints of
+        // other lengths (a hint never changes a value).
+        let xs = exp_domain_samples(90, 17);
+        let top = 0.3;
+        let ahead = [&xs[..5], &xs[..]];
+        for len in 0..=xs.len() {
+            let mut two_pass: Vec<f64> = xs[..len].iter().map(|x| x - top).collect();
+            let total = exp_sum_scalar_fma(&mut two_pass);
+            let mut out = vec![f64::NAN; len];
+            let s = exp_shift_sum(&xs, top, &mut out, &ahead);
+            let mut in_place = xs[..len].to_vec();
+            let t = exp_shift_sum_in_place(&mut in_place, top, &ahead);
+            for (name, sum, row) in [("separate", s, &out), ("in place", t, &in_place)] {
+                assert_eq!(sum.to_bits(), total.to_bits(), "{name}: sum of {len}");
+                assert!(
+                    row.iter()
+                        .zip(&two_pass)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{name}: {len}"
+                );
+            }
+        }
+        // The check can fail: an unshifted exp is told apart.
+        let mut unshifted = xs.clone();
+        exp_sum_scalar_fma(&mut unshifted);
+        let mut out = vec![0.0; xs.len()];
+        exp_shift_sum(&xs, top, &mut out, &[]);
+        assert_ne!(out, unshifted);
+    }
+
+    #[test]
     fn an_exp_off_by_2_to_the_10_ulps_is_rejected() {
         let xs = exp_domain_samples(40, 12);
         let off = |v: &mut [f64]| {

@@ -51,12 +51,12 @@ pub fn attn_head_forward_into(h: usize, n: usize, d: usize, m: usize, e: usize, 
     runtime::row_pass(p, n, |row, out, [r1]: [&mut [f64]; 1]| {
         let r1 = &mut r1[..n];
         let r2 = &mut out[..n];
+        let ahead: [&[f64]; 2] = [runtime::row_after(m_, row, n), runtime::row_after(&*t0, row, n)];
         let m_ = runtime::row(m_, row, n);
         let t0 = runtime::row(&*t0, row, n);
         runtime::fused(n, [m_, t0], [&mut *r1], |[m_, t0]| { let v0 = (c) * (t0); let v1 = (v0) + (m_); ([v1], []) });
         let top = runtime::max(&*r1);
-        for j in 0..n { r2[j] = r1[j] - top; }
-        let total = runtime::exp_sum(r2);
+        let total = runtime::exp_shift_sum(&*r1, top, r2, &ahead);
         for j in 0..n { r2[j] /= total; }
     });
     // 3. out = P · V per head

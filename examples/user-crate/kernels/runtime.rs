@@ -718,63 +718,103 @@ fn exp_sum_with<const FMA: bool>(xs: &mut [f64]) -> f64 {
     lanes_total(lanes)
 }
 
-/// [`exp_sum_with`]`::<true>` eight values at a time in two AVX2 registers (two
-/// independent chains, so the out-of-order core overlaps their polynomials): the same
-/// operations in the same order per value and the same lanes, so the same bits as
-/// the scalar FMA path.
+/// `exp` of V AVX2 registers (4V values) in lockstep: each step of [`exp1`]`::<true>`
+/// is taken for all V before the next, so the out-of-order core always has V
+/// independent multiply-adds ready (one Horner chain alone waits 4 cycles per step).
+/// The same operations in the same order per value: the scalar FMA path's bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn exp_sum_avx2(xs: &mut [f64]) -> f64 {
+fn exp_block<const V: usize>(
+    x: [std::arch::x86_64::__m256d; V],
+) -> [std::arch::x86_64::__m256d; V] {
     use std::arch::x86_64::*;
     let set = |v: f64| _mm256_set1_pd(v);
-    let exp4 = |x: __m256d| {
+    let mut r = x;
+    let mut k = [_mm256_setzero_si256(); V];
+    for v in 0..V {
         // max/min return their second operand when it is NaN: NaN stays NaN.
-        let x = _mm256_min_pd(set(710.0), _mm256_max_pd(set(-746.0), x));
+        let x = _mm256_min_pd(set(710.0), _mm256_max_pd(set(-746.0), x[v]));
         let t = _mm256_fmadd_pd(x, set(std::f64::consts::LOG2_E), set(SHIFTER));
         let kf = _mm256_sub_pd(t, set(SHIFTER));
-        let k = _mm256_sub_epi64(_mm256_castpd_si256(t), _mm256_castpd_si256(set(SHIFTER)));
-        let r = _mm256_fnmadd_pd(kf, set(LN2_LO), _mm256_fnmadd_pd(kf, set(LN2_HI), x));
-        let mut p = set(TAYLOR[0]);
-        for c in &TAYLOR[1..] {
-            p = _mm256_fmadd_pd(p, r, set(*c));
-        }
-        // k1 = ⌊k/2⌋ = ((k + 2048) >> 1) − 1024 (no 64-bit arithmetic shift in AVX2).
-        let k1b = _mm256_srli_epi64::<1>(_mm256_add_epi64(k, _mm256_set1_epi64x(2048)));
-        let k1 = _mm256_sub_epi64(k1b, _mm256_set1_epi64x(1024));
-        let mask = _mm256_set1_epi64x(0x7ff);
-        let bias = _mm256_set1_epi64x(1023);
-        let scale = |e: __m256i| {
-            _mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_and_si256(
-                _mm256_add_epi64(e, bias),
-                mask,
-            )))
-        };
-        let k2 = _mm256_sub_epi64(k, k1);
-        _mm256_mul_pd(_mm256_mul_pd(p, scale(k1)), scale(k2))
-    };
-    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
-    let mut chunks = xs.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        // SAFETY: `c` holds exactly 8 f64s; unaligned loads and stores.
-        let (a, b) = unsafe { (_mm256_loadu_pd(c.as_ptr()), _mm256_loadu_pd(c.as_ptr().add(4))) };
-        let (a, b) = (exp4(a), exp4(b));
-        // SAFETY: as for the loads.
-        unsafe {
-            _mm256_storeu_pd(c.as_mut_ptr(), a);
-            _mm256_storeu_pd(c.as_mut_ptr().add(4), b);
-        }
-        lo = _mm256_add_pd(lo, a);
-        hi = _mm256_add_pd(hi, b);
+        k[v] = _mm256_sub_epi64(_mm256_castpd_si256(t), _mm256_castpd_si256(set(SHIFTER)));
+        r[v] = _mm256_fnmadd_pd(kf, set(LN2_LO), _mm256_fnmadd_pd(kf, set(LN2_HI), x));
     }
+    let mut p = [set(TAYLOR[0]); V];
+    for c in &TAYLOR[1..] {
+        for v in 0..V {
+            p[v] = _mm256_fmadd_pd(p[v], r[v], set(*c));
+        }
+    }
+    let scale = |e: __m256i| {
+        let biased = _mm256_and_si256(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), _mm256_set1_epi64x(0x7ff));
+        _mm256_castsi256_pd(_mm256_slli_epi64::<52>(biased))
+    };
+    std::array::from_fn(|v| {
+        // k1 = ⌊k/2⌋ = ((k + 2048) >> 1) − 1024 (no 64-bit arithmetic shift in AVX2).
+        let k1b = _mm256_srli_epi64::<1>(_mm256_add_epi64(k[v], _mm256_set1_epi64x(2048)));
+        let k1 = _mm256_sub_epi64(k1b, _mm256_set1_epi64x(1024));
+        let k2 = _mm256_sub_epi64(k[v], k1);
+        _mm256_mul_pd(_mm256_mul_pd(p[v], scale(k1)), scale(k2))
+    })
+}
+
+/// `dst[j] = exp(src[j] − top)` for j < n, returning the sum with term j in lane j mod
+/// [`LANES`]: blocks of 32 values through [`exp_block`]`::<8>`, then chunks of 8, then
+/// single values (the scalar FMA path's operations and lanes, so its bits). While a
+/// block runs, the matching 32 values of each `ahead` slice are prefetched (a hint:
+/// the next row's inputs arrive while this row computes).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `src` and `dst` are valid for n values (they may be the
+/// same buffer: each block is read whole before it is written).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_shift_sum_avx2(src: *const f64, dst: *mut f64, n: usize, top: f64, ahead: &[&[f64]]) -> f64 {
+    use std::arch::x86_64::*;
+    let shift = _mm256_set1_pd(top);
+    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut j = 0;
+    macro_rules! blocks {
+        ($v:literal, $prefetch:expr) => {
+            while j + 4 * $v <= n {
+                if $prefetch {
+                    for a in ahead {
+                        for l in (j..(j + 4 * $v).min(a.len())).step_by(8) {
+                            // SAFETY: l < a.len(): a line of `a`; a prefetch never faults.
+                            _mm_prefetch::<_MM_HINT_T0>(unsafe { a.as_ptr().add(l) } as *const i8);
+                        }
+                    }
+                }
+                // SAFETY: j + 4·V ≤ n values of `src` (caller's contract).
+                let x: [__m256d; $v] = std::array::from_fn(|v| unsafe {
+                    _mm256_sub_pd(_mm256_loadu_pd(src.add(j + 4 * v)), shift)
+                });
+                for (v, e) in exp_block(x).into_iter().enumerate() {
+                    // SAFETY: as for the loads; `dst` is valid for n values.
+                    unsafe { _mm256_storeu_pd(dst.add(j + 4 * v), e) };
+                    if v % 2 == 0 {
+                        lo = _mm256_add_pd(lo, e);
+                    } else {
+                        hi = _mm256_add_pd(hi, e);
+                    }
+                }
+                j += 4 * $v;
+            }
+        };
+    }
+    blocks!(8, true);
+    blocks!(2, false);
     let mut lanes = [0.0; LANES];
     // SAFETY: `lanes` holds 8 f64s.
     unsafe {
         _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
         _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
     }
-    for (v, l) in chunks.into_remainder().iter_mut().zip(&mut lanes) {
-        *v = exp1::<true>(*v);
-        *l += *v;
+    for (l, i) in lanes.iter_mut().zip(j..n) {
+        // SAFETY: i < n.
+        let e = unsafe { exp1::<true>(*src.add(i) - top) };
+        unsafe { *dst.add(i) = e };
+        *l += e;
     }
     lanes_total(lanes)
 }
@@ -783,14 +823,48 @@ unsafe fn exp_sum_avx2(xs: &mut [f64]) -> f64 {
 /// AVX2 + FMA when the CPU has them (detected at run time), a portable loop otherwise;
 /// both within [`EXP_ULPS`].
 pub fn exp_sum(xs: &mut [f64]) -> f64 {
+    exp_shift_sum_in_place(xs, 0.0, &[])
+}
+
+/// `xⱼ ← exp(xⱼ − top)` over the slice, returning the sum as [`exp_sum`] does; the
+/// same bits as subtracting `top` in one pass and calling [`exp_sum`], in one pass.
+/// `ahead`: slices to prefetch while it runs (the next row's inputs; a hint only).
+pub fn exp_shift_sum_in_place(xs: &mut [f64], top: f64, ahead: &[&[f64]]) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { exp_sum_avx2(xs) };
+            let p = xs.as_mut_ptr();
+            // SAFETY: the CPU has the features; `p` is valid for xs.len() values.
+            return unsafe { exp_shift_sum_avx2(p, p, xs.len(), top, ahead) };
         }
     }
+    let _ = ahead;
+    xs.iter_mut().for_each(|x| *x -= top);
     exp_sum_with::<false>(xs)
+}
+
+/// `outⱼ = exp(xⱼ − top)` for the first min(|x|, |out|) values (the rest of `out` is
+/// left alone), returning their sum as [`exp_shift_sum_in_place`] does, with its bits.
+pub fn exp_shift_sum(x: &[f64], top: f64, out: &mut [f64], ahead: &[&[f64]]) -> f64 {
+    let n = x.len().min(out.len());
+    let (x, out) = (&x[..n], &mut out[..n]);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features; both are valid for out.len() values.
+            return unsafe { exp_shift_sum_avx2(x.as_ptr(), out.as_mut_ptr(), out.len(), top, ahead) };
+        }
+    }
+    let _ = ahead;
+    out.iter_mut().zip(x).for_each(|(o, x)| *o = x - top);
+    exp_sum_with::<false>(out)
+}
+
+/// The next row after `row` (length n) of a buffer, or nothing after the last: what a
+/// row pass prefetches while it computes `row`.
+pub fn row_after(buf: &[f64], row: usize, n: usize) -> &[f64] {
+    let start = row.saturating_add(1).saturating_mul(n);
+    buf.get(start..start.saturating_add(n)).unwrap_or_default()
 }
 
 /// The portable (no FMA) path of [`exp_sum`], for tests of both paths.

@@ -82,11 +82,11 @@ pub fn mha_lean_h4_forward_into(m: usize, d: usize, n: usize, c: f64, wk: &[f64]
     runtime::row_pass(p, n, |row, out, [r0]: [&mut [f64]; 1]| {
         let r0 = &mut r0[..n];
         let r1 = &mut out[..n];
+        let ahead: [&[f64]; 1] = [runtime::row_after(&*t2, row, n)];
         let t2 = runtime::row(&*t2, row, n);
         runtime::fused(n, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
         let top = runtime::max(&*r0);
-        for j in 0..n { r1[j] = r0[j] - top; }
-        let total = runtime::exp_sum(r1);
+        let total = runtime::exp_shift_sum(&*r0, top, r1, &ahead);
         for j in 0..n { r1[j] /= total; }
     });
     // 7. t3 = x · Wv per head

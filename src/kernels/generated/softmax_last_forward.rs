@@ -33,10 +33,10 @@ pub fn softmax_last_forward_into(h: usize, m: usize, n: usize, x: &[f64], out: &
     // 1. out = a fused pass over each row
     runtime::row_pass(out, n, |row, out, []: [&mut [f64]; 0]| {
         let r0 = &mut out[..n];
+        let ahead: [&[f64]; 1] = [runtime::row_after(x, row, n)];
         let x = runtime::row(x, row, n);
         let top = runtime::max(x);
-        for j in 0..n { r0[j] = x[j] - top; }
-        let total = runtime::exp_sum(r0);
+        let total = runtime::exp_shift_sum(x, top, r0, &ahead);
         for j in 0..n { r0[j] /= total; }
     });
     Ok(())
