@@ -23,8 +23,8 @@
 //! - Softmax row: `m = max xⱼ`, `eᵢ = exp(xᵢ − m)`, `sᵢ = eᵢ / Σ eⱼ`. The shift makes
 //!   rows with entries of magnitude 1e300 give the right softmax. NaN anywhere in the
 //!   row gives a NaN row; an all −∞ row gives NaN (−∞ − (−∞)), as PyTorch; a +∞ entry
-//!   gives NaN too. exp and the row sum are the generated runtime's vectorized
-//!   `exp_sum` (AVX2/FMA or portable, within `EXP_ULPS` ulps, summed in 8 lanes: a
+//!   gives NaN too. The shift, exp and the row sum are the generated runtime's vectorized
+//!   `exp_shift_sum_in_place` (AVX2/FMA or portable, within `EXP_ULPS` ulps, summed in 8 lanes: a
 //!   sum of n terms in any order is within γₙ₋₁ Σ|xᵢ|). A standalone `exp`
 //!   instruction uses the platform's libm.
 //!
@@ -196,10 +196,7 @@ impl ExecScalar for f64 {
 
     fn softmax_in_place(row: &mut [f64], _oracle: &ExpOracle) -> Result<(), ScalarError> {
         let m = runtime::max(row);
-        for v in row.iter_mut() {
-            *v -= m;
-        }
-        let total = runtime::exp_sum(row);
+        let total = runtime::exp_shift_sum_in_place(row, m, &[]);
         // max ignores NaN: a NaN entry still makes `total` NaN, so the row is NaN.
         for v in row.iter_mut() {
             *v /= total;
