@@ -8,8 +8,8 @@
 use crate::ir::analysis::{Graph, TensorAnalysis};
 use crate::ir::shape::{infer_term, ShapeEnv, ShapeError, Ty};
 use crate::ir::{parse_term, Expr, Op};
-use crate::rules::soundness::{check_rules, CheckConfig, RuleReport};
-use crate::rules::{RuleError, RuleSet};
+use crate::rules::soundness::{check_rules_where, CheckConfig, RuleReport};
+use crate::rules::{RuleError, RuleSet, REV};
 use egg::{CostFunction, Extractor, FlatTerm, Id, Language, RecExpr, Runner, StopReason, Symbol};
 use std::fmt;
 use std::time::Duration;
@@ -263,6 +263,9 @@ pub struct Derivation {
     pub total_seconds: f64,
     /// The process's peak resident memory after the derivation, in bytes (Linux only).
     pub peak_rss: Option<u64>,
+    /// The names of the rewrites egg applied in any phase (a bidirectional rule's
+    /// right-to-left direction as its name with the suffix [`REV`]), sorted.
+    pub applied: Vec<String>,
 }
 
 /// The process's peak resident set size (`VmHWM` in `/proc/self/status`), if the
@@ -360,20 +363,34 @@ pub fn term_cost(e: &Expr) -> f64 {
     cost.last().copied().unwrap_or(0.0)
 }
 
-/// Derives `request` with `rules`: checks the rules for soundness first, then runs
-/// egg, extracts, and checks that no derivative operator survives.
+/// Derives `request` with `rules`: runs egg, extracts, checks that no derivative
+/// operator survives, then checks exactly, over ℚ, every rule the derivation applied
+/// (only applied rules put equalities in the e-graph, so only they can make the
+/// result wrong) and refuses the result if one fails. `fderiv rules check` checks the
+/// whole set; [`refuse_unsound`] is that check as an error.
 pub fn derive(
     request: &Request,
     rules: &RuleSet,
     limits: &Limits,
 ) -> Result<Derivation, DeriveError> {
-    refuse_unsound(rules)?;
-    derive_unchecked(request, rules, limits)
+    let d = derive_unchecked(request, rules, limits)?;
+    let applied =
+        |name: &str| (d.applied.iter()).any(|a| a == name || a.strip_suffix(REV) == Some(name));
+    refuse_unsound_among(rules, applied)?;
+    Ok(d)
 }
 
-/// The soundness check [`derive`] runs first: an error listing every rule that fails.
+/// The soundness check of every rule of the set: an error listing each that fails.
 pub fn refuse_unsound(rules: &RuleSet) -> Result<(), DeriveError> {
-    let unsound: Vec<RuleReport> = check_rules(rules, &CheckConfig::default())
+    refuse_unsound_among(rules, |_| true)
+}
+
+/// The soundness check of the rules whose names `pick` accepts.
+fn refuse_unsound_among(
+    rules: &RuleSet,
+    pick: impl Fn(&str) -> bool + Sync,
+) -> Result<(), DeriveError> {
+    let unsound: Vec<RuleReport> = check_rules_where(rules, &CheckConfig::default(), pick)
         .into_iter()
         .filter(|r| !r.passed())
         .collect();
@@ -569,6 +586,14 @@ pub fn derive_unchecked(
     } else {
         Vec::new()
     };
+    let mut applied: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|p| p.runner.iterations.iter())
+        .flat_map(|it| it.applied.keys())
+        .map(|name| name.as_str().to_string())
+        .collect();
+    applied.sort();
+    applied.dedup();
     let phases = vec![first.stats, second.stats];
     Ok(Derivation {
         request: request.clone(),
@@ -588,6 +613,7 @@ pub fn derive_unchecked(
         phases,
         total_seconds: began.elapsed().as_secs_f64(),
         peak_rss: peak_rss(),
+        applied,
     })
 }
 

@@ -128,6 +128,32 @@ fn an_unsound_rule_is_refused_by_check_and_by_derive() {
 }
 
 #[test]
+fn derive_checks_exactly_the_rules_it_applied() {
+    // An unsound rule that no matmul derivation can apply (no tan in the term):
+    // derive checks exactly the rules egg applied, so the matmul VJP is derived; the
+    // same set is refused by `rules check`, and by a derivation that applies it.
+    let bad = "\n[[rule]]\nname = \"tan-bad\"\nlhs = \"(jvp (tan ?a))\"\nrhs = \"(jvp ?a)\"\nlean = \"none\"\n";
+    let dir = rules_dir("unused", |name, t| {
+        if name == "differentiation.toml" {
+            t + bad
+        } else {
+            t
+        }
+    });
+    let d = dir.to_str().unwrap();
+    let matmul = derived(&["derive", "matmul", "--mode", "vjp", "--rules", d]);
+    assert_eq!(matmul, derived(&["derive", "matmul", "--mode", "vjp"]));
+    let check = fderiv(&["rules", "check", d]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(stdout(&check).contains("UNSOUND  tan-bad at "));
+    let tan = fderiv(&[
+        "derive", "--expr", "(tan X)", "--shape", "X=2,2,2", "--rules", d,
+    ]);
+    assert_eq!(tan.status.code(), Some(1));
+    assert!(stderr(&tan).contains("tan-bad"), "{}", stderr(&tan));
+}
+
+#[test]
 fn the_embedded_rules_check_clean() {
     let o = fderiv(&["rules", "check"]);
     assert!(o.status.success(), "{}", stdout(&o));

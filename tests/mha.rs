@@ -197,6 +197,7 @@ fn the_lean_and_pytorch_layouts_agree_only_for_one_token_or_one_head() {
             egraph_nodes: 0,
             egraph_classes: 0,
             seconds: 0.0,
+            applied: vec![],
         };
         let env = random_env(&fake, &mut ChaCha8Rng::seed_from_u64(seed), true);
         let a = eval(&parse_term(&t).unwrap(), &env).unwrap();
