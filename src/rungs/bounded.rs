@@ -54,7 +54,7 @@
 //! refused.
 
 use super::enclosure::{exp_bounds, exp_eps, round};
-use super::{f64_cases, refuse_libm_exp, show, F64Run, RungConfig, RungCount, RungError};
+use super::{f64_inputs, refuse_libm_exp, show, Drawn, F64Run, RungConfig, RungCount, RungError};
 use crate::exec::{exec_exact, exec_f64, ExecScalar, Tensors};
 use crate::lower::Plan;
 use crate::manifest::Built;
@@ -63,6 +63,7 @@ use num_bigint::BigInt;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::fmt;
 use std::ops::{Add, Mul, Neg, Sub};
 
@@ -389,17 +390,52 @@ pub fn check_f64_bound(
     run: &F64Run<'_>,
     cfg: &RungConfig,
 ) -> Result<RungCount, RungError> {
-    refuse_libm_exp(plan, "f64 within the forward-error bound")?;
-    f64_cases(plan, run, cfg, general, |f, exact_in, count| {
-        let bounded_in: Tensors<Bounded> = exact_in
-            .iter()
-            .map(|(k, t)| (k.clone(), t.map(|q| Bounded::exact(q.clone()))))
+    Ok(Balls::of(plan, cfg)?.check(run))
+}
+
+/// Rung (c)'s expensive half, computed once per plan and configuration: the inputs of
+/// every case and the ball of every output there (or why the ball run failed). Any
+/// number of f64 runs of the same plan (the executor, the generated kernel) are then
+/// checked against the same balls, case for case as [`check_f64_bound`] would.
+pub struct Balls {
+    cases: Vec<(Drawn, Result<Tensors<Bounded>, String>)>,
+}
+
+impl Balls {
+    /// The balls of `cfg.cases` cases of `plan` on general inputs, the cases run in
+    /// parallel; refused for a plan with a standalone exp.
+    pub fn of(plan: &Plan, cfg: &RungConfig) -> Result<Balls, RungError> {
+        refuse_libm_exp(plan, "f64 within the forward-error bound")?;
+        let cases = f64_inputs(plan, cfg, general)?
+            .into_par_iter()
+            .map(|(inputs, exact_in)| {
+                let bounded_in: Tensors<Bounded> = exact_in
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.map(|q| Bounded::exact(q.clone()))))
+                    .collect();
+                let balls = exec_exact(plan, &bounded_in, &ExpOracle::None)
+                    .map_err(|x| format!("bound run failed: {x}"));
+                ((inputs, exact_in), balls)
+            })
             .collect();
-        match exec_exact(plan, &bounded_in, &ExpOracle::None) {
-            Ok(b) => within(f, &b, count).map(|w| format!("{w} at {}", show(exact_in))),
-            Err(x) => Some(format!("bound run failed: {x}")),
+        Ok(Balls { cases })
+    }
+
+    /// Rung (c) for `run`: each case's f64 outputs inside their balls.
+    pub fn check(&self, run: &F64Run<'_>) -> RungCount {
+        let mut count = RungCount::default();
+        for ((inputs, exact_in), balls) in &self.cases {
+            let failure = match (run(inputs), balls) {
+                (Ok(f), Ok(b)) => {
+                    within(&f, b, &mut count).map(|w| format!("{w} at {}", show(exact_in)))
+                }
+                (Ok(_), Err(why)) => Some(why.clone()),
+                (Err(x), _) => Some(format!("f64 run failed: {x}")),
+            };
+            count.record(failure);
         }
-    })
+        count
+    }
 }
 
 /// Whether `x` is the infinity f64 rounds every value of the ball `w` to: the whole
