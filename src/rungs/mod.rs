@@ -13,6 +13,7 @@
 
 pub mod bounded;
 pub mod enclosure;
+pub mod ratio;
 pub mod reduce;
 
 pub use bounded::rung_f64_bound;
