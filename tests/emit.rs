@@ -8,7 +8,7 @@ use fderiv::kernels;
 use fderiv::manifest::{KernelMode, Manifest};
 use fderiv::rules::{RuleSet, Source, EMBEDDED};
 use fderiv::rungs::{check_f64_exact, RungConfig};
-use fderiv::verify::{generated_rows, generated_run};
+use fderiv::verify::{generated_rows, generated_run, shared_balls};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -70,7 +70,8 @@ fn generated_kernels_pass_the_ladder() {
     for def in &manifest().kernels {
         for mode in &def.modes {
             let built = def.build(*mode, &rules, &Limits::default()).unwrap();
-            generated_rows(def, &built, &cfg(), &mut rows, &mut skipped).unwrap();
+            let balls = shared_balls(&built, &cfg()).unwrap();
+            generated_rows(def, &built, &cfg(), &balls, &mut rows, &mut skipped).unwrap();
         }
     }
     // Bit-exact and bound rows for every kernel mode, except a forward computing

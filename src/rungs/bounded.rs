@@ -54,7 +54,8 @@
 //! refused.
 
 use super::enclosure::{exp_bounds, exp_eps, round};
-use super::{f64_cases, refuse_libm_exp, show, F64Run, RungConfig, RungCount, RungError};
+use super::ratio;
+use super::{f64_inputs, refuse_libm_exp, show, Drawn, F64Run, RungConfig, RungCount, RungError};
 use crate::exec::{exec_exact, exec_f64, ExecScalar, Tensors};
 use crate::lower::Plan;
 use crate::manifest::Built;
@@ -63,8 +64,10 @@ use num_bigint::BigInt;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::fmt;
 use std::ops::{Add, Mul, Neg, Sub};
+use std::sync::OnceLock;
 
 /// A ball holding both the f64 executor's value and the real value.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +101,34 @@ fn eta() -> Rational {
     pow2(-1074)
 }
 
+/// u, 1 + u and η, made once (the hot loops below read them per operation).
+struct Constants {
+    u: Rational,
+    one_plus_u: Rational,
+    eta: Rational,
+}
+
+fn constants() -> &'static Constants {
+    static C: OnceLock<Constants> = OnceLock::new();
+    C.get_or_init(|| Constants {
+        u: unit(),
+        one_plus_u: r_one() + unit(),
+        eta: eta(),
+    })
+}
+
+/// (1 + u)·p + u·|v| (+ η when `under`): the radius after rounding a result v whose
+/// pre-rounding radius is p.
+fn rounded_err(p: &Rational, v: &Rational, under: bool) -> Rational {
+    let c = constants();
+    let e = ratio::add(&ratio::mul(&c.one_plus_u, p), &ratio::mul(&c.u, &v.abs()));
+    if under {
+        ratio::add(&e, &c.eta)
+    } else {
+        e
+    }
+}
+
 /// γₙ = nu/(1 − nu).
 pub fn gamma(n: usize) -> Rational {
     let nu = unit() * Rational::from_integer(BigInt::from(n));
@@ -113,7 +144,7 @@ impl Bounded {
     }
 
     fn mag(&self) -> Rational {
-        self.value.abs() + self.err.clone()
+        ratio::add(&self.value.abs(), &self.err)
     }
 
     /// The ball with its center rounded toward zero to 256 bits and its radius rounded
@@ -214,9 +245,8 @@ impl fmt::Display for Bounded {
 }
 
 fn add_like(v: Rational, e: Rational) -> Bounded {
-    let u = unit();
     Bounded {
-        err: (r_one() + u.clone()) * e + u * v.abs(),
+        err: rounded_err(&e, &v, false),
         value: v,
     }
 }
@@ -224,26 +254,39 @@ fn add_like(v: Rational, e: Rational) -> Bounded {
 impl Add for Bounded {
     type Output = Self;
     fn add(self, o: Self) -> Self {
-        add_like(self.value + o.value, self.err + o.err)
+        add_like(
+            ratio::add(&self.value, &o.value),
+            ratio::add(&self.err, &o.err),
+        )
     }
 }
 
 impl Sub for Bounded {
     type Output = Self;
     fn sub(self, o: Self) -> Self {
-        add_like(self.value - o.value, self.err + o.err)
+        add_like(
+            ratio::sub(&self.value, &o.value),
+            ratio::add(&self.err, &o.err),
+        )
     }
+}
+
+/// |a|·e_b + e_a·|b| + e_a·e_b: the pre-rounding radius of a product.
+fn product_err(a: &Bounded, b: &Bounded) -> Rational {
+    let p = ratio::add(
+        &ratio::mul(&a.value.abs(), &b.err),
+        &ratio::mul(&a.err, &b.value.abs()),
+    );
+    ratio::add(&p, &ratio::mul(&a.err, &b.err))
 }
 
 impl Mul for Bounded {
     type Output = Self;
     fn mul(self, o: Self) -> Self {
-        let u = unit();
-        let p =
-            self.value.abs() * o.err.clone() + o.value.abs() * self.err.clone() + self.err * o.err;
-        let v = self.value * o.value;
+        let p = product_err(&self, &o);
+        let v = ratio::mul(&self.value, &o.value);
         Bounded {
-            err: (r_one() + u.clone()) * p + u * v.abs() + eta(),
+            err: rounded_err(&p, &v, true),
             value: v,
         }
     }
@@ -306,14 +349,14 @@ impl ExecScalar for Bounded {
     fn sum(xs: impl Iterator<Item = Self>) -> Self {
         let (mut v, mut e, mut m, mut n) = (r_zero(), r_zero(), r_zero(), 0);
         for x in xs {
-            m += x.mag();
-            v += x.value;
-            e += x.err;
+            m = ratio::add(&m, &x.mag());
+            v = ratio::add(&v, &x.value);
+            e = ratio::add(&e, &x.err);
             n += 1usize;
         }
         Bounded {
             value: v,
-            err: e + gamma(n.saturating_sub(1)) * m,
+            err: ratio::add(&e, &ratio::mul(&gamma(n.saturating_sub(1)), &m)),
         }
     }
 
@@ -358,17 +401,16 @@ fn softmax_with(row: &mut [Bounded], eps: &Rational) -> Result<(), ScalarError> 
 fn dot_from(c: Bounded, terms: usize, pairs: impl Iterator<Item = (Bounded, Bounded)>) -> Bounded {
     let (mut v, mut p, mut m, mut k) = (c.value.clone(), c.err.clone(), c.mag(), 0);
     for (a, b) in pairs {
-        p += a.value.abs() * b.err.clone()
-            + a.err.clone() * b.value.abs()
-            + a.err.clone() * b.err.clone();
-        m += a.mag() * b.mag();
-        v += a.value * b.value;
+        p = ratio::add(&p, &product_err(&a, &b));
+        m = ratio::add(&m, &ratio::mul(&a.mag(), &b.mag()));
+        v = ratio::add(&v, &ratio::mul(&a.value, &b.value));
         k += 1usize;
     }
     let under = eta() * Rational::from_integer(BigInt::from(k));
+    let err = ratio::add(&p, &ratio::mul(&gamma(k + terms), &m));
     Bounded {
         value: v,
-        err: p + gamma(k + terms) * m + under,
+        err: ratio::add(&err, &under),
     }
 }
 
@@ -389,17 +431,52 @@ pub fn check_f64_bound(
     run: &F64Run<'_>,
     cfg: &RungConfig,
 ) -> Result<RungCount, RungError> {
-    refuse_libm_exp(plan, "f64 within the forward-error bound")?;
-    f64_cases(plan, run, cfg, general, |f, exact_in, count| {
-        let bounded_in: Tensors<Bounded> = exact_in
-            .iter()
-            .map(|(k, t)| (k.clone(), t.map(|q| Bounded::exact(q.clone()))))
+    Ok(Balls::of(plan, cfg)?.check(run))
+}
+
+/// Rung (c)'s expensive half, computed once per plan and configuration: the inputs of
+/// every case and the ball of every output there (or why the ball run failed). Any
+/// number of f64 runs of the same plan (the executor, the generated kernel) are then
+/// checked against the same balls, case for case as [`check_f64_bound`] would.
+pub struct Balls {
+    cases: Vec<(Drawn, Result<Tensors<Bounded>, String>)>,
+}
+
+impl Balls {
+    /// The balls of `cfg.cases` cases of `plan` on general inputs, the cases run in
+    /// parallel; refused for a plan with a standalone exp.
+    pub fn of(plan: &Plan, cfg: &RungConfig) -> Result<Balls, RungError> {
+        refuse_libm_exp(plan, "f64 within the forward-error bound")?;
+        let cases = f64_inputs(plan, cfg, general)?
+            .into_par_iter()
+            .map(|(inputs, exact_in)| {
+                let bounded_in: Tensors<Bounded> = exact_in
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.map(|q| Bounded::exact(q.clone()))))
+                    .collect();
+                let balls = exec_exact(plan, &bounded_in, &ExpOracle::None)
+                    .map_err(|x| format!("bound run failed: {x}"));
+                ((inputs, exact_in), balls)
+            })
             .collect();
-        match exec_exact(plan, &bounded_in, &ExpOracle::None) {
-            Ok(b) => within(f, &b, count).map(|w| format!("{w} at {}", show(exact_in))),
-            Err(x) => Some(format!("bound run failed: {x}")),
+        Ok(Balls { cases })
+    }
+
+    /// Rung (c) for `run`: each case's f64 outputs inside their balls.
+    pub fn check(&self, run: &F64Run<'_>) -> RungCount {
+        let mut count = RungCount::default();
+        for ((inputs, exact_in), balls) in &self.cases {
+            let failure = match (run(inputs), balls) {
+                (Ok(f), Ok(b)) => {
+                    within(&f, b, &mut count).map(|w| format!("{w} at {}", show(exact_in)))
+                }
+                (Ok(_), Err(why)) => Some(why.clone()),
+                (Err(x), _) => Some(format!("f64 run failed: {x}")),
+            };
+            count.record(failure);
         }
-    })
+        count
+    }
 }
 
 /// Whether `x` is the infinity f64 rounds every value of the ball `w` to: the whole

@@ -13,6 +13,7 @@
 
 pub mod bounded;
 pub mod enclosure;
+pub mod ratio;
 pub mod reduce;
 
 pub use bounded::rung_f64_bound;
@@ -413,6 +414,27 @@ pub fn check_f64_exact(
     })
 }
 
+/// The inputs of `cfg.cases` f64 cases of `plan`, drawn by `value` (the first half
+/// non-empty), each with its exact rationals: the same for every rung and run that
+/// asks with the same `cfg`.
+pub(crate) type Drawn = (Tensors<f64>, Tensors<Rational>);
+
+/// Draws the [`Drawn`] inputs of `cfg.cases` cases of `plan`.
+pub(crate) fn f64_inputs(
+    plan: &Plan,
+    cfg: &RungConfig,
+    value: fn(&mut ChaCha8Rng) -> f64,
+) -> Result<Vec<Drawn>, RungError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    (0..cfg.cases)
+        .map(|case| {
+            let inputs = random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, value)?;
+            let exact_in = to_rational(&inputs)?;
+            Ok((inputs, exact_in))
+        })
+        .collect()
+}
+
 /// Runs `cfg.cases` cases of `run` on random inputs drawn by `value`, each judged by
 /// `check`.
 pub(crate) fn f64_cases(
@@ -422,11 +444,8 @@ pub(crate) fn f64_cases(
     value: fn(&mut ChaCha8Rng) -> f64,
     mut check: impl FnMut(&Tensors<f64>, &Tensors<Rational>, &mut RungCount) -> Option<String>,
 ) -> Result<RungCount, RungError> {
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut count = RungCount::default();
-    for case in 0..cfg.cases {
-        let inputs = random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, value)?;
-        let exact_in = to_rational(&inputs)?;
+    for (inputs, exact_in) in f64_inputs(plan, cfg, value)? {
         let failure = match run(&inputs) {
             Ok(f) => check(&f, &exact_in, &mut count),
             Err(x) => Some(format!("f64 run failed: {x}")),

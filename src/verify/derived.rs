@@ -21,6 +21,7 @@ use crate::tensor::Tensor;
 use egg::Symbol;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// How a case picks its dims.
@@ -154,62 +155,106 @@ pub fn derived_rungs(
         nonempty: case < args.cases / 2,
     });
     let fixed = args.shapes.iter().map(|d| Sizes::Fixed(*d));
-    for sizes in random.chain(fixed) {
-        let params = crate::ir::params(&any.request.forward);
-        let mut env = random_env(&shapes, &params, rng, sizes, &oracle)?;
-        for (input, b) in env.inputs.iter_mut() {
-            if !wrt.contains(input) {
-                b.tangent = Tensor::filled(b.value.dims(), <Rational as Scalar>::zero())
-                    .map_err(Failure::input)?;
+    // The points are drawn in order from `rng`; the cases then run in parallel and
+    // are recorded in order (the first failure, or error, is the first case's).
+    let params = crate::ir::params(&any.request.forward);
+    let envs = random
+        .chain(fixed)
+        .map(|sizes| {
+            let mut env = random_env(&shapes, &params, rng, sizes, &oracle)?;
+            for (input, b) in env.inputs.iter_mut() {
+                if !wrt.contains(input) {
+                    b.tangent = Tensor::filled(b.value.dims(), <Rational as Scalar>::zero())
+                        .map_err(Failure::input)?;
+                }
             }
+            Ok(env)
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let outcomes: Vec<Result<Outcome, Failure>> = envs
+        .par_iter()
+        .map(|env| case_outcome(k, &wrt, env))
+        .collect();
+    for (env, outcome) in envs.iter().zip(outcomes) {
+        let o = outcome?;
+        let why = || case_text(env);
+        if let Some(ok) = o.dual {
+            dual.record(ok, why);
         }
-        let run = |e: &Expr| eval(e, &env).map_err(Failure::input);
-        let derived_jvp = match k.jvp {
-            Some(j) => {
-                let (got, want) = (run(&j.result)?, run(&j.start)?);
-                dual.record(values_equal(&got, &want), || case_text(&env));
-                Some(got)
-            }
-            None => None,
-        };
-        let derived_vjp = match k.vjp {
-            Some(v) => {
-                let (got, want) = (run(&v.result)?, only_slots(run(&v.start)?, &wrt));
-                adjoint.record(values_equal(&got, &want), || case_text(&env));
-                Some(got)
-            }
-            None => None,
-        };
-        let delta = env
-            .inputs
-            .get(&Symbol::from(COTANGENT))
-            .map(|b| b.value.clone());
-        if let (Some(j), Some(v), Some(delta)) = (&derived_jvp, &derived_vjp, &delta) {
-            let lhs = sum_inner(v, &env).map_err(Failure::input)?;
-            let rhs = match j {
-                Value::Tensor(t) => delta.inner(t).map_err(Failure::input)?,
-                _ => return Err(Failure::input("the derived JVP is not a tensor")),
-            };
-            inner.record(lhs == rhs, || {
-                format!("{lhs} ≠ {rhs} at {}", case_text(&env))
-            });
-            if let Some(op) = k.spec {
-                let mirror = SpecPoint::new(op, &env).map_err(Failure::input)?;
-                let (want_jvp, want_vjp) = mirror.jvp_vjp(delta).map_err(Failure::input)?;
-                let got_jvp = match j {
-                    Value::Tensor(t) => t.data().to_vec(),
-                    _ => Vec::new(),
-                };
-                spec_jvp.record(got_jvp == want_jvp, || case_text(&env));
-                let got_vjp = mirror.flatten_grad(v);
-                spec_vjp.record(got_vjp == want_vjp, || case_text(&env));
-            }
+        if let Some(ok) = o.adjoint {
+            adjoint.record(ok, why);
+        }
+        if let Some((lhs, rhs)) = &o.inner {
+            inner.record(lhs == rhs, || format!("{lhs} ≠ {rhs} at {}", why()));
+        }
+        if let Some((jvp_ok, vjp_ok)) = o.spec {
+            spec_jvp.record(jvp_ok, why);
+            spec_vjp.record(vjp_ok, why);
         }
     }
     Ok([dual, spec_jvp, adjoint, spec_vjp, inner]
         .into_iter()
         .filter(|r| r.count.cases > 0)
         .collect())
+}
+
+/// What one case of [`derived_rungs`] found, rung by rung (`None`: not run).
+struct Outcome {
+    dual: Option<bool>,
+    adjoint: Option<bool>,
+    /// ⟨vjp δ, dx⟩ and ⟨δ, jvp dx⟩.
+    inner: Option<(Rational, Rational)>,
+    /// derived = mirror, for the JVP and the VJP.
+    spec: Option<(bool, bool)>,
+}
+
+/// Runs one case of [`derived_rungs`] at the point `env`.
+fn case_outcome(k: &Derived<'_>, wrt: &[Symbol], env: &Env<Rational>) -> Result<Outcome, Failure> {
+    let run = |e: &Expr| eval(e, env).map_err(Failure::input);
+    let mut o = Outcome {
+        dual: None,
+        adjoint: None,
+        inner: None,
+        spec: None,
+    };
+    let derived_jvp = match k.jvp {
+        Some(j) => {
+            let (got, want) = (run(&j.result)?, run(&j.start)?);
+            o.dual = Some(values_equal(&got, &want));
+            Some(got)
+        }
+        None => None,
+    };
+    let derived_vjp = match k.vjp {
+        Some(v) => {
+            let (got, want) = (run(&v.result)?, only_slots(run(&v.start)?, wrt));
+            o.adjoint = Some(values_equal(&got, &want));
+            Some(got)
+        }
+        None => None,
+    };
+    let delta = env
+        .inputs
+        .get(&Symbol::from(COTANGENT))
+        .map(|b| b.value.clone());
+    if let (Some(j), Some(v), Some(delta)) = (&derived_jvp, &derived_vjp, &delta) {
+        let lhs = sum_inner(v, env).map_err(Failure::input)?;
+        let rhs = match j {
+            Value::Tensor(t) => delta.inner(t).map_err(Failure::input)?,
+            _ => return Err(Failure::input("the derived JVP is not a tensor")),
+        };
+        o.inner = Some((lhs, rhs));
+        if let Some(op) = k.spec {
+            let mirror = SpecPoint::new(op, env).map_err(Failure::input)?;
+            let (want_jvp, want_vjp) = mirror.jvp_vjp(delta).map_err(Failure::input)?;
+            let got_jvp = match j {
+                Value::Tensor(t) => t.data().to_vec(),
+                _ => Vec::new(),
+            };
+            o.spec = Some((got_jvp == want_jvp, mirror.flatten_grad(v) == want_vjp));
+        }
+    }
+    Ok(o)
 }
 
 /// A point of an op's IR inputs, restated for the spec mirror: the context Γ lists

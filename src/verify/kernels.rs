@@ -6,14 +6,15 @@
 
 use super::{Row, Skipped};
 use crate::emit::{self, Folder};
+use crate::exec::exec_f64;
 use crate::exec::{ExecError, Tensors};
 use crate::kernels::{self, runtime::Tensor3};
 use crate::manifest::{Built, KernelDef};
 use crate::outcome::Failure;
-use crate::rungs::bounded::{check_f64_bound, rung_f64_bound};
+use crate::rungs::bounded::Balls;
 use crate::rungs::enclosure::{check_softmax_enclosure, rung_softmax_enclosure, softmax_of_input};
 use crate::rungs::{
-    check_f64_exact, rung_f64_exact, rung_plan_exact, RungConfig, RungCount, RungError,
+    check_f64_exact, rung_f64_exact, rung_plan_exact, F64Run, RungConfig, RungCount, RungError,
 };
 use crate::tensor::Tensor;
 use std::path::Path;
@@ -38,11 +39,36 @@ fn push(
     Ok(())
 }
 
-/// The rungs of one built kernel on the plans the executors run.
+/// Rung (c)'s balls for one built kernel's plan, computed once and shared by the rows
+/// of its executor and of its generated kernel: the balls, or why the rung does not
+/// apply.
+pub type SharedBalls = Result<Balls, String>;
+
+/// The [`SharedBalls`] of `built`'s plan under `cfg` (a rung error other than "does
+/// not apply" is a failure).
+pub fn shared_balls(built: &Built, cfg: &RungConfig) -> Result<SharedBalls, Failure> {
+    match Balls::of(&built.plan, cfg) {
+        Ok(b) => Ok(Ok(b)),
+        Err(RungError::NotApplicable(why)) => Ok(Err(why)),
+        Err(e) => Err(Failure::input(e)),
+    }
+}
+
+/// Rung (c) for the f64 run `run` against the shared balls.
+fn bound_rung(balls: &SharedBalls, run: &F64Run<'_>) -> Result<RungCount, RungError> {
+    match balls {
+        Ok(b) => Ok(b.check(run)),
+        Err(why) => Err(RungError::NotApplicable(why.clone())),
+    }
+}
+
+/// The rungs of one built kernel on the plans the executors run (`balls`: rung (c)'s,
+/// from [`shared_balls`]).
 pub fn kernel_rows(
     def: &KernelDef,
     built: &Built,
     cfg: &RungConfig,
+    balls: &SharedBalls,
     rows: &mut Vec<Row>,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(), Failure> {
@@ -59,7 +85,7 @@ pub fn kernel_rows(
         ),
         (
             "f64 plan within rigorous error bound",
-            rung_f64_bound(built, cfg),
+            bound_rung(balls, &|i| exec_f64(&built.plan, i)),
         ),
         (
             "f64 softmax inside rational exp enclosure",
@@ -104,11 +130,13 @@ pub fn is_compiled_in(dir: &Path) -> bool {
 
 /// The rungs for the committed generated source of one built kernel, against the
 /// plan the rules give: f64 = ℚ bit for bit on dyadic inputs (kernels without exp),
-/// the error bound (softmax included), the exp enclosure (a softmax forward).
+/// the error bound (softmax included; `balls` from [`shared_balls`]), the exp
+/// enclosure (a softmax forward).
 pub fn generated_rows(
     def: &KernelDef,
     built: &Built,
     cfg: &RungConfig,
+    balls: &SharedBalls,
     rows: &mut Vec<Row>,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(), Failure> {
@@ -146,10 +174,7 @@ pub fn generated_rows(
             "f64 = ℚ plan, bit for bit (dyadic)",
             check_f64_exact(plan, &run, cfg),
         ),
-        (
-            "within rigorous error bound",
-            check_f64_bound(plan, &run, cfg),
-        ),
+        ("within rigorous error bound", bound_rung(balls, &run)),
         ("inside rational exp enclosure", enclosure),
     ];
     for (rung, result) in checks {

@@ -14,11 +14,11 @@ mod kernels;
 mod random;
 
 pub use derived::{derived_rungs, random_env, Derived, Sizes};
-pub use kernels::{generated_rows, generated_run, kernel_rows};
+pub use kernels::{generated_rows, generated_run, kernel_rows, shared_balls, SharedBalls};
 
 use crate::derive::{refuse_unsound, Limits};
 use crate::emit::{self, Folder};
-use crate::manifest::Manifest;
+use crate::manifest::{Built, KernelDef, Manifest};
 use crate::outcome::{Failure, Format};
 use crate::rules::soundness::{check_rules, CheckConfig};
 use crate::rules::RuleSet;
@@ -258,11 +258,22 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
             rng.set_stream(i as u64 + 1);
             let built = def.build_all(&rules, &limits).map_err(Failure::input)?;
             let derived = Derived::of(&def.name, &built, def.spec);
-            let mut rows = derived_rungs(&derived, args, &mut rng)?;
+            // The derived rungs and each mode's plan rungs are independent too.
+            let (derived_rows, modes) = rayon::join(
+                || derived_rungs(&derived, args, &mut rng),
+                || {
+                    built
+                        .par_iter()
+                        .map(|b| mode_rows(def, b, &cfg))
+                        .collect::<Vec<_>>()
+                },
+            );
+            let mut rows = derived_rows?;
             let mut skipped = Vec::new();
-            for b in &built {
-                kernel_rows(def, b, &cfg, &mut rows, &mut skipped)?;
-                generated_rows(def, b, &cfg, &mut rows, &mut skipped)?;
+            for mode in modes {
+                let (more, skip) = mode?;
+                rows.extend(more);
+                skipped.extend(skip);
             }
             Ok((rows, skipped))
         })
@@ -288,6 +299,16 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
             .extend(random::random_term_rows(args, &rules, &limits)?);
     }
     Ok(report)
+}
+
+/// The plan rungs of one built mode of `def`, on its executor and its generated
+/// kernel (rung (c)'s balls computed once for both).
+fn mode_rows(def: &KernelDef, b: &Built, cfg: &RungConfig) -> Result<Checked, Failure> {
+    let balls = shared_balls(b, cfg)?;
+    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+    kernel_rows(def, b, cfg, &balls, &mut rows, &mut skipped)?;
+    generated_rows(def, b, cfg, &balls, &mut rows, &mut skipped)?;
+    Ok((rows, skipped))
 }
 
 fn progress(msg: &str) {

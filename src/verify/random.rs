@@ -4,7 +4,7 @@
 //! draws terms that do ([`crate::ir::random`]) and runs the same derived, plan and
 //! f64 rungs on each, summing the counts per rung.
 
-use super::{derived_rungs, kernel_rows, Derived, Row, Skipped, VerifyArgs};
+use super::{derived_rungs, kernel_rows, shared_balls, Derived, Row, Skipped, VerifyArgs};
 use crate::derive::Limits;
 use crate::ir::random::{degree, random_term, TermShape};
 use crate::ir::shape::parse_shape;
@@ -119,7 +119,8 @@ fn term_rows(
         // f64 is exact on dyadic inputs only while the products stay short.
         let exact_ok = degree(&b.term).is_some_and(|d| d <= 6);
         let mut kernel = Vec::new();
-        kernel_rows(&def, b, cfg, &mut kernel, &mut skipped)?;
+        let balls = shared_balls(b, cfg)?;
+        kernel_rows(&def, b, cfg, &balls, &mut kernel, &mut skipped)?;
         term_rows.extend(
             kernel
                 .into_iter()
