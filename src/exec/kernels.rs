@@ -9,7 +9,8 @@
 //! (`exp xᵢ / Σⱼ exp xⱼ`, exp from the oracle); the results equal the IR evaluator's.
 //!
 //! **f64** overrides them:
-//! - GEMM: `matrixmultiply::dgemm` per head, heads in parallel with rayon. Every
+//! - GEMM: the generated kernels' `runtime::bmm` (`matrixmultiply::dgemm` per head or
+//!   band of a head's rows, in parallel with rayon). Every
 //!   output entry is a dot product of length k summed in some order (blocked, maybe
 //!   with FMA); for any order, `|fl(Σ aᵢbᵢ) − Σ aᵢbᵢ| ≤ γₖ Σ|aᵢbᵢ|` with
 //!   `γₖ = k·u/(1 − k·u)`, `u = 2⁻⁵³` (Higham, *Accuracy and Stability*, §3.1), barring
@@ -60,6 +61,10 @@ pub struct GemmShape {
     pub a_head: usize,
     /// Values per head of B.
     pub b_head: usize,
+    /// Whether A is stored transposed (op(A) = Aᵀ).
+    pub ta: bool,
+    /// Whether B is stored transposed.
+    pub tb: bool,
 }
 
 /// The logical sizes and strides of a stored h×r×c operand, transposed or not.
@@ -87,6 +92,8 @@ impl GemmShape {
             b_strides,
             a_head: a[1] * a[2],
             b_head: b[1] * b[2],
+            ta,
+            tb,
         }
     }
 }
@@ -128,8 +135,14 @@ pub trait ExecScalar: Scalar {
     }
 
     /// `c = op(a)·op(b)` head by head (`c += …` when `accumulate`); `c` has
-    /// `heads·m·n` values.
-    fn gemm(s: &GemmShape, a: &[Self], b: &[Self], c: &mut [Self], accumulate: bool) {
+    /// `heads·m·n` values. An error when a buffer's length disagrees with the shape.
+    fn gemm(
+        s: &GemmShape,
+        a: &[Self],
+        b: &[Self],
+        c: &mut [Self],
+        accumulate: bool,
+    ) -> Result<(), ExecError> {
         let [ar, ac] = s.a_strides;
         let [br, bc] = s.b_strides;
         for (h, ch) in c.chunks_mut((s.m * s.n).max(1)).enumerate().take(s.heads) {
@@ -147,6 +160,7 @@ pub trait ExecScalar: Scalar {
                 }
             }
         }
+        Ok(())
     }
 
     /// `out = xᵀ` for a stored h×r×c `x`.
@@ -204,14 +218,19 @@ impl ExecScalar for f64 {
         Ok(())
     }
 
-    fn gemm(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64], accumulate: bool) {
-        let per_head = s.m * s.n;
-        if per_head == 0 {
-            return;
-        }
-        c.par_chunks_mut(per_head).enumerate().for_each(|(h, ch)| {
-            gemm_head(s, &a[h * s.a_head..], &b[h * s.b_head..], ch, accumulate)
-        });
+    /// The generated kernels' GEMM itself (`runtime::bmm`: heads in parallel, a head's
+    /// rows in bands when there are fewer heads than threads), so both give the same
+    /// bits and `fderiv run` uses every core on one-head projections too.
+    fn gemm(
+        s: &GemmShape,
+        a: &[f64],
+        b: &[f64],
+        c: &mut [f64],
+        accumulate: bool,
+    ) -> Result<(), ExecError> {
+        let dims = [s.heads, s.m, s.k, s.n];
+        runtime::bmm(dims, a, s.ta, b, s.tb, c, accumulate)
+            .map_err(|e| ExecError::Kernel(e.to_string()))
     }
 
     fn row_pass(
@@ -228,49 +247,5 @@ impl ExecScalar for f64 {
         out.par_chunks_mut(rows * n)
             .enumerate()
             .try_for_each(|(i, chunk)| run_rows(c, n, i * rows, chunk, store, oracle))
-    }
-}
-
-/// One head of an f64 GEMM: `c = op(a)·op(b)` (β = 0), or `c += op(a)·op(b)` (β = 1)
-/// when `accumulate`; c m×n row-major.
-///
-/// Preconditions (upheld by [`GemmShape::new`] from bound plan dims): `a` holds at
-/// least `(m−1)·ar + (k−1)·ac + 1` values, `b` at least `(k−1)·br + (n−1)·bc + 1`,
-/// `c` exactly `m·n`.
-fn gemm_head(s: &GemmShape, a: &[f64], b: &[f64], c: &mut [f64], accumulate: bool) {
-    if s.k == 0 {
-        if !accumulate {
-            c.fill(0.0);
-        }
-        return;
-    }
-    let [ar, ac] = s.a_strides;
-    let [br, bc] = s.b_strides;
-    assert!(
-        a.len() > (s.m - 1) * ar + (s.k - 1) * ac
-            && b.len() > (s.k - 1) * br + (s.n - 1) * bc
-            && c.len() == s.m * s.n,
-        "gemm operands shorter than their strides"
-    );
-    // SAFETY: m, n, k ≥ 1 here (c is non-empty, k checked); the assertion above shows
-    // every index matrixmultiply forms, i·rs + l·cs, lies inside the slices; c is
-    // exclusively borrowed (β = 0: only written; β = 1: read and written in place).
-    unsafe {
-        matrixmultiply::dgemm(
-            s.m,
-            s.k,
-            s.n,
-            1.0,
-            a.as_ptr(),
-            ar as isize,
-            ac as isize,
-            b.as_ptr(),
-            br as isize,
-            bc as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            c.as_mut_ptr(),
-            s.n as isize,
-            1,
-        );
     }
 }

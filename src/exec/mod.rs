@@ -205,7 +205,7 @@ fn run<S: ExecScalar>(
                     store.get(b.buf),
                     &mut out,
                     *accumulate,
-                );
+                )?;
             }
             Step::Transpose { x, .. } => {
                 let [h, r, c] = dims[*x];

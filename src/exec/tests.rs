@@ -91,3 +91,31 @@ fn product_dims_bind_their_last_factor_and_reject_a_size_that_does_not_divide() 
     let err = exec_f64(&plan, &[("X".into(), t([1, 2, 6]))].into()).unwrap_err();
     assert!(matches!(err, ExecError::Unbound(d) if d == "h*d"));
 }
+
+#[test]
+fn the_f64_gemm_is_the_runtimes_and_refuses_a_short_buffer() {
+    use kernels::{ExecScalar, GemmShape};
+    // op(A) = Aᵀ (stored 2×3×2), B 2×3×2: the runtime's GEMM with its transpose flag,
+    // against the generic (exact-order) GEMM of the same trait.
+    let s = GemmShape::new([2, 3, 2], true, [2, 3, 2], false);
+    let a: Vec<f64> = (0..12).map(|i| i as f64 - 5.0).collect();
+    let b: Vec<f64> = (0..12).map(|i| (i * 7 % 5) as f64).collect();
+    let mut fast = vec![f64::NAN; 8];
+    <f64 as ExecScalar>::gemm(&s, &a, &b, &mut fast, false).unwrap();
+    let mut plain = vec![0.0; 8];
+    for h in 0..2 {
+        for i in 0..2 {
+            for j in 0..2 {
+                plain[h * 4 + i * 2 + j] = (0..3)
+                    .map(|l| a[h * 6 + l * 2 + i] * b[h * 6 + l * 2 + j])
+                    .sum();
+            }
+        }
+    }
+    assert_eq!(
+        fast, plain,
+        "small integers: every order gives the same sums"
+    );
+    let err = <f64 as ExecScalar>::gemm(&s, &a[..11], &b, &mut fast, false).unwrap_err();
+    assert!(err.to_string().contains("gemm left operand"), "{err}");
+}
