@@ -28,6 +28,20 @@ fn rules_dir(tag: &str, edit: impl Fn(&str, String) -> String) -> PathBuf {
     dir
 }
 
+/// The embedded rules plus an unsound rule `name`: `(jvp (op ?a)) ⇒ (jvp ?a)`.
+fn with_bad_jvp_rule(tag: &str, name: &str, op: &str) -> PathBuf {
+    let bad = format!(
+        "\n[[rule]]\nname = \"{name}\"\nlhs = \"(jvp ({op} ?a))\"\nrhs = \"(jvp ?a)\"\nlean = \"none\"\n"
+    );
+    rules_dir(tag, |file, t| {
+        if file == "differentiation.toml" {
+            t + &bad
+        } else {
+            t
+        }
+    })
+}
+
 /// Removes the `[[rule]]` table named `name` from a rule file's text.
 fn without_rule(text: &str, name: &str) -> String {
     text.split("[[rule]]")
@@ -108,14 +122,7 @@ fn a_removed_differentiation_rule_leaves_a_named_residual() {
 
 #[test]
 fn an_unsound_rule_is_refused_by_check_and_by_derive() {
-    let bad = "\n[[rule]]\nname = \"exp-bad\"\nlhs = \"(jvp (exp ?a))\"\nrhs = \"(jvp ?a)\"\nlean = \"none\"\n";
-    let dir = rules_dir("unsound", |name, t| {
-        if name == "differentiation.toml" {
-            t + bad
-        } else {
-            t
-        }
-    });
+    let dir = with_bad_jvp_rule("unsound", "exp-bad", "exp");
     let check = fderiv(&["rules", "check", dir.to_str().unwrap()]);
     assert_eq!(check.status.code(), Some(1));
     let out = stdout(&check);
@@ -132,14 +139,7 @@ fn derive_checks_exactly_the_rules_it_applied() {
     // An unsound rule that no matmul derivation can apply (no tan in the term):
     // derive checks exactly the rules egg applied, so the matmul VJP is derived; the
     // same set is refused by `rules check`, and by a derivation that applies it.
-    let bad = "\n[[rule]]\nname = \"tan-bad\"\nlhs = \"(jvp (tan ?a))\"\nrhs = \"(jvp ?a)\"\nlean = \"none\"\n";
-    let dir = rules_dir("unused", |name, t| {
-        if name == "differentiation.toml" {
-            t + bad
-        } else {
-            t
-        }
-    });
+    let dir = with_bad_jvp_rule("unused", "tan-bad", "tan");
     let d = dir.to_str().unwrap();
     let matmul = derived(&["derive", "matmul", "--mode", "vjp", "--rules", d]);
     assert_eq!(matmul, derived(&["derive", "matmul", "--mode", "vjp"]));
