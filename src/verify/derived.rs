@@ -245,7 +245,7 @@ fn case_outcome(k: &Derived<'_>, wrt: &[Symbol], env: &Env<Rational>) -> Result<
         };
         o.inner = Some((lhs, rhs));
         if let Some(op) = k.spec {
-            let mirror = SpecPoint::new(op, env).map_err(Failure::input)?;
+            let mirror = SpecPoint::new(op, env)?;
             let (want_jvp, want_vjp) = mirror.jvp_vjp(delta).map_err(Failure::input)?;
             let got_jvp = match j {
                 Value::Tensor(t) => t.data().to_vec(),
@@ -279,34 +279,39 @@ enum Mirror {
 }
 
 impl SpecPoint {
-    fn new(op: SpecOp, env: &Env<Rational>) -> Result<SpecPoint, SpecError> {
+    fn new(op: SpecOp, env: &Env<Rational>) -> Result<SpecPoint, Failure> {
         let (_, inputs) = op.term();
         let mut shapes = Vec::new();
         let (mut x, mut dx, mut order) = (Vec::new(), Vec::new(), Vec::new());
         for (n, _) in &inputs {
             let sym = Symbol::from(*n);
-            let b = env.inputs.get(&sym).ok_or(SpecError::IndexOutOfRange {
-                position: shapes.len(),
-                len: env.inputs.len(),
+            let b = env.inputs.get(&sym).ok_or_else(|| {
+                Failure::input(format!(
+                    "the spec term's input {n} has no value at this point"
+                ))
             })?;
             shapes.push(b.value.dims().to_vec());
             x.extend_from_slice(b.value.data());
             dx.extend_from_slice(b.tangent.data());
             order.push((sym, b.value.data().len()));
         }
-        let ctx = Context::new(shapes.clone())?;
-        let idx = |i: usize| ctx.idx(i, &shapes[i]);
+        let ctx = Context::new(shapes.clone()).map_err(Failure::input)?;
+        let idx = |i: usize| ctx.idx(i, &shapes[i]).map_err(Failure::input);
         let mirror = match op {
-            SpecOp::Matmul => Mirror::Node(matmul_node(&ctx, &idx(0)?, &idx(1)?)?.0),
-            SpecOp::SoftmaxLast => Mirror::Node(softmax_last_node(&ctx, &idx(0)?, &env.oracle)?.0),
+            SpecOp::Matmul => {
+                let node = matmul_node(&ctx, &idx(0)?, &idx(1)?).map_err(Failure::input)?;
+                Mirror::Node(node.0)
+            }
+            SpecOp::SoftmaxLast => {
+                let node =
+                    softmax_last_node(&ctx, &idx(0)?, &env.oracle).map_err(Failure::input)?;
+                Mirror::Node(node.0)
+            }
             SpecOp::Mha { layout, heads } => {
                 // x : 1×n×dModel and Wq : 1×dModel×(h·d), as `SpecOp::term` declares.
-                let c = env.params.get(&Symbol::from("c")).cloned().ok_or(
-                    SpecError::IndexOutOfRange {
-                        position: inputs.len(),
-                        len: env.params.len(),
-                    },
-                )?;
+                let c = env.params.get(&Symbol::from("c")).cloned().ok_or_else(|| {
+                    Failure::input("the attention spec's scale @c has no value at this point")
+                })?;
                 Mirror::Mha {
                     layout: match layout {
                         HeadLayout::Lean => Layout::Lean,
@@ -368,5 +373,38 @@ impl SpecPoint {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::shape::parse_shape;
+    use rand::SeedableRng;
+
+    #[test]
+    fn an_attention_point_without_its_scale_is_named_not_indexed() {
+        let op = SpecOp::Mha {
+            layout: HeadLayout::PyTorch,
+            heads: 2,
+        };
+        let (_, inputs) = op.term();
+        let shapes: ShapeEnv = inputs
+            .iter()
+            .map(|(n, s)| (Symbol::from(*n), parse_shape(s).unwrap()))
+            .collect();
+        let oracle = ExpOracle::hashed(1);
+        let sizes = Sizes::Random {
+            max: 2,
+            nonempty: true,
+        };
+        let point = |params: &[Symbol]| {
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            let env = random_env(&shapes, params, &mut rng, sizes, &oracle).unwrap();
+            SpecPoint::new(op, &env).map(|_| ())
+        };
+        assert!(point(&[Symbol::from("c")]).is_ok());
+        let err = point(&[]).unwrap_err().message;
+        assert!(err.contains("scale @c has no value"), "{err}");
     }
 }
