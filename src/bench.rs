@@ -164,7 +164,8 @@ fn targets(
             None => wanted.push((manifest.kernel(n)?.name.clone(), None)),
         }
     }
-    let rules = RuleSet::embedded()?;
+    // Loaded only when a kernel is not compiled in (its plan is derived here).
+    let mut rules: Option<RuleSet> = None;
     let limits = crate::derive::Limits::default().unexplained();
     let mut out = Vec::new();
     for def in &manifest.kernels {
@@ -198,7 +199,13 @@ fn targets(
             }
             let runner = match compiled(def, mode) {
                 Some(e) => Runner::Compiled(e),
-                None => Runner::Planned(Box::new(def.build(mode, &rules, &limits)?)),
+                None => {
+                    let rules = match &mut rules {
+                        Some(r) => r,
+                        slot @ None => slot.insert(RuleSet::embedded()?),
+                    };
+                    Runner::Planned(Box::new(def.build(mode, rules, &limits)?))
+                }
             };
             out.push(Target {
                 def: def.clone(),
