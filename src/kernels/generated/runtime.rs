@@ -830,34 +830,36 @@ pub fn exp_sum(xs: &mut [f64]) -> f64 {
 /// same bits as subtracting `top` in one pass and calling [`exp_sum`], in one pass.
 /// `ahead`: slices to prefetch while it runs (the next row's inputs; a hint only).
 pub fn exp_shift_sum_in_place(xs: &mut [f64], top: f64, ahead: &[&[f64]]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            let p = xs.as_mut_ptr();
-            // SAFETY: the CPU has the features; `p` is valid for xs.len() values.
-            return unsafe { exp_shift_sum_avx2(p, p, xs.len(), top, ahead) };
-        }
-    }
-    let _ = ahead;
-    xs.iter_mut().for_each(|x| *x -= top);
-    exp_sum_with::<false>(xs)
+    exp_shift_sum_into(None, xs, top, ahead)
 }
 
 /// `outⱼ = exp(xⱼ − top)` for the first min(|x|, |out|) values (the rest of `out` is
 /// left alone), returning their sum as [`exp_shift_sum_in_place`] does, with its bits.
 pub fn exp_shift_sum(x: &[f64], top: f64, out: &mut [f64], ahead: &[&[f64]]) -> f64 {
     let n = x.len().min(out.len());
-    let (x, out) = (&x[..n], &mut out[..n]);
+    exp_shift_sum_into(Some(&x[..n]), &mut out[..n], top, ahead)
+}
+
+/// `dstⱼ = exp(srcⱼ − top)`, `src` being `dst` itself when `None` (same length
+/// otherwise): AVX2 + FMA when the CPU has them (detected at run time), the portable
+/// loop otherwise.
+fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, ahead: &[&[f64]]) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features; both are valid for out.len() values.
-            return unsafe { exp_shift_sum_avx2(x.as_ptr(), out.as_mut_ptr(), out.len(), top, ahead) };
+            let d = dst.as_mut_ptr();
+            let s = src.map_or(d as *const f64, <[f64]>::as_ptr);
+            // SAFETY: the CPU has the features; `s` and `d` are valid for dst.len()
+            // values (`src` has dst's length) and may be the same buffer.
+            return unsafe { exp_shift_sum_avx2(s, d, dst.len(), top, ahead) };
         }
     }
     let _ = ahead;
-    out.iter_mut().zip(x).for_each(|(o, x)| *o = x - top);
-    exp_sum_with::<false>(out)
+    match src {
+        Some(x) => dst.iter_mut().zip(x).for_each(|(o, x)| *o = x - top),
+        None => dst.iter_mut().for_each(|x| *x -= top),
+    }
+    exp_sum_with::<false>(dst)
 }
 
 /// The next row after `row` (length n) of a buffer, or nothing after the last: what a
