@@ -38,9 +38,9 @@ use crate::scalar::{Dual, ExpOracle, Rational, Scalar, ScalarError};
 use crate::tensor::Dims;
 use rayon::prelude::*;
 
-/// The sizes and strides of a batched GEMM `C = op(A)·op(B)`, head by head:
-/// op(A) is m×k, op(B) is k×n, C is m×n row-major; a head of A (B) starts every
-/// `a_head` (`b_head`) values.
+/// The sizes of a batched GEMM `C = op(A)·op(B)`, head by head: op(A) is m×k, op(B)
+/// is k×n, C is m×n row-major; each head of A (B) is stored contiguously, transposed
+/// when flagged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GemmShape {
     /// Heads.
@@ -53,48 +53,55 @@ pub struct GemmShape {
     pub n: usize,
     /// Rows of op(B): equal to `k` in a well-formed GEMM.
     pub b_k: usize,
-    /// Row and column strides of op(A).
-    pub a_strides: [usize; 2],
-    /// Row and column strides of op(B).
-    pub b_strides: [usize; 2],
-    /// Values per head of A.
-    pub a_head: usize,
-    /// Values per head of B.
-    pub b_head: usize,
     /// Whether A is stored transposed (op(A) = Aᵀ).
     pub ta: bool,
     /// Whether B is stored transposed.
     pub tb: bool,
 }
 
-/// The logical sizes and strides of a stored h×r×c operand, transposed or not.
-fn operand(d: Dims, transposed: bool) -> (usize, usize, [usize; 2]) {
-    let [_, r, c] = d;
-    if transposed {
-        (c, r, [1, c])
-    } else {
-        (r, c, [c, 1])
-    }
-}
-
 impl GemmShape {
-    /// The GEMM of stored operands with dims `a` and `b`, transposed as flagged.
+    /// The GEMM of stored operands with dims `a` and `b` (h×r×c), transposed as flagged.
     pub fn new(a: Dims, ta: bool, b: Dims, tb: bool) -> Self {
-        let (m, k, a_strides) = operand(a, ta);
-        let (b_k, n, b_strides) = operand(b, tb);
+        let logical = |[_, r, c]: Dims, t: bool| if t { (c, r) } else { (r, c) };
+        let ((m, k), (b_k, n)) = (logical(a, ta), logical(b, tb));
         GemmShape {
             heads: a[0],
             m,
             k,
             n,
             b_k,
-            a_strides,
-            b_strides,
-            a_head: a[1] * a[2],
-            b_head: b[1] * b[2],
             ta,
             tb,
         }
+    }
+
+    /// Row and column strides of op(A) inside one head.
+    pub fn a_strides(&self) -> [usize; 2] {
+        if self.ta {
+            [1, self.m]
+        } else {
+            [self.k, 1]
+        }
+    }
+
+    /// Row and column strides of op(B) inside one head.
+    pub fn b_strides(&self) -> [usize; 2] {
+        if self.tb {
+            [1, self.b_k]
+        } else {
+            [self.n, 1]
+        }
+    }
+
+    /// The buffers' lengths against the shape: A h×m×k, B h×k×n, C h×m×n values
+    /// (the checks `runtime::bmm` makes, for the generic GEMM).
+    fn check_lens(&self, a: usize, b: usize, c: usize) -> Result<(), ExecError> {
+        let [h, m, k, n] = [self.heads, self.m, self.k, self.n];
+        let check = |what, len, dims| runtime::check_len(what, len, dims);
+        check("gemm left operand", a, [h, m, k])
+            .and_then(|()| check("gemm right operand", b, [h, self.b_k, n]))
+            .and_then(|()| check("gemm output", c, [h, m, n]))
+            .map_err(|e| ExecError::Kernel(e.to_string()))
     }
 }
 
@@ -143,10 +150,11 @@ pub trait ExecScalar: Scalar {
         c: &mut [Self],
         accumulate: bool,
     ) -> Result<(), ExecError> {
-        let [ar, ac] = s.a_strides;
-        let [br, bc] = s.b_strides;
+        s.check_lens(a.len(), b.len(), c.len())?;
+        let [ar, ac] = s.a_strides();
+        let [br, bc] = s.b_strides();
         for (h, ch) in c.chunks_mut((s.m * s.n).max(1)).enumerate().take(s.heads) {
-            let (ah, bh) = (&a[h * s.a_head..], &b[h * s.b_head..]);
+            let (ah, bh) = (&a[h * s.m * s.k..], &b[h * s.b_k * s.n..]);
             for i in 0..s.m {
                 for j in 0..s.n {
                     let pairs = (0..s.k)

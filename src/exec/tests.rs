@@ -94,6 +94,7 @@ fn product_dims_bind_their_last_factor_and_reject_a_size_that_does_not_divide() 
 
 #[test]
 fn the_f64_gemm_is_the_runtimes_and_refuses_a_short_buffer() {
+    use crate::scalar::Rational;
     use kernels::{ExecScalar, GemmShape};
     // op(A) = Aᵀ (stored 2×3×2), B 2×3×2: the runtime's GEMM with its transpose flag,
     // against the generic (exact-order) GEMM of the same trait.
@@ -118,4 +119,16 @@ fn the_f64_gemm_is_the_runtimes_and_refuses_a_short_buffer() {
     );
     let err = <f64 as ExecScalar>::gemm(&s, &a[..11], &b, &mut fast, false).unwrap_err();
     assert!(err.to_string().contains("gemm left operand"), "{err}");
+    // The exact GEMM checks the same lengths (an error, not an index panic).
+    let q = |xs: &[f64]| -> Vec<Rational> {
+        xs.iter()
+            .map(|x| Rational::from_float(*x).unwrap())
+            .collect()
+    };
+    let mut out = vec![Rational::from_integer(0.into()); 8];
+    <Rational as ExecScalar>::gemm(&s, &q(&a), &q(&b), &mut out, false).unwrap();
+    assert_eq!(out, q(&plain));
+    let err =
+        <Rational as ExecScalar>::gemm(&s, &q(&a), &q(&b[..11]), &mut out, false).unwrap_err();
+    assert!(err.to_string().contains("gemm right operand"), "{err}");
 }
