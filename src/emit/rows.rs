@@ -321,25 +321,26 @@ fn single(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str, stored: &mu
             // `exp_shift_sum` (the next rows of the inputs prefetched meanwhile). A
             // scalar operand is its own maximum (NaN or ±∞ still give a NaN row).
             stored.push(*dst);
-            let exp = match x {
-                Arg::Buf(b) => {
-                    let x = names.id(*b);
-                    format!("let top = runtime::max({x});\n        let total = runtime::exp_shift_sum({x}, top, r{dst}, &ahead);")
-                }
-                Arg::Reg(Reg::Row(i)) if i == dst => format!(
-                    "let top = runtime::max(&*r{i});\n        let total = runtime::exp_shift_sum_in_place(r{dst}, top, &ahead);"
-                ),
-                Arg::Reg(Reg::Row(i)) => format!(
-                    "let top = runtime::max(&*r{i});\n        let total = runtime::exp_shift_sum(&*r{i}, top, r{dst}, &ahead);"
-                ),
-                other => {
-                    let v = value(other, names, None, &[]);
-                    format!("let top = {v};\n        for j in 0..{len} {{ r{dst}[j] = top; }}\n        let total = runtime::exp_shift_sum_in_place(r{dst}, top, &ahead);")
-                }
+            // The row's maximum, and where the exp reads: the operand row, or the
+            // destination itself (in place; a scalar operand fills it first).
+            let max = |x: &str| format!("runtime::max({x})");
+            let (top, src, fill) = match x {
+                Arg::Buf(b) => (max(&names.id(*b)), Some(names.id(*b)), false),
+                Arg::Reg(Reg::Row(i)) if i == dst => (max(&format!("&*r{i}")), None, false),
+                Arg::Reg(Reg::Row(i)) => (max(&format!("&*r{i}")), Some(format!("&*r{i}")), false),
+                other => (value(other, names, None, &[]), None, true),
+            };
+            let _ = writeln!(s, "        let top = {top};");
+            if fill {
+                let _ = writeln!(s, "        for j in 0..{len} {{ r{dst}[j] = top; }}");
+            }
+            let total = match src {
+                Some(x) => format!("runtime::exp_shift_sum({x}, top, r{dst}, &ahead)"),
+                None => format!("runtime::exp_shift_sum_in_place(r{dst}, top, &ahead)"),
             };
             let _ = writeln!(
                 s,
-                "        {exp}\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
+                "        let total = {total};\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
             );
         }
     }
