@@ -3,29 +3,16 @@
 //! fderiv's `runtime::bmm` (matrixmultiply, heads in parallel on rayon, a head's rows
 //! split into bands when there are fewer heads than threads), `matrixmultiply` one
 //! head per rayon task, and `gemm` (faer's) one head per rayon task (its own rayon
-//! parallelism inside the head when there is one head). Medians of at least 15 calls
-//! and 0.3 s; the last column is the fastest crate's time over fderiv's (issue 11's
-//! target: at least 0.9). Shapes: the matmul bench shapes and the attention
+//! parallelism inside the head when there is one head). Medians as `fderiv bench`
+//! takes them (`bench::median`: 15 calls, more until 0.3 s); the last column is the
+//! fastest crate's time over fderiv's (issue 11's target: at least 0.9). Shapes: the matmul bench shapes and the attention
 //! projections of `mha_h4` and `mha_h8`.
 
+use fderiv::bench::median;
 use fderiv::kernels::runtime;
 use rayon::prelude::*;
-use std::time::{Duration, Instant};
 
-fn median(mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < 15 || (start.elapsed() < Duration::from_millis(300) && times.len() < 1000) {
-        let t = Instant::now();
-        f();
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
-
-fn main() {
+fn main() -> Result<(), fderiv::bench::BenchError> {
     let shapes = [
         [8, 64, 64, 64],
         [16, 128, 128, 128],
@@ -41,8 +28,17 @@ fn main() {
         let b: Vec<f64> = (0..h * k * p).map(|i| (i % 13) as f64 / 13.0).collect();
         let mut c = vec![0.0; h * m * p];
         let gflops = |t: f64| 2.0 * (h * m * k * p) as f64 / t / 1e9;
-        let fderiv =
-            median(|| runtime::bmm([h, m, k, p], &a, false, &b, false, &mut c, false).unwrap());
+        let fderiv = median(15, || {
+            Ok(runtime::bmm(
+                [h, m, k, p],
+                &a,
+                false,
+                &b,
+                false,
+                &mut c,
+                false,
+            )?)
+        })?;
         let reference = c.clone();
         // A sanity check that the three compute the same product (not an exactness
         // check: summation orders differ).
@@ -51,7 +47,7 @@ fn main() {
                 .zip(&reference)
                 .all(|(x, y)| (x - y).abs() <= 1e-9 * y.abs().max(1.0))
         };
-        let mm = median(|| {
+        let mm = median(15, || {
             c.par_chunks_mut(m * p).enumerate().for_each(|(i, c)| {
                 let (a, b) = (&a[i * m * k..][..m * k], &b[i * k * p..][..k * p]);
                 // SAFETY: a is m×k, b is k×p and c is m×p, row-major, contiguous.
@@ -60,8 +56,9 @@ fn main() {
                     let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
                     matrixmultiply::dgemm(m, k, p, 1.0, ap, rs, 1, bp, ps, 1, 0.0, cp, ps, 1)
                 }
-            })
-        });
+            });
+            Ok(())
+        })?;
         assert!(
             same(&c),
             "matrixmultiply per head disagrees with runtime::bmm"
@@ -71,7 +68,7 @@ fn main() {
         } else {
             gemm::Parallelism::None
         };
-        let faer = median(|| {
+        let faer = median(15, || {
             c.par_chunks_mut(m * p).enumerate().for_each(|(i, c)| {
                 let (a, b) = (&a[i * m * k..][..m * k], &b[i * k * p..][..k * p]);
                 // SAFETY: as above; gemm takes (rows, cols, dst, col stride, row stride, ...).
@@ -83,8 +80,9 @@ fn main() {
                         false, inner,
                     )
                 }
-            })
-        });
+            });
+            Ok(())
+        })?;
         assert!(same(&c), "gemm disagrees with runtime::bmm");
         let cell = |t: f64| format!("{:8.3} ms {:5.1}", t * 1e3, gflops(t));
         println!(
@@ -96,4 +94,5 @@ fn main() {
             mm.min(faer) / fderiv
         );
     }
+    Ok(())
 }

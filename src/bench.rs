@@ -1,7 +1,8 @@
 //! `fderiv bench`: times every kernel of the manifest (each mode it builds) on the
 //! sizes its `bench` entries give, or on `--shapes`, beside in-run references: the
-//! batched GEMM of the same shape (`matrixmultiply`, heads in parallel: the fastest
-//! Rust GEMM measured on this machine, see docs/performance.md) for kernels with GEMMs,
+//! batched GEMM of the same shape (the kernels' own `runtime::bmm` on `matrixmultiply`;
+//! `benches/gemm_crates.rs` compares it with the other Rust GEMM crates, figures in
+//! docs/performance.md) for kernels with GEMMs,
 //! and a STREAM triad over as many values for the others.
 //!
 //! A kernel whose generated source is compiled into this crate (the crate's own
@@ -282,7 +283,10 @@ pub fn tensors(e: &Entry, shape: &[usize]) -> Result<(Vec<Tensor3>, Vec<Tensor3>
 /// The median wall-clock time of `f` after one warm-up call: `reps` calls, fewer (at
 /// least 3) when they pass [`MAX_ROW_TIME`], more (up to [`MAX_CALLS`]) while the row
 /// has run less than [`MIN_ROW_TIME`], so that sub-millisecond rows get a stable median.
-fn median(reps: usize, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, BenchError> {
+pub fn median(
+    reps: usize,
+    mut f: impl FnMut() -> Result<(), BenchError>,
+) -> Result<f64, BenchError> {
     f()?;
     let start = Instant::now();
     let mut times = Vec::new();
