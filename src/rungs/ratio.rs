@@ -44,18 +44,12 @@ pub fn gcd(a: &BigUint, b: &BigUint) -> BigUint {
     }
 }
 
-/// `n / g` for `g` dividing `n` (a shift when `g` is a power of two).
+/// `n / g` for `g` dividing `n`: [`div_exact_u`] of the magnitude, sign kept.
 fn div_exact(n: &BigInt, g: &BigUint) -> BigInt {
-    if g.is_one() {
-        return n.clone();
-    }
-    match g.trailing_zeros() {
-        Some(t) if g.bits() == t + 1 => n >> t,
-        _ => n / BigInt::from_biguint(Sign::Plus, g.clone()),
-    }
+    BigInt::from_biguint(n.sign(), div_exact_u(n.magnitude(), g))
 }
 
-/// `n / g` for magnitudes, `g` dividing `n`.
+/// `n / g` for magnitudes, `g` dividing `n` (a shift when `g` is a power of two).
 fn div_exact_u(n: &BigUint, g: &BigUint) -> BigUint {
     if g.is_one() {
         return n.clone();
