@@ -252,29 +252,11 @@ fn io_doc(names: &Names<'_>, ids: &[BufId]) -> String {
 fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> {
     let _ = writeln!(
         s,
-        "/// `{kname}` on row-major slices. Inputs: {}. Outputs: {}.\n///\n/// Allocates nothing: outputs are written in place, row registers come from each\n/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each\n/// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per\n/// operation (`fderiv verify` checks the composed bound).",
+        "/// `{kname}` on row-major slices. Inputs: {}. Outputs: {}.\n///\n/// Allocates nothing: outputs are written in place, row registers come from each\n/// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each\n/// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per\n/// operation (`fderiv verify` checks the composed bound). Steps with row passes run in\n/// a copy compiled for AVX2 and FMA when the CPU has them (`runtime::multiversion!`).",
         io_doc(names, &names.inputs),
         io_doc(names, &names.outputs)
     );
-    let mut params: Vec<String> = names.dims.iter().map(|d| format!("{d}: usize")).collect();
-    params.extend(
-        names
-            .params
-            .iter()
-            .map(|b| format!("{}: f64", names.id(*b))),
-    );
-    params.extend(
-        names
-            .inputs
-            .iter()
-            .map(|b| format!("{}: &[f64]", names.id(*b))),
-    );
-    params.extend(
-        names
-            .outputs
-            .iter()
-            .map(|b| format!("{}: &mut [f64]", names.id(*b))),
-    );
+    let mut params = value_params(names);
     if names.has_temps() {
         params.push("ws: &mut runtime::Workspace".into());
     }
@@ -309,11 +291,68 @@ fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> 
             sizes.join(", ")
         );
     }
+    let mut steps = String::new();
     for (i, step) in names.plan.steps.iter().enumerate() {
-        step_code(s, i + 1, step, names)?;
+        step_code(&mut steps, i + 1, step, names)?;
     }
-    let _ = writeln!(s, "    Ok(())\n}}\n");
+    let has_rows = names
+        .plan
+        .steps
+        .iter()
+        .any(|st| matches!(st, Step::RowPass { .. }));
+    if has_rows {
+        multiversion(s, &steps, names);
+    } else {
+        let _ = writeln!(s, "{steps}    Ok(())");
+    }
+    let _ = writeln!(s, "}}\n");
     Ok(())
+}
+
+/// The slice form's parameters but the workspace: dims, scalars, inputs, outputs.
+fn value_params(names: &Names<'_>) -> Vec<String> {
+    let mut params: Vec<String> = names.dims.iter().map(|d| format!("{d}: usize")).collect();
+    params.extend(
+        names
+            .params
+            .iter()
+            .map(|b| format!("{}: f64", names.id(*b))),
+    );
+    params.extend(
+        names
+            .inputs
+            .iter()
+            .map(|b| format!("{}: &[f64]", names.id(*b))),
+    );
+    params.extend(
+        names
+            .outputs
+            .iter()
+            .map(|b| format!("{}: &mut [f64]", names.id(*b))),
+    );
+    params
+}
+
+/// The steps inside `runtime::multiversion!`, so that the row-pass bodies are compiled
+/// for AVX2 and FMA (and portably): every dim, scalar, input, output and temporary
+/// becomes a parameter of the two copies.
+fn multiversion(s: &mut String, steps: &str, names: &Names<'_>) {
+    let mut params = value_params(names);
+    params.extend(
+        names
+            .plan
+            .with_role(Role::Temp)
+            .map(|(b, _)| format!("{}: &mut [f64]", names.id(b))),
+    );
+    let _ = writeln!(
+        s,
+        "    runtime::multiversion!(({}) -> Result<(), KernelError> {{",
+        params.join(", ")
+    );
+    for line in steps.lines() {
+        let _ = writeln!(s, "    {line}");
+    }
+    let _ = writeln!(s, "        Ok(())\n    }})");
 }
 
 fn step_code(s: &mut String, n: usize, step: &Step, names: &Names<'_>) -> Result<(), String> {

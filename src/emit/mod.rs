@@ -7,7 +7,9 @@
 //! autograd saves it) or, forward, written as outputs, and translated step by step:
 //! a GEMM becomes a call of `runtime::bmm` with transpose flags, a transpose copy a call
 //! of `runtime::transpose`, a fused row pass a `runtime::row_pass` whose body is the
-//! row program written out as loops. Each file names the derived expression and the
+//! row program written out as loops; when a plan has row passes, its steps are written
+//! inside `runtime::multiversion!`, which compiles them (closures included) once for
+//! AVX2 and FMA and once portably. Each file names the derived expression and the
 //! hash of the rule set; regenerating yields the same bytes ([`check`]).
 
 mod code;

@@ -50,7 +50,8 @@ use super::runtime::{self, KernelError, Tensor3};
 /// Allocates nothing: outputs are written in place, row registers come from each
 /// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
-/// operation (`fderiv verify` checks the composed bound).
+/// operation (`fderiv verify` checks the composed bound). Steps with row passes run in
+/// a copy compiled for AVX2 and FMA when the CPU has them (`runtime::multiversion!`).
 pub fn attn_head_vjp_into(h: usize, m: usize, e: usize, n: usize, d: usize, c: f64, k: &[f64], p: &[f64], q: &[f64], v: &[f64], g: &[f64], g_m: &mut [f64], g_k: &mut [f64], g_q: &mut [f64], g_v: &mut [f64], ws: &mut runtime::Workspace) -> Result<(), KernelError> {
     runtime::check_len("K", k.len(), [h, n, d])?;
     runtime::check_len("P", p.len(), [h, m, n])?;
@@ -62,35 +63,37 @@ pub fn attn_head_vjp_into(h: usize, m: usize, e: usize, n: usize, d: usize, c: f
     runtime::check_len("gQ", g_q.len(), [h, m, d])?;
     runtime::check_len("gV", g_v.len(), [h, n, e])?;
     let [t0, t1, t2] = ws.buffers([runtime::size("t0", [h, m, n])?, runtime::size("t1", [h, n, d])?, runtime::size("t2", [h, m, d])?]);
-    // 1. t0 = G · Vᵀ per head
-    runtime::bmm([h, m, e, n], g, false, v, true, &mut *t0, false)?;
-    // 2. gM = a fused pass over each row
-    runtime::row_pass(g_m, n, |row, out, []: [&mut [f64]; 0]| {
-        let r2 = &mut out[..n];
-        let p = runtime::row(p, row, n);
-        let t0 = runtime::row(&*t0, row, n);
-        let [s0] = runtime::fused(n, [p, t0], [], |[p, t0]| { let v0 = (p) * (t0); ([], [v0]) });
-        runtime::fused(n, [p, t0], [&mut *r2], |[p, t0]| { let v1 = (t0) - (s0); let v2 = (p) * (v1); ([v2], []) });
-    });
-    // 3. t1 = gMᵀ · Q per head
-    runtime::bmm([h, n, m, d], g_m, true, q, false, &mut *t1, false)?;
-    // 4. gK = a fused pass over each row
-    runtime::row_pass(g_k, d, |row, out, []: [&mut [f64]; 0]| {
-        let r0 = &mut out[..d];
-        let t1 = runtime::row(&*t1, row, d);
-        runtime::fused(d, [t1], [&mut *r0], |[t1]| { let v0 = (c) * (t1); ([v0], []) });
-    });
-    // 5. t2 = gM · K per head
-    runtime::bmm([h, m, n, d], g_m, false, k, false, &mut *t2, false)?;
-    // 6. gQ = a fused pass over each row
-    runtime::row_pass(g_q, d, |row, out, []: [&mut [f64]; 0]| {
-        let r0 = &mut out[..d];
-        let t2 = runtime::row(&*t2, row, d);
-        runtime::fused(d, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
-    });
-    // 7. gV = Pᵀ · G per head
-    runtime::bmm([h, n, m, e], p, true, g, false, g_v, false)?;
-    Ok(())
+    runtime::multiversion!((h: usize, m: usize, e: usize, n: usize, d: usize, c: f64, k: &[f64], p: &[f64], q: &[f64], v: &[f64], g: &[f64], g_m: &mut [f64], g_k: &mut [f64], g_q: &mut [f64], g_v: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64]) -> Result<(), KernelError> {
+        // 1. t0 = G · Vᵀ per head
+        runtime::bmm([h, m, e, n], g, false, v, true, &mut *t0, false)?;
+        // 2. gM = a fused pass over each row
+        runtime::row_pass(g_m, n, |row, out, []: [&mut [f64]; 0]| {
+            let r2 = &mut out[..n];
+            let p = runtime::row(p, row, n);
+            let t0 = runtime::row(&*t0, row, n);
+            let [s0] = runtime::fused(n, [p, t0], [], |[p, t0]| { let v0 = (p) * (t0); ([], [v0]) });
+            runtime::fused(n, [p, t0], [&mut *r2], |[p, t0]| { let v1 = (t0) - (s0); let v2 = (p) * (v1); ([v2], []) });
+        });
+        // 3. t1 = gMᵀ · Q per head
+        runtime::bmm([h, n, m, d], g_m, true, q, false, &mut *t1, false)?;
+        // 4. gK = a fused pass over each row
+        runtime::row_pass(g_k, d, |row, out, []: [&mut [f64]; 0]| {
+            let r0 = &mut out[..d];
+            let t1 = runtime::row(&*t1, row, d);
+            runtime::fused(d, [t1], [&mut *r0], |[t1]| { let v0 = (c) * (t1); ([v0], []) });
+        });
+        // 5. t2 = gM · K per head
+        runtime::bmm([h, m, n, d], g_m, false, k, false, &mut *t2, false)?;
+        // 6. gQ = a fused pass over each row
+        runtime::row_pass(g_q, d, |row, out, []: [&mut [f64]; 0]| {
+            let r0 = &mut out[..d];
+            let t2 = runtime::row(&*t2, row, d);
+            runtime::fused(d, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
+        });
+        // 7. gV = Pᵀ · G per head
+        runtime::bmm([h, n, m, e], p, true, g, false, g_v, false)?;
+        Ok(())
+    })
 }
 
 /// `attn_head_vjp` on tensors: the dims are read from the inputs and must agree (an error

@@ -28,7 +28,8 @@ use super::runtime::{self, KernelError, Tensor3};
 /// Allocates nothing: outputs are written in place, row registers come from each
 /// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
-/// operation (`fderiv verify` checks the composed bound).
+/// operation (`fderiv verify` checks the composed bound). Steps with row passes run in
+/// a copy compiled for AVX2 and FMA when the CPU has them (`runtime::multiversion!`).
 pub fn matmul_jvp_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b: &[f64], d_a: &[f64], d_b: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
     runtime::check_len("A", a.len(), [h, m, n])?;
     runtime::check_len("B", b.len(), [h, n, p])?;

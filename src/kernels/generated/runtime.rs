@@ -466,10 +466,8 @@ thread_local! {
 /// contents on entry are unspecified (every register is written before it is read).
 /// `out_row` and every register hold exactly n values.
 ///
-/// On x86-64 CPUs with AVX2 and FMA the rows run in a copy of the loop compiled for
-/// them (detected at run time), so the body's loops use 4-wide registers. The body's
-/// arithmetic is the same IEEE operations in the same order on both paths (Rust never
-/// contracts `a * b + c` into a fused multiply-add), so both give the same bits.
+/// The body is compiled where it is written: a kernel's steps written inside
+/// [`multiversion!`] give it 4-wide AVX2 loops on CPUs that have them.
 pub fn row_pass<const R: usize>(
     out: &mut [f64],
     n: usize,
@@ -487,46 +485,66 @@ pub fn row_pass<const R: usize>(
                 if scratch.len() < R * n {
                     scratch.resize(R * n, 0.0);
                 }
-                let scratch = &mut scratch[..R * n];
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                        // SAFETY: the CPU supports the features the function is compiled for.
-                        return unsafe { rows_avx2(chunk * rows, out, scratch, n, &body) };
-                    }
+                let first = chunk * rows;
+                for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
+                    let mut regs = scratch[..R * n].chunks_exact_mut(n);
+                    let regs = std::array::from_fn(|_| regs.next().unwrap_or_default());
+                    body(first + i, out_row, regs);
                 }
-                rows_with(chunk * rows, out, scratch, n, &body)
             })
         });
 }
 
-/// The rows of one chunk: `body(first + i, row i of out, registers)` for each row.
-#[inline(always)]
-fn rows_with<const R: usize>(
-    first: usize,
-    out: &mut [f64],
-    scratch: &mut [f64],
-    n: usize,
-    body: &impl Fn(usize, &mut [f64], [&mut [f64]; R]),
-) {
-    for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
-        let mut regs = scratch.chunks_exact_mut(n);
-        let regs = std::array::from_fn(|_| regs.next().unwrap_or_default());
-        body(first + i, out_row, regs);
+/// Defines a kernel's steps as a function of the listed parameters twice, once
+/// compiled for AVX2 and FMA (x86-64 only) and once portable, and calls the first when
+/// [`vector_copies`] says so, the second otherwise. Used where `runtime` names this
+/// module (every generated kernel file).
+///
+/// Closures inherit the target features of the function they are written in, so the
+/// row-pass bodies among the steps get 4-wide loops; a body written elsewhere would
+/// be compiled for baseline x86-64 (2-wide SSE2) even when called from AVX2 code.
+/// Both copies perform the same IEEE operations in the same order (Rust never
+/// contracts `a * b + c` into a fused multiply-add), so they give the same bits.
+macro_rules! multiversion {
+    (($($p:ident: $t:ty),* $(,)?) -> $r:ty $body:block) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(unused_variables)] // a dim only the length checks read
+        unsafe fn avx2($($p: $t),*) -> $r $body
+        #[allow(unused_variables)]
+        fn portable($($p: $t),*) -> $r $body
+        #[cfg(target_arch = "x86_64")]
+        {
+            if runtime::vector_copies() {
+                // SAFETY: the CPU has the features `avx2` is compiled for.
+                return unsafe { avx2($($p),*) };
+            }
+        }
+        portable($($p),*)
+    }};
+}
+pub(crate) use multiversion;
+
+static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`multiversion!`] runs its AVX2 copy: the CPU has AVX2 and FMA and
+/// [`set_portable_only`] has not turned the copies off.
+pub fn vector_copies() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
-/// [`rows_with`] compiled for AVX2 and FMA: the body is inlined into it.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows_avx2<const R: usize>(
-    first: usize,
-    out: &mut [f64],
-    scratch: &mut [f64],
-    n: usize,
-    body: &impl Fn(usize, &mut [f64], [&mut [f64]; R]),
-) {
-    rows_with(first, out, scratch, n, body)
+/// With `true`, every kernel runs its portable copy of the steps (process-wide), so
+/// that tests can compare the two copies bit for bit and benches can time the portable
+/// one. The exp's own AVX2 path is chosen by the CPU alone, as before.
+pub fn set_portable_only(on: bool) {
+    PORTABLE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Partial sums of a row reduction: term j goes to lane j mod `LANES`.

@@ -26,20 +26,23 @@ use super::runtime::{self, KernelError, Tensor3};
 /// Allocates nothing: outputs are written in place, row registers come from each
 /// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
-/// operation (`fderiv verify` checks the composed bound).
+/// operation (`fderiv verify` checks the composed bound). Steps with row passes run in
+/// a copy compiled for AVX2 and FMA when the CPU has them (`runtime::multiversion!`).
 pub fn softmax_last_forward_into(h: usize, m: usize, n: usize, x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
     runtime::check_len("X", x.len(), [h, m, n])?;
     runtime::check_len("out", out.len(), [h, m, n])?;
-    // 1. out = a fused pass over each row
-    runtime::row_pass(out, n, |row, out, []: [&mut [f64]; 0]| {
-        let r0 = &mut out[..n];
-        let ahead: [&[f64]; 1] = [runtime::row_after(x, row, n)];
-        let x = runtime::row(x, row, n);
-        let top = runtime::max(x);
-        let total = runtime::exp_shift_sum(x, top, r0, &ahead);
-        for j in 0..n { r0[j] /= total; }
-    });
-    Ok(())
+    runtime::multiversion!((h: usize, m: usize, n: usize, x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+        // 1. out = a fused pass over each row
+        runtime::row_pass(out, n, |row, out, []: [&mut [f64]; 0]| {
+            let r0 = &mut out[..n];
+            let ahead: [&[f64]; 1] = [runtime::row_after(x, row, n)];
+            let x = runtime::row(x, row, n);
+            let top = runtime::max(x);
+            let total = runtime::exp_shift_sum(x, top, r0, &ahead);
+            for j in 0..n { r0[j] /= total; }
+        });
+        Ok(())
+    })
 }
 
 /// `softmax_last_forward` on tensors: the dims are read from the inputs and must agree (an error

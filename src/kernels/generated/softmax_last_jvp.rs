@@ -30,20 +30,23 @@ use super::runtime::{self, KernelError, Tensor3};
 /// Allocates nothing: outputs are written in place, row registers come from each
 /// worker's reused scratch and temporaries (if any) from the workspace `ws`. Every length is checked against the dims (an error, never a panic). Error bound: each
 /// GEMM entry is a dot product with |fl − exact| ≤ γₖ·Σ|aᵢbᵢ|; row passes round once per
-/// operation (`fderiv verify` checks the composed bound).
+/// operation (`fderiv verify` checks the composed bound). Steps with row passes run in
+/// a copy compiled for AVX2 and FMA when the CPU has them (`runtime::multiversion!`).
 pub fn softmax_last_jvp_into(h: usize, m: usize, n: usize, s: &[f64], d_x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
     runtime::check_len("S", s.len(), [h, m, n])?;
     runtime::check_len("dX", d_x.len(), [h, m, n])?;
     runtime::check_len("out", out.len(), [h, m, n])?;
-    // 1. out = a fused pass over each row
-    runtime::row_pass(out, n, |row, out, []: [&mut [f64]; 0]| {
-        let r2 = &mut out[..n];
-        let s = runtime::row(s, row, n);
-        let d_x = runtime::row(d_x, row, n);
-        let [s0] = runtime::fused(n, [d_x, s], [], |[d_x, s]| { let v0 = (s) * (d_x); ([], [v0]) });
-        runtime::fused(n, [d_x, s], [&mut *r2], |[d_x, s]| { let v1 = (d_x) - (s0); let v2 = (s) * (v1); ([v2], []) });
-    });
-    Ok(())
+    runtime::multiversion!((h: usize, m: usize, n: usize, s: &[f64], d_x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
+        // 1. out = a fused pass over each row
+        runtime::row_pass(out, n, |row, out, []: [&mut [f64]; 0]| {
+            let r2 = &mut out[..n];
+            let s = runtime::row(s, row, n);
+            let d_x = runtime::row(d_x, row, n);
+            let [s0] = runtime::fused(n, [d_x, s], [], |[d_x, s]| { let v0 = (s) * (d_x); ([], [v0]) });
+            runtime::fused(n, [d_x, s], [&mut *r2], |[d_x, s]| { let v1 = (d_x) - (s0); let v2 = (s) * (v1); ([v2], []) });
+        });
+        Ok(())
+    })
 }
 
 /// `softmax_last_jvp` on tensors: the dims are read from the inputs and must agree (an error
