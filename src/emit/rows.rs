@@ -468,6 +468,21 @@ mod tests {
     }
 
     #[test]
+    fn a_softmax_of_a_row_constant_fills_the_row_and_takes_its_exp_in_place() {
+        // Σ A is one value per row: it is its own maximum, every entry becomes
+        // exp(s0 − s0) = 1 and the row 1/n (NaN for a NaN or infinite sum).
+        let text = body("(softmax (rowsum A))");
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        let at = |l: &str| lines.iter().position(|x| *x == l);
+        let fill = at("for j in 0..n { r0[j] = top; }");
+        assert!(at("let top = s0;").is_some(), "{text}");
+        assert!(fill.is_some(), "{text}");
+        let exp = at("let total = runtime::exp_shift_sum_in_place(r0, top, &ahead);");
+        assert!(exp > fill, "{text}");
+        assert!(at("for j in 0..n { r0[j] /= total; }") > exp, "{text}");
+    }
+
+    #[test]
     fn independent_sums_share_one_loop() {
         let text = body("(* (rowsum (* A B)) (rowsum (- A B)))");
         assert!(
