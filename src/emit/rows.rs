@@ -48,12 +48,21 @@ pub(super) fn row_pass(
             start += 1;
         } else {
             let end = start + pieces.len();
-            group(&mut body, p, &pieces, end, names, len, &mut stored);
+            // The last loop, when it writes the output row only, may stream it.
+            let last = (end == p.instrs.len()).then_some(into_out).flatten();
+            group(&mut body, p, &pieces, end, names, len, &mut stored, last);
             start = end;
         }
     }
     stored.sort_unstable();
     stored.dedup();
+    if body.contains("runtime::fused_streamed(stream,") {
+        let _ = writeln!(
+            s,
+            "    let stream = runtime::stream_stores({}.len());",
+            names.id(out)
+        );
+    }
     let regs: Vec<String> = stored
         .iter()
         .filter(|i| Some(**i) != into_out)
@@ -218,7 +227,10 @@ fn live_from(p: &RowProgram, from: usize, r: usize) -> bool {
 /// One `runtime::fused` loop over the row for the group's pieces: the rows it reads
 /// are its inputs (bound to the same names inside the body, as values), the
 /// registers read after the group (`end` is the first instruction after it) its
-/// outputs, the group's sums its sums. Registers stored are added to `stored`.
+/// outputs, the group's sums its sums. Registers stored are added to `stored`. When
+/// its only output is `result` (the output row, written last), the loop is
+/// `runtime::fused_streamed`: non-temporal stores for outputs beyond the caches.
+#[allow(clippy::too_many_arguments)]
 fn group(
     s: &mut String,
     p: &RowProgram,
@@ -227,6 +239,7 @@ fn group(
     names: &Names<'_>,
     len: &str,
     stored: &mut Vec<usize>,
+    result: Option<usize>,
 ) {
     let mut locals: Vec<usize> = Vec::new();
     let mut ins: Vec<(String, String)> = Vec::new();
@@ -266,8 +279,13 @@ fn group(
         .collect();
     stored.extend(&outs);
     let list = |xs: Vec<String>| xs.join(", ");
+    let function = if result.is_some() && outs == result.into_iter().collect::<Vec<_>>() {
+        "fused_streamed(stream, "
+    } else {
+        "fused("
+    };
     let call = format!(
-        "runtime::fused({len}, [{}], [{}], |[{}]| {{{body} ([{}], [{}]) }});",
+        "runtime::{function}{len}, [{}], [{}], |[{}]| {{{body} ([{}], [{}]) }});",
         list(ins.iter().map(|(_, arg)| arg.clone()).collect()),
         list(outs.iter().map(|d| format!("&mut *r{d}")).collect()),
         list(ins.iter().map(|(name, _)| name.clone()).collect()),

@@ -67,6 +67,7 @@ pub fn attn_head_jvp_into(h: usize, n: usize, d: usize, m: usize, e: usize, c: f
         // 2. t1 = Q · dKᵀ per head
         runtime::bmm([h, m, d, n], q, false, d_k, true, &mut *t1, false)?;
         // 3. t2 = a fused pass over each row
+        let stream = runtime::stream_stores(t2.len());
         runtime::row_pass(&mut *t2, n, |row, out, [r1]: [&mut [f64]; 1]| {
             let r1 = &mut r1[..n];
             let r6 = &mut out[..n];
@@ -75,7 +76,7 @@ pub fn attn_head_jvp_into(h: usize, n: usize, d: usize, m: usize, e: usize, c: f
             let t0 = runtime::row(&*t0, row, n);
             let t1 = runtime::row(&*t1, row, n);
             let [s0] = runtime::fused(n, [d_m, p, t0, t1], [&mut *r1], |[d_m, p, t0, t1]| { let v0 = (t1) + (t0); let v1 = (c) * (v0); let v2 = (d_m) + (v1); let v3 = (p) * (v2); ([v1], [v3]) });
-            runtime::fused(n, [d_m, p, &*r1], [&mut *r6], |[d_m, p, r1]| { let v4 = (r1) - (s0); let v5 = (d_m) + (v4); let v6 = (p) * (v5); ([v6], []) });
+            runtime::fused_streamed(stream, n, [d_m, p, &*r1], [&mut *r6], |[d_m, p, r1]| { let v4 = (r1) - (s0); let v5 = (d_m) + (v4); let v6 = (p) * (v5); ([v6], []) });
         });
         // 4. out = P · dV per head
         runtime::bmm([h, m, n, e], p, false, d_v, false, out, false)?;

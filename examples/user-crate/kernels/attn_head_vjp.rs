@@ -67,28 +67,31 @@ pub fn attn_head_vjp_into(h: usize, m: usize, e: usize, n: usize, d: usize, c: f
         // 1. t0 = G · Vᵀ per head
         runtime::bmm([h, m, e, n], g, false, v, true, &mut *t0, false)?;
         // 2. gM = a fused pass over each row
+        let stream = runtime::stream_stores(g_m.len());
         runtime::row_pass(g_m, n, |row, out, []: [&mut [f64]; 0]| {
             let r2 = &mut out[..n];
             let p = runtime::row(p, row, n);
             let t0 = runtime::row(&*t0, row, n);
             let [s0] = runtime::fused(n, [p, t0], [], |[p, t0]| { let v0 = (p) * (t0); ([], [v0]) });
-            runtime::fused(n, [p, t0], [&mut *r2], |[p, t0]| { let v1 = (t0) - (s0); let v2 = (p) * (v1); ([v2], []) });
+            runtime::fused_streamed(stream, n, [p, t0], [&mut *r2], |[p, t0]| { let v1 = (t0) - (s0); let v2 = (p) * (v1); ([v2], []) });
         });
         // 3. t1 = gMᵀ · Q per head
         runtime::bmm([h, n, m, d], g_m, true, q, false, &mut *t1, false)?;
         // 4. gK = a fused pass over each row
+        let stream = runtime::stream_stores(g_k.len());
         runtime::row_pass(g_k, d, |row, out, []: [&mut [f64]; 0]| {
             let r0 = &mut out[..d];
             let t1 = runtime::row(&*t1, row, d);
-            runtime::fused(d, [t1], [&mut *r0], |[t1]| { let v0 = (c) * (t1); ([v0], []) });
+            runtime::fused_streamed(stream, d, [t1], [&mut *r0], |[t1]| { let v0 = (c) * (t1); ([v0], []) });
         });
         // 5. t2 = gM · K per head
         runtime::bmm([h, m, n, d], g_m, false, k, false, &mut *t2, false)?;
         // 6. gQ = a fused pass over each row
+        let stream = runtime::stream_stores(g_q.len());
         runtime::row_pass(g_q, d, |row, out, []: [&mut [f64]; 0]| {
             let r0 = &mut out[..d];
             let t2 = runtime::row(&*t2, row, d);
-            runtime::fused(d, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
+            runtime::fused_streamed(stream, d, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
         });
         // 7. gV = Pᵀ · G per head
         runtime::bmm([h, n, m, e], p, true, g, false, g_v, false)?;

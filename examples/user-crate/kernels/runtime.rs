@@ -564,33 +564,100 @@ pub const LANES: usize = 8;
 pub fn fused<const I: usize, const O: usize, const K: usize>(
     n: usize,
     ins: [&[f64]; I],
+    outs: [&mut [f64]; O],
+    f: impl FnMut([f64; I]) -> ([f64; O], [f64; K]),
+) -> [f64; K] {
+    fused_stores(false, n, ins, outs, f)
+}
+
+/// Outputs of at least this many values (8 MiB) get their last row-pass stores
+/// non-temporal ([`stream_stores`]): far beyond one core's caches, a line written
+/// whole is then not read from memory first.
+pub const STREAM_MIN_VALUES: usize = 1 << 20;
+
+/// Whether a row pass writing an output of `len` values streams its final stores.
+pub fn stream_stores(len: usize) -> bool {
+    len >= STREAM_MIN_VALUES
+}
+
+/// [`fused`] for a loop whose outputs are written once and not read again in the row
+/// pass: with `stream`, each chunk of [`LANES`] values goes to memory by non-temporal
+/// stores (x86-64, 16-byte aligned chunks; other chunks and the tail by plain stores).
+/// The values and sums are [`fused`]'s, bit for bit: only the store differs.
+#[inline(always)]
+pub fn fused_streamed<const I: usize, const O: usize, const K: usize>(
+    stream: bool,
+    n: usize,
+    ins: [&[f64]; I],
+    outs: [&mut [f64]; O],
+    f: impl FnMut([f64; I]) -> ([f64; O], [f64; K]),
+) -> [f64; K] {
+    let sums = fused_stores(stream, n, ins, outs, f);
+    #[cfg(target_arch = "x86_64")]
+    if stream {
+        // SAFETY: SSE2 is part of x86-64. Orders the streamed stores before any later
+        // store (a worker's completion signal included).
+        unsafe { std::arch::x86_64::_mm_sfence() };
+    }
+    sums
+}
+
+/// The loop of [`fused`] and [`fused_streamed`]: each chunk's values are computed
+/// lane by lane, then stored ([`store_chunk`]).
+#[inline(always)]
+fn fused_stores<const I: usize, const O: usize, const K: usize>(
+    stream: bool,
+    n: usize,
+    ins: [&[f64]; I],
     mut outs: [&mut [f64]; O],
     mut f: impl FnMut([f64; I]) -> ([f64; O], [f64; K]),
 ) -> [f64; K] {
     let mut acc = [[0.0_f64; LANES]; K];
-    let mut at = |l: usize, ins: &[&[f64]; I], outs: &mut [&mut [f64]; O]| {
-        let (o, k) = f(ins.map(|x| x[l]));
-        for (out, v) in outs.iter_mut().zip(o) {
-            out[l] = v;
-        }
-        for (a, v) in acc.iter_mut().zip(k) {
-            a[l] += v;
-        }
-    };
     let full = n - n % LANES;
     for c in (0..full).step_by(LANES) {
         let chunk = ins.map(|x| &x[c..c + LANES]);
-        let mut out_chunk = outs.each_mut().map(|x| &mut x[c..c + LANES]);
+        let mut vals = [[0.0_f64; LANES]; O];
         for l in 0..LANES {
-            at(l, &chunk, &mut out_chunk);
+            let (o, k) = f(chunk.map(|x| x[l]));
+            for (v, o) in vals.iter_mut().zip(o) {
+                v[l] = o;
+            }
+            for (a, k) in acc.iter_mut().zip(k) {
+                a[l] += k;
+            }
+        }
+        for (out, v) in outs.iter_mut().zip(&vals) {
+            store_chunk(stream, &mut out[c..c + LANES], v);
         }
     }
-    let tail = ins.map(|x| &x[full..n]);
-    let mut out_tail = outs.each_mut().map(|x| &mut x[full..n]);
-    for l in 0..n - full {
-        at(l, &tail, &mut out_tail);
+    for j in full..n {
+        let (o, k) = f(ins.map(|x| x[j]));
+        for (out, o) in outs.iter_mut().zip(o) {
+            out[j] = o;
+        }
+        for (a, k) in acc.iter_mut().zip(k) {
+            a[j - full] += k;
+        }
     }
     acc.map(lanes_total)
+}
+
+/// `out = v` for one chunk: non-temporal stores when `stream` and the chunk is
+/// 16-byte aligned on x86-64, plain ones otherwise.
+#[inline(always)]
+fn store_chunk(stream: bool, out: &mut [f64], v: &[f64; LANES]) {
+    #[cfg(target_arch = "x86_64")]
+    if stream && out.len() == LANES && (out.as_ptr() as usize) % 16 == 0 {
+        use std::arch::x86_64::{_mm_loadu_pd, _mm_stream_pd};
+        for i in (0..LANES).step_by(2) {
+            // SAFETY: SSE2 is part of x86-64; out[i..i + 2] is in bounds and 16-byte
+            // aligned (the chunk is, and i is even); v[i..i + 2] is in bounds.
+            unsafe { _mm_stream_pd(out.as_mut_ptr().add(i), _mm_loadu_pd(v.as_ptr().add(i))) };
+        }
+        return;
+    }
+    let _ = stream;
+    out.copy_from_slice(v);
 }
 
 /// The total of [`LANES`] partial sums, added pairwise: lane l + lane l+4, then

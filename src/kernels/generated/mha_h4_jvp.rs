@@ -112,13 +112,14 @@ pub fn mha_h4_jvp_into(n: usize, d: usize, m: usize, c: f64, k: &[f64], o: &[f64
         // 8. t5 = Q · t4ᵀ per head
         runtime::bmm([4, n, d, n], q, false, &*t4, true, &mut *t5, false)?;
         // 9. t6 = a fused pass over each row
+        let stream = runtime::stream_stores(t6.len());
         runtime::row_pass(&mut *t6, n, |row, out, []: [&mut [f64]; 0]| {
             let r5 = &mut out[..n];
             let p = runtime::row(p, row, n);
             let t2 = runtime::row(&*t2, row, n);
             let t5 = runtime::row(&*t5, row, n);
             let [s0] = runtime::fused(n, [p, t2, t5], [], |[p, t2, t5]| { let v0 = (t5) + (t2); let v1 = (p) * (v0); ([], [v1]) });
-            runtime::fused(n, [p, t2, t5], [&mut *r5], |[p, t2, t5]| { let v2 = (t2) - (s0); let v3 = (t5) + (v2); let v4 = (p) * (v3); let v5 = (c) * (v4); ([v5], []) });
+            runtime::fused_streamed(stream, n, [p, t2, t5], [&mut *r5], |[p, t2, t5]| { let v2 = (t2) - (s0); let v3 = (t5) + (v2); let v4 = (p) * (v3); let v5 = (c) * (v4); ([v5], []) });
         });
         // 10. t7 = x · dWv per head
         runtime::bmm([1, n, m, (4*d)], x, false, d_wv, false, &mut *t7, false)?;

@@ -106,20 +106,22 @@ pub fn mha_h8_vjp_into(n: usize, m: usize, d: usize, c: f64, k: &[f64], o: &[f64
         // 3. t2 = t1 · Vᵀ per head
         runtime::bmm([8, n, d, n], &*t1, false, v, true, &mut *t2, false)?;
         // 4. t3 = a fused pass over each row
+        let stream = runtime::stream_stores(t3.len());
         runtime::row_pass(&mut *t3, n, |row, out, []: [&mut [f64]; 0]| {
             let r2 = &mut out[..n];
             let p = runtime::row(p, row, n);
             let t2 = runtime::row(&*t2, row, n);
             let [s0] = runtime::fused(n, [p, t2], [], |[p, t2]| { let v0 = (p) * (t2); ([], [v0]) });
-            runtime::fused(n, [p, t2], [&mut *r2], |[p, t2]| { let v1 = (t2) - (s0); let v2 = (p) * (v1); ([v2], []) });
+            runtime::fused_streamed(stream, n, [p, t2], [&mut *r2], |[p, t2]| { let v1 = (t2) - (s0); let v2 = (p) * (v1); ([v2], []) });
         });
         // 5. t4 = t3ᵀ · Q per head
         runtime::bmm([8, n, n, d], &*t3, true, q, false, &mut *t4, false)?;
         // 6. t5 = a fused pass over each row
+        let stream = runtime::stream_stores(t5.len());
         runtime::row_pass(&mut *t5, d, |row, out, []: [&mut [f64]; 0]| {
             let r0 = &mut out[..d];
             let t4 = runtime::row(&*t4, row, d);
-            runtime::fused(d, [t4], [&mut *r0], |[t4]| { let v0 = (c) * (t4); ([v0], []) });
+            runtime::fused_streamed(stream, d, [t4], [&mut *r0], |[t4]| { let v0 = (c) * (t4); ([v0], []) });
         });
         // 7. t6 = (merge 8 t5) (a copy)
         runtime::merge_heads([8, n, d], &*t5, &mut *t6)?;
@@ -130,10 +132,11 @@ pub fn mha_h8_vjp_into(n: usize, m: usize, d: usize, c: f64, k: &[f64], o: &[f64
         // 10. t7 = t3 · K per head
         runtime::bmm([8, n, n, d], &*t3, false, k, false, &mut *t7, false)?;
         // 11. t8 = a fused pass over each row
+        let stream = runtime::stream_stores(t8.len());
         runtime::row_pass(&mut *t8, d, |row, out, []: [&mut [f64]; 0]| {
             let r0 = &mut out[..d];
             let t7 = runtime::row(&*t7, row, d);
-            runtime::fused(d, [t7], [&mut *r0], |[t7]| { let v0 = (c) * (t7); ([v0], []) });
+            runtime::fused_streamed(stream, d, [t7], [&mut *r0], |[t7]| { let v0 = (c) * (t7); ([v0], []) });
         });
         // 12. t9 = (merge 8 t8) (a copy)
         runtime::merge_heads([8, n, d], &*t8, &mut *t9)?;

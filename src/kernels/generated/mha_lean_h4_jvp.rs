@@ -119,13 +119,14 @@ pub fn mha_lean_h4_jvp_into(n: usize, d: usize, m: usize, c: f64, k: &[f64], o: 
         // 8. t5 = Q · t4ᵀ per head
         runtime::bmm([4, n, d, n], q, false, &*t4, true, &mut *t5, false)?;
         // 9. t6 = a fused pass over each row
+        let stream = runtime::stream_stores(t6.len());
         runtime::row_pass(&mut *t6, n, |row, out, []: [&mut [f64]; 0]| {
             let r4 = &mut out[..n];
             let p = runtime::row(p, row, n);
             let t2 = runtime::row(&*t2, row, n);
             let t5 = runtime::row(&*t5, row, n);
             let [s0] = runtime::fused(n, [p, t2, t5], [], |[p, t2, t5]| { let v0 = (t5) + (t2); let v1 = (p) * (v0); ([], [v1]) });
-            runtime::fused(n, [p, t2, t5], [&mut *r4], |[p, t2, t5]| { let v2 = (t2) - (s0); let v3 = (t5) + (v2); let v4 = (p) * (v3); ([v4], []) });
+            runtime::fused_streamed(stream, n, [p, t2, t5], [&mut *r4], |[p, t2, t5]| { let v2 = (t2) - (s0); let v3 = (t5) + (v2); let v4 = (p) * (v3); ([v4], []) });
         });
         // 10. t7 = t6 · V per head
         runtime::bmm([4, n, n, d], &*t6, false, v, false, &mut *t7, false)?;
@@ -138,11 +139,12 @@ pub fn mha_lean_h4_jvp_into(n: usize, d: usize, m: usize, c: f64, k: &[f64], o: 
         // 14. t10 = P · t9 per head
         runtime::bmm([4, n, n, d], p, false, &*t9, false, &mut *t10, false)?;
         // 15. t11 = a fused pass over each row
+        let stream = runtime::stream_stores(t11.len());
         runtime::row_pass(&mut *t11, d, |row, out, []: [&mut [f64]; 0]| {
             let r1 = &mut out[..d];
             let t7 = runtime::row(&*t7, row, d);
             let t10 = runtime::row(&*t10, row, d);
-            runtime::fused(d, [t10, t7], [&mut *r1], |[t10, t7]| { let v0 = (c) * (t7); let v1 = (t10) + (v0); ([v1], []) });
+            runtime::fused_streamed(stream, d, [t10, t7], [&mut *r1], |[t10, t7]| { let v0 = (c) * (t7); let v1 = (t10) + (v0); ([v1], []) });
         });
         // 16. t12 = (swap 0 t11) (a copy)
         runtime::swap([4, n, d], &*t11, &mut *t12)?;

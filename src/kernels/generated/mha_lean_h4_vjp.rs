@@ -110,20 +110,22 @@ pub fn mha_lean_h4_vjp_into(n: usize, m: usize, d: usize, c: f64, k: &[f64], o: 
         // 4. t3 = t2 · Vᵀ per head
         runtime::bmm([4, n, d, n], &*t2, false, v, true, &mut *t3, false)?;
         // 5. t4 = a fused pass over each row
+        let stream = runtime::stream_stores(t4.len());
         runtime::row_pass(&mut *t4, n, |row, out, []: [&mut [f64]; 0]| {
             let r2 = &mut out[..n];
             let p = runtime::row(p, row, n);
             let t3 = runtime::row(&*t3, row, n);
             let [s0] = runtime::fused(n, [p, t3], [], |[p, t3]| { let v0 = (p) * (t3); ([], [v0]) });
-            runtime::fused(n, [p, t3], [&mut *r2], |[p, t3]| { let v1 = (t3) - (s0); let v2 = (p) * (v1); ([v2], []) });
+            runtime::fused_streamed(stream, n, [p, t3], [&mut *r2], |[p, t3]| { let v1 = (t3) - (s0); let v2 = (p) * (v1); ([v2], []) });
         });
         // 6. t5 = t4ᵀ · Q per head
         runtime::bmm([4, n, n, d], &*t4, true, q, false, &mut *t5, false)?;
         // 7. t6 = a fused pass over each row
+        let stream = runtime::stream_stores(t6.len());
         runtime::row_pass(&mut *t6, d, |row, out, []: [&mut [f64]; 0]| {
             let r0 = &mut out[..d];
             let t5 = runtime::row(&*t5, row, d);
-            runtime::fused(d, [t5], [&mut *r0], |[t5]| { let v0 = (c) * (t5); ([v0], []) });
+            runtime::fused_streamed(stream, d, [t5], [&mut *r0], |[t5]| { let v0 = (c) * (t5); ([v0], []) });
         });
         // 8. t7 = (unreshape 4 t6) (a copy)
         runtime::cast([4, n, d], &*t6, &mut *t7)?;
@@ -134,10 +136,11 @@ pub fn mha_lean_h4_vjp_into(n: usize, m: usize, d: usize, c: f64, k: &[f64], o: 
         // 11. t8 = t4 · K per head
         runtime::bmm([4, n, n, d], &*t4, false, k, false, &mut *t8, false)?;
         // 12. t9 = a fused pass over each row
+        let stream = runtime::stream_stores(t9.len());
         runtime::row_pass(&mut *t9, d, |row, out, []: [&mut [f64]; 0]| {
             let r0 = &mut out[..d];
             let t8 = runtime::row(&*t8, row, d);
-            runtime::fused(d, [t8], [&mut *r0], |[t8]| { let v0 = (c) * (t8); ([v0], []) });
+            runtime::fused_streamed(stream, d, [t8], [&mut *r0], |[t8]| { let v0 = (c) * (t8); ([v0], []) });
         });
         // 13. t10 = (unreshape 4 t9) (a copy)
         runtime::cast([4, n, d], &*t9, &mut *t10)?;

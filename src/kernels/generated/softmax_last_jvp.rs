@@ -38,12 +38,13 @@ pub fn softmax_last_jvp_into(h: usize, m: usize, n: usize, s: &[f64], d_x: &[f64
     runtime::check_len("out", out.len(), [h, m, n])?;
     runtime::multiversion!((h: usize, m: usize, n: usize, s: &[f64], d_x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
         // 1. out = a fused pass over each row
+        let stream = runtime::stream_stores(out.len());
         runtime::row_pass(out, n, |row, out, []: [&mut [f64]; 0]| {
             let r2 = &mut out[..n];
             let s = runtime::row(s, row, n);
             let d_x = runtime::row(d_x, row, n);
             let [s0] = runtime::fused(n, [d_x, s], [], |[d_x, s]| { let v0 = (s) * (d_x); ([], [v0]) });
-            runtime::fused(n, [d_x, s], [&mut *r2], |[d_x, s]| { let v1 = (d_x) - (s0); let v2 = (s) * (v1); ([v2], []) });
+            runtime::fused_streamed(stream, n, [d_x, s], [&mut *r2], |[d_x, s]| { let v1 = (d_x) - (s0); let v2 = (s) * (v1); ([v2], []) });
         });
         Ok(())
     })

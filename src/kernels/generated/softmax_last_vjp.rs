@@ -38,12 +38,13 @@ pub fn softmax_last_vjp_into(h: usize, m: usize, n: usize, s: &[f64], g: &[f64],
     runtime::check_len("gX", g_x.len(), [h, m, n])?;
     runtime::multiversion!((h: usize, m: usize, n: usize, s: &[f64], g: &[f64], g_x: &mut [f64]) -> Result<(), KernelError> {
         // 1. gX = a fused pass over each row
+        let stream = runtime::stream_stores(g_x.len());
         runtime::row_pass(g_x, n, |row, out, []: [&mut [f64]; 0]| {
             let r2 = &mut out[..n];
             let g = runtime::row(g, row, n);
             let s = runtime::row(s, row, n);
             let [s0] = runtime::fused(n, [g, s], [], |[g, s]| { let v0 = (s) * (g); ([], [v0]) });
-            runtime::fused(n, [g, s], [&mut *r2], |[g, s]| { let v1 = (g) - (s0); let v2 = (s) * (v1); ([v2], []) });
+            runtime::fused_streamed(stream, n, [g, s], [&mut *r2], |[g, s]| { let v1 = (g) - (s0); let v2 = (s) * (v1); ([v2], []) });
         });
         Ok(())
     })

@@ -1,0 +1,77 @@
+//! Row passes whose output passes `runtime::STREAM_MIN_VALUES` write their last loop
+//! with non-temporal stores (`runtime::fused_streamed`); the values are the plain
+//! loop's, bit for bit.
+
+use fderiv::kernels::{self, runtime, runtime::Tensor3};
+
+fn value(i: usize, seed: usize) -> f64 {
+    ((i * 7919 + seed * 31) % 1009) as f64 / 97.0 - 5.0
+}
+
+fn bits(xs: &[f64]) -> Vec<u64> {
+    xs.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn the_streamed_loop_gives_the_plain_loops_values_and_sums() {
+    let ins: Vec<f64> = (0..64).map(|i| value(i, 1)).collect();
+    let other: Vec<f64> = (0..64).map(|i| value(i, 2)).collect();
+    let f = |[a, b]: [f64; 2]| ([a * b - a, b / 3.0], [a * b]);
+    for n in 0..=40 {
+        // Offsets 0 and 1: a 16-byte aligned and a misaligned output (plain stores).
+        for offset in 0..2 {
+            let (mut plain, mut streamed) = (
+                [vec![0.0; 48], vec![0.0; 48]],
+                [vec![7.0; 48], vec![7.0; 48]],
+            );
+            let [p0, p1] = &mut plain;
+            let want = runtime::fused(n, [&ins, &other], [&mut p0[offset..], &mut p1[offset..]], f);
+            let [s0, s1] = &mut streamed;
+            let got = runtime::fused_streamed(
+                true,
+                n,
+                [&ins, &other],
+                [&mut s0[offset..], &mut s1[offset..]],
+                f,
+            );
+            assert_eq!(bits(&got), bits(&want), "n = {n}");
+            for (s, p) in streamed.iter().zip(&plain) {
+                assert_eq!(
+                    bits(&s[offset..offset + n]),
+                    bits(&p[offset..offset + n]),
+                    "n = {n}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_streamed_kernel_output_equals_the_same_rows_computed_unstreamed() {
+    const ROWS: usize = 1024;
+    const N: usize = 1024;
+    assert!(runtime::stream_stores(ROWS * N));
+    assert!(!runtime::stream_stores(64 * N));
+    let s = Tensor3::new(
+        [1, ROWS, N],
+        (0..ROWS * N).map(|i| value(i, 3).abs() / 8.0).collect(),
+    )
+    .unwrap();
+    let g = Tensor3::new([1, ROWS, N], (0..ROWS * N).map(|i| value(i, 4)).collect()).unwrap();
+    for run in [kernels::softmax_last_vjp, kernels::softmax_last_jvp] {
+        let whole = run(&s, &g).unwrap();
+        // The same rows in 16 calls of 64 rows: outputs below the threshold.
+        let mut pieces = Vec::with_capacity(ROWS * N);
+        for k in 0..16 {
+            let part = |t: &Tensor3| {
+                Tensor3::new([1, 64, N], t.data[k * 64 * N..(k + 1) * 64 * N].to_vec()).unwrap()
+            };
+            pieces.extend(run(&part(&s), &part(&g)).unwrap().into_data());
+        }
+        assert_eq!(bits(&whole.data), bits(&pieces));
+        // The comparison sees one flipped low bit.
+        let mut corrupted = pieces.clone();
+        corrupted[ROWS * N / 2] = f64::from_bits(corrupted[ROWS * N / 2].to_bits() ^ 1);
+        assert_ne!(bits(&whole.data), bits(&corrupted));
+    }
+}
