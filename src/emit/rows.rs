@@ -462,10 +462,10 @@ mod tests {
         let text = body("(* (- A (rowsum (* A B))) (rowsum (- A (rowsum (* A B)))))");
         let loops: Vec<&str> = text
             .lines()
-            .filter(|l| l.contains("runtime::fused("))
+            .filter(|l| l.contains("runtime::fused"))
             .collect();
         // Σ A·B; then A − s0 (stored: read again after the second sum) and its sum;
-        // then the product into the output.
+        // then the product into the output, the last loop: its stores may stream.
         assert_eq!(loops.len(), 3, "{text}");
         assert!(
             loops[0].contains("let [s0] = runtime::fused(n, [a, b], [],"),
@@ -477,7 +477,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            loops[2].contains("runtime::fused(n, [&*r1], [&mut *r2], |[r1]|")
+            loops[2].contains("runtime::fused_streamed(stream, n, [&*r1], [&mut *r2], |[r1]|")
                 && loops[2].contains("(r1) * (s1)"),
             "{text}"
         );
