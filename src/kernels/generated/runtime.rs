@@ -613,31 +613,33 @@ fn fused_stores<const I: usize, const O: usize, const K: usize>(
     mut f: impl FnMut([f64; I]) -> ([f64; O], [f64; K]),
 ) -> [f64; K] {
     let mut acc = [[0.0_f64; LANES]; K];
+    // Lane l of a chunk: f's values into vals[·][l], its terms into lane l of the sums.
+    let mut lane = |xs: [f64; I], l: usize, vals: &mut [[f64; LANES]; O]| {
+        let (o, k) = f(xs);
+        for (v, o) in vals.iter_mut().zip(o) {
+            v[l] = o;
+        }
+        for (a, k) in acc.iter_mut().zip(k) {
+            a[l] += k;
+        }
+    };
+    let mut vals = [[0.0_f64; LANES]; O];
     let full = n - n % LANES;
     for c in (0..full).step_by(LANES) {
         let chunk = ins.map(|x| &x[c..c + LANES]);
-        let mut vals = [[0.0_f64; LANES]; O];
         for l in 0..LANES {
-            let (o, k) = f(chunk.map(|x| x[l]));
-            for (v, o) in vals.iter_mut().zip(o) {
-                v[l] = o;
-            }
-            for (a, k) in acc.iter_mut().zip(k) {
-                a[l] += k;
-            }
+            lane(chunk.map(|x| x[l]), l, &mut vals);
         }
         for (out, v) in outs.iter_mut().zip(&vals) {
             store_chunk(stream, &mut out[c..c + LANES], v);
         }
     }
-    for j in full..n {
-        let (o, k) = f(ins.map(|x| x[j]));
-        for (out, o) in outs.iter_mut().zip(o) {
-            out[j] = o;
-        }
-        for (a, k) in acc.iter_mut().zip(k) {
-            a[j - full] += k;
-        }
+    let tail = n - full;
+    for l in 0..tail {
+        lane(ins.map(|x| x[full + l]), l, &mut vals);
+    }
+    for (out, v) in outs.iter_mut().zip(&vals) {
+        out[full..n].copy_from_slice(&v[..tail]);
     }
     acc.map(lanes_total)
 }
