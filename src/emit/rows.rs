@@ -40,6 +40,7 @@ pub(super) fn row_pass(
     // locals of the loops).
     let mut body = String::new();
     let mut stored: Vec<usize> = into_out.into_iter().collect();
+    let mut streams = false;
     let mut start = 0;
     while start < p.instrs.len() {
         let pieces = group_at(&p.instrs, start);
@@ -50,13 +51,13 @@ pub(super) fn row_pass(
             let end = start + pieces.len();
             // The last loop, when it writes the output row only, may stream it.
             let last = (end == p.instrs.len()).then_some(into_out).flatten();
-            group(&mut body, p, &pieces, end, names, len, &mut stored, last);
+            streams |= group(&mut body, p, &pieces, end, names, len, &mut stored, last);
             start = end;
         }
     }
     stored.sort_unstable();
     stored.dedup();
-    if body.contains("runtime::fused_streamed(stream,") {
+    if streams {
         let _ = writeln!(
             s,
             "    let stream = runtime::stream_stores({}.len());",
@@ -229,7 +230,8 @@ fn live_from(p: &RowProgram, from: usize, r: usize) -> bool {
 /// registers read after the group (`end` is the first instruction after it) its
 /// outputs, the group's sums its sums. Registers stored are added to `stored`. When
 /// its only output is `result` (the output row, written last), the loop is
-/// `runtime::fused_streamed`: non-temporal stores for outputs beyond the caches.
+/// `runtime::fused_streamed` (non-temporal stores for outputs beyond the caches) and
+/// the result is true: the pass must then define `stream`.
 #[allow(clippy::too_many_arguments)]
 fn group(
     s: &mut String,
@@ -240,7 +242,7 @@ fn group(
     len: &str,
     stored: &mut Vec<usize>,
     result: Option<usize>,
-) {
+) -> bool {
     let mut locals: Vec<usize> = Vec::new();
     let mut ins: Vec<(String, String)> = Vec::new();
     let mut sums: Vec<(usize, String)> = Vec::new();
@@ -279,7 +281,8 @@ fn group(
         .collect();
     stored.extend(&outs);
     let list = |xs: Vec<String>| xs.join(", ");
-    let function = if result.is_some() && outs == result.into_iter().collect::<Vec<_>>() {
+    let streamed = result.is_some_and(|r| outs == [r]);
+    let function = if streamed {
         "fused_streamed(stream, "
     } else {
         "fused("
@@ -298,6 +301,7 @@ fn group(
         let dsts: Vec<String> = sums.iter().map(|(d, _)| format!("s{d}")).collect();
         let _ = writeln!(s, "        let [{}] = {call}", list(dsts));
     }
+    streamed
 }
 
 /// The register index of a row-register argument (0 for anything else).
