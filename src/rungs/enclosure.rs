@@ -138,7 +138,7 @@ pub fn check_exp(exp: &dyn Fn(&mut [f64]) -> f64, xs: &[f64]) -> Result<f64, Str
 
 /// Sample points over the softmax exp's domain: x ≤ 0 down to past the underflow
 /// point (−745.2), uniform, log-uniform in magnitude, around the reduction boundaries
-/// (k ± 1/2)·ln2, through the subnormal range, and the edges.
+/// (k ± 1/2)·ln2/8, through the subnormal range, and the edges.
 pub fn exp_domain_samples(count: usize, seed: u64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut xs = vec![
@@ -148,6 +148,8 @@ pub fn exp_domain_samples(count: usize, seed: u64) -> Vec<f64> {
         -1e-300,
         -1e-16,
         -0.5,
+        -708.0,
+        -708.000_000_000_000_1,
         -708.39,
         -708.4,
         -745.13,
@@ -160,8 +162,8 @@ pub fn exp_domain_samples(count: usize, seed: u64) -> Vec<f64> {
             0 => rng.gen_range(-745.2..=0.0),
             1 => -(10f64.powf(rng.gen_range(-300.0..2.87))),
             2 => {
-                let k = f64::from(rng.gen_range(-1075i32..=0));
-                let near = (k + 0.5) * std::f64::consts::LN_2;
+                let k = f64::from(rng.gen_range(-8600i32..=0));
+                let near = (k + 0.5) * std::f64::consts::LN_2 / 8.0;
                 near + rng.gen_range(-1e-12..1e-12)
             }
             _ => rng.gen_range(-745.2..=-708.0),
@@ -172,9 +174,11 @@ pub fn exp_domain_samples(count: usize, seed: u64) -> Vec<f64> {
 }
 
 /// Systematic points of the softmax exp's domain (x ≤ 0 down to −746): the lower edge
-/// of every binade of |x| (2⁻¹⁰⁷⁴ … 2⁹, subnormals included), and every reduction
-/// boundary (k + ½)·ln2, k = −1075 … 0, as its f64 product (within an
-/// ulp or two of the boundary), where the reduction switches k and |r| is largest.
+/// of every binade of |x| (2⁻¹⁰⁷⁴ … 2⁹, subnormals included), the reduction
+/// boundaries (k + ½)·ln2/8 (every k from −128 to 0, then every 7th down to −8600, so
+/// every table index k mod 8 throughout), as their f64 products (within an ulp or two
+/// of the boundary), where the reduction switches k and |r| is largest, and both sides
+/// of the AVX2 path's fast limit, −708.
 pub fn exp_systematic_samples() -> Vec<f64> {
     let pow2 = |e: i32| {
         if e >= -1022 {
@@ -187,9 +191,13 @@ pub fn exp_systematic_samples() -> Vec<f64> {
     for e in -1074..=9 {
         xs.push(-pow2(e));
     }
-    for k in -1075..=0 {
-        xs.push((f64::from(k) + 0.5) * std::f64::consts::LN_2);
+    // The reduction's boundaries (k + 1/2)·ln2/8: every k near 0, then every 7th
+    // (so every residue of k mod 8, the table index, through the whole range).
+    for k in (-128..=0).chain((-8600..-128).step_by(7)) {
+        xs.push((f64::from(k) + 0.5) * std::f64::consts::LN_2 / 8.0);
     }
+    // Both sides of the AVX2 path's fast limit.
+    xs.extend([-708.0, -708.000_000_000_000_1, -707.999_999_999_999_9]);
     xs.retain(|x| (-746.0..=0.0).contains(x));
     xs
 }
@@ -419,6 +427,55 @@ mod tests {
             let (sa, sb) = (exp_sum(&mut a), exp_sum_scalar_fma(&mut b));
             assert_eq!(sa.to_bits(), sb.to_bits(), "sum of {len}");
             assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    #[test]
+    fn the_avx2_fast_path_gives_the_scalar_fma_paths_bits_and_is_left_for_one_far_lane() {
+        // Blocks whose every |x| ≤ 708 take the fast path (one exponent add); one far
+        // lane anywhere in a block of 32 must send the whole block the careful way.
+        let mut rng = ChaCha8Rng::seed_from_u64(19);
+        let near: Vec<f64> = (0..96).map(|_| rng.gen_range(-708.0..=708.0)).collect();
+        for far in [-720.0, -745.0, 709.5, f64::NEG_INFINITY] {
+            for at in 0..=near.len() {
+                let mut xs = near.clone();
+                if at < xs.len() {
+                    xs[at] = far;
+                }
+                let (mut a, mut b) = (xs.clone(), xs.clone());
+                let (sa, sb) = (exp_sum(&mut a), exp_sum_scalar_fma(&mut b));
+                assert_eq!(sa.to_bits(), sb.to_bits(), "sum, {far} at {at}");
+                for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{far} at {at}: entry {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_exp_table_is_within_half_an_ulp() {
+        use crate::kernels::runtime::EXP2_EIGHTHS;
+        // 2^(j/8) lies in (T − 2⁻⁵³, T + 2⁻⁵³) (half an ulp: T is in [1, 2)) iff
+        // (T − 2⁻⁵³)⁸ < 2ʲ < (T + 2⁻⁵³)⁸, exactly in ℚ.
+        let half_ulp = pow2(-53);
+        let nearest = |t: f64, j: i64| {
+            let t = crate::scalar::f64_to_rational(t).unwrap();
+            let two_j = pow2(j);
+            let lo = t.clone() - half_ulp.clone();
+            let hi = t + half_ulp.clone();
+            (0..3).fold(lo, |a, _| a.clone() * a) < two_j
+                && two_j < (0..3).fold(hi, |a, _| a.clone() * a)
+        };
+        for (j, t) in EXP2_EIGHTHS.iter().enumerate() {
+            assert!((1.0..2.0).contains(t), "entry {j}");
+            assert!(nearest(*t, j as i64), "entry {j} is not the nearest f64");
+            // The check can fail: the neighbours are rejected.
+            let up = f64::from_bits(t.to_bits() + 1);
+            let down = f64::from_bits(t.to_bits() - 1);
+            assert!(
+                !nearest(up, j as i64) && !nearest(down, j as i64),
+                "entry {j}"
+            );
         }
     }
 

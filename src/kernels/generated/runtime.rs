@@ -671,20 +671,23 @@ pub fn lanes_total(a: [f64; LANES]) -> f64 {
     c[0] + c[1]
 }
 
-/// The largest value of a row in [`LANES`] partial maxima (`f64::max`: a NaN entry
-/// is skipped; −∞ for an empty row). The maximum of a set does not depend on the
+/// The largest value of a row in [`LANES`] partial maxima (a NaN entry is skipped, as
+/// by `f64::max`; −∞ for an empty row). The maximum of a set does not depend on the
 /// order, up to the sign of a zero maximum.
 #[inline(always)]
 pub fn max(xs: &[f64]) -> f64 {
+    // `x > a` is false for a NaN x, so a NaN is skipped; the accumulators never hold
+    // one. This form is one `maxpd` per chunk (`f64::max` adds a NaN test and a blend).
+    let step = |a: &mut f64, x: f64| *a = if x > *a { x } else { *a };
     let mut acc = [f64::NEG_INFINITY; LANES];
     let mut chunks = xs.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, x) in acc.iter_mut().zip(c) {
-            *a = a.max(*x);
+            step(a, *x);
         }
     }
     for (a, x) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = a.max(*x);
+        step(a, *x);
     }
     acc.into_iter().fold(f64::NEG_INFINITY, f64::max)
 }
@@ -741,18 +744,50 @@ pub fn row(buf: &[f64], row: usize, n: usize) -> &[f64] {
 /// subnormal spacing 2⁻¹⁰⁷⁴. Checked against exact rational enclosures of exp over
 /// the whole domain a max-shifted softmax feeds it (x ≤ 0 down to past the underflow
 /// point, −745.2), and carried into the rigorous bound of `fderiv verify`'s softmax rung.
+///
+/// Why it holds (u = 2⁻⁵³; [`exp1`] for the steps). With x = k·ln2/8 + r:
+/// the table entry 2^(j/8) is within u relative ([`EXP2_EIGHTHS`], checked exactly);
+/// |r| ≤ 0.04333, and the computed r is within 0.087u of it (two roundings on |r|, and
+/// k·|ln2/8 − C_HI − C_LO| < 10⁻²² for |k| < 2¹⁴), which moves e^r by 0.087u relative;
+/// the degree-8 Taylor truncation is below |r|⁹/9!·e^|r| < 0.015u; the polynomial's own
+/// roundings (at most 4u relative on p, without FMA 8u) enter multiplied by |e^r − 1| <
+/// 0.0443, so below 0.36u; the final multiply-add rounds once (u). In all, below 2.5u =
+/// 1.25 · 2⁻⁵², inside `EXP_ULPS` = 2 with room; a subnormal result rounds once more
+/// (half a subnormal spacing).
 pub const EXP_ULPS: f64 = 2.0;
 
-const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // ln2 to 32 bits: k·LN2_HI is exact for |k| < 2¹¹
+const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // ln2 to 32 bits: k·LN2_HI/8 is exact for |k| < 2²¹
 const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76); // ln2 − LN2_HI, rounded
 const SHIFTER: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²: adding it rounds to an integer
-/// 1/k! for k = 13 down to 0 (Taylor on |r| ≤ ln2/2: truncation < 0.05 ulp).
-const TAYLOR: [f64; 14] = [
-    1.0 / 6_227_020_800.0,
-    1.0 / 479_001_600.0,
-    1.0 / 39_916_800.0,
-    1.0 / 3_628_800.0,
-    1.0 / 362_880.0,
+/// 8/ln2: 8 times the f64 nearest log₂e (exact).
+const EIGHT_LOG2_E: f64 = 8.0 * std::f64::consts::LOG2_E;
+/// |x| up to which the AVX2 path applies 2^q by one exponent add: e^x is then normal
+/// (e^−708 > 2⁻¹⁰²²), so no clamp and no second scaling are needed.
+const FAST_LIMIT: f64 = 708.0;
+/// The exp's table: 2^(j/8) for j < 8, each the nearest f64 (public for its test).
+pub const EXP2_EIGHTHS: [f64; 8] = [
+    f64::from_bits(0x3FF0_0000_0000_0000),
+    f64::from_bits(0x3FF1_72B8_3C7D_517B),
+    f64::from_bits(0x3FF3_06FE_0A31_B715),
+    f64::from_bits(0x3FF4_BFDA_D536_2A27),
+    f64::from_bits(0x3FF6_A09E_667F_3BCD),
+    f64::from_bits(0x3FF8_ACE5_422A_A0DB),
+    f64::from_bits(0x3FFA_E89F_995A_D3AD),
+    f64::from_bits(0x3FFD_5818_DCFB_A487),
+];
+/// The bits of `EXP2_EIGHTHS[j]` less j·2⁴⁹: adding k·2⁴⁹ (k = 8q + j) gives the bits
+/// of 2^(j/8)·2^q whenever that is a normal f64.
+const SCALED_EIGHTHS: [i64; 8] = {
+    let mut t = [0; 8];
+    let mut j = 0;
+    while j < 8 {
+        t[j] = (EXP2_EIGHTHS[j].to_bits() as i64).wrapping_sub((j as i64) << 49);
+        j += 1;
+    }
+    t
+};
+/// 1/(i+1)! for i = 7 down to 0: e^r − 1 ≈ r · Σ rⁱ/(i+1)!.
+const TAYLOR: [f64; 8] = [
     1.0 / 40_320.0,
     1.0 / 5_040.0,
     1.0 / 720.0,
@@ -761,29 +796,41 @@ const TAYLOR: [f64; 14] = [
     1.0 / 6.0,
     0.5,
     1.0,
-    1.0,
 ];
 
-/// `exp x`, branch-free (so loops over it vectorize): x = k·ln2 + r with |r| ≲ ln2/2
-/// (Cody–Waite, k by the 1.5·2⁵² rounding trick), a degree-13 Taylor polynomial by
-/// Horner, then 2ᵏ applied as two exact powers of two (one rounding only when the
-/// result is subnormal or overflows). NaN → NaN, −∞ → 0, +∞ → +∞. `FMA` chooses fused
+/// The bits of 2^(j/8)·2^q₁ and of 2^q₂ for k = 8q + j, q₁ = ⌊q/2⌋, q₂ = q − q₁ (both
+/// normal for |k| < 2¹⁴): two scalings, so that a result below the normal range is
+/// rounded once, at the second.
+#[inline(always)]
+fn exp_scales(k: i64) -> (f64, f64) {
+    let q = k >> 3;
+    let q2 = q - (q >> 1);
+    let t = SCALED_EIGHTHS[(k & 7) as usize]
+        .wrapping_add(k.wrapping_shl(49))
+        .wrapping_sub(q2.wrapping_shl(52));
+    (f64::from_bits(t as u64), f64::from_bits((q2.wrapping_add(1023) as u64) << 52))
+}
+
+/// `exp x`, branch-free (so loops over it vectorize): x = k·ln2/8 + r with |r| ≲ ln2/16
+/// (Cody–Waite, k by the 1.5·2⁵² rounding trick), e^r − 1 by a degree-8 Taylor
+/// polynomial (Horner), e^x = 2^(j/8)·2^q·(1 + (e^r − 1)) for k = 8q + j, the table
+/// entry times 2^q₁ exact and 2^q₂ applied last (see [`exp_scales`]). The error
+/// analysis is at [`EXP_ULPS`]. NaN → NaN, −∞ → 0, +∞ → +∞. `FMA` chooses fused
 /// multiply-adds (with hardware FMA) or plain ones (the portable fallback).
 #[inline(always)]
 fn exp1<const FMA: bool>(x: f64) -> f64 {
     let fma = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
     let x = x.clamp(-746.0, 710.0);
-    let t = fma(x, std::f64::consts::LOG2_E, SHIFTER);
+    let t = fma(x, EIGHT_LOG2_E, SHIFTER);
     let kf = t - SHIFTER;
     let k = (t.to_bits() as i64).wrapping_sub(SHIFTER.to_bits() as i64);
-    let r = fma(-kf, LN2_LO, fma(-kf, LN2_HI, x));
+    let r = fma(-kf, LN2_LO / 8.0, fma(-kf, LN2_HI / 8.0, x));
     let mut p = TAYLOR[0];
     for c in &TAYLOR[1..] {
         p = fma(p, r, *c);
     }
-    let k1 = k >> 1;
-    let scale = |e: i64| f64::from_bits((e.wrapping_add(1023) as u64 & 0x7ff) << 52);
-    p * scale(k1) * scale(k.wrapping_sub(k1))
+    let (table, scale) = exp_scales(k);
+    fma(table, p * r, table) * scale
 }
 
 /// `xⱼ ← exp xⱼ` over the slice with [`exp1`], returning Σ exp xⱼ (term j into lane
@@ -805,26 +852,49 @@ fn exp_sum_with<const FMA: bool>(xs: &mut [f64]) -> f64 {
     lanes_total(lanes)
 }
 
-/// `exp` of V AVX2 registers (4V values) in lockstep: each step of [`exp1`]`::<true>`
-/// is taken for all V before the next, so the out-of-order core always has V
-/// independent multiply-adds ready (one Horner chain alone waits 4 cycles per step).
-/// The same operations in the same order per value: the scalar FMA path's bits.
+/// Whether any of the 4V values lies beyond [`FAST_LIMIT`] in magnitude or is NaN:
+/// then [`exp_block`] must take its careful form.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn exp_block<const V: usize>(
+fn exp_far<const V: usize>(x: &[std::arch::x86_64::__m256d; V]) -> bool {
+    use std::arch::x86_64::*;
+    let abs = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+    let mut far = _mm256_setzero_pd();
+    for v in x {
+        // Unordered: a NaN counts as far.
+        far = _mm256_or_pd(far, _mm256_cmp_pd::<_CMP_NLE_UQ>(_mm256_and_pd(*v, abs), _mm256_set1_pd(FAST_LIMIT)));
+    }
+    _mm256_movemask_pd(far) != 0
+}
+
+/// `exp` of V AVX2 registers (4V values) in lockstep: each step of [`exp1`]`::<true>`
+/// is taken for all V before the next, so the out-of-order core has V independent
+/// multiply-adds ready. `CAREFUL` is the scalar path's every step; without it (allowed
+/// when no value is [`exp_far`], the usual case) the clamp and the second scaling are
+/// skipped: both are then exact no-ops, so the bits are the scalar FMA path's either
+/// way. The table is looked up by two 32-bit permutes (its low and high halves),
+/// indexed by the low bits of k, which sit in t's mantissa.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn exp_block<const V: usize, const CAREFUL: bool>(
     x: [std::arch::x86_64::__m256d; V],
 ) -> [std::arch::x86_64::__m256d; V] {
     use std::arch::x86_64::*;
     let set = |v: f64| _mm256_set1_pd(v);
+    let half = |shift: u32| {
+        let h: [i32; 8] = std::array::from_fn(|j| (SCALED_EIGHTHS[j] >> shift) as i32);
+        // SAFETY: `h` holds 8 i32s.
+        unsafe { _mm256_loadu_si256(h.as_ptr().cast()) }
+    };
+    let (low, high) = (half(0), half(32));
+    // max/min return their second operand when it is NaN: NaN stays NaN.
+    let x = x.map(|v| if CAREFUL { _mm256_min_pd(set(710.0), _mm256_max_pd(set(-746.0), v)) } else { v });
+    let mut t = x;
     let mut r = x;
-    let mut k = [_mm256_setzero_si256(); V];
     for v in 0..V {
-        // max/min return their second operand when it is NaN: NaN stays NaN.
-        let x = _mm256_min_pd(set(710.0), _mm256_max_pd(set(-746.0), x[v]));
-        let t = _mm256_fmadd_pd(x, set(std::f64::consts::LOG2_E), set(SHIFTER));
-        let kf = _mm256_sub_pd(t, set(SHIFTER));
-        k[v] = _mm256_sub_epi64(_mm256_castpd_si256(t), _mm256_castpd_si256(set(SHIFTER)));
-        r[v] = _mm256_fnmadd_pd(kf, set(LN2_LO), _mm256_fnmadd_pd(kf, set(LN2_HI), x));
+        t[v] = _mm256_fmadd_pd(x[v], set(EIGHT_LOG2_E), set(SHIFTER));
+        let kf = _mm256_sub_pd(t[v], set(SHIFTER));
+        r[v] = _mm256_fnmadd_pd(kf, set(LN2_LO / 8.0), _mm256_fnmadd_pd(kf, set(LN2_HI / 8.0), x[v]));
     }
     let mut p = [set(TAYLOR[0]); V];
     for c in &TAYLOR[1..] {
@@ -832,16 +902,27 @@ fn exp_block<const V: usize>(
             p[v] = _mm256_fmadd_pd(p[v], r[v], set(*c));
         }
     }
-    let scale = |e: __m256i| {
-        let biased = _mm256_and_si256(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), _mm256_set1_epi64x(0x7ff));
-        _mm256_castsi256_pd(_mm256_slli_epi64::<52>(biased))
-    };
     std::array::from_fn(|v| {
-        // k1 = ⌊k/2⌋ = ((k + 2048) >> 1) − 1024 (no 64-bit arithmetic shift in AVX2).
-        let k1b = _mm256_srli_epi64::<1>(_mm256_add_epi64(k[v], _mm256_set1_epi64x(2048)));
-        let k1 = _mm256_sub_epi64(k1b, _mm256_set1_epi64x(1024));
-        let k2 = _mm256_sub_epi64(k[v], k1);
-        _mm256_mul_pd(_mm256_mul_pd(p[v], scale(k1)), scale(k2))
+        let bits = _mm256_castpd_si256(t[v]); // bits(SHIFTER) + k; its low 32 bits are k mod 2³²
+        let k2 = _mm256_shuffle_epi32::<0xA0>(bits); // k in both halves of each lane
+        let entry = _mm256_blend_epi32::<0xAA>(
+            _mm256_permutevar8x32_epi32(low, k2),
+            _mm256_permutevar8x32_epi32(high, k2),
+        );
+        // k·2⁴⁹ = bits·2⁴⁹ mod 2⁶⁴ (bits(SHIFTER)·2⁴⁹ ≡ 0): 2^(j/8)·2^q.
+        let table = _mm256_add_epi64(entry, _mm256_slli_epi64::<49>(bits));
+        let pm1 = _mm256_mul_pd(p[v], r[v]);
+        if !CAREFUL {
+            return _mm256_fmadd_pd(_mm256_castsi256_pd(table), pm1, _mm256_castsi256_pd(table));
+        }
+        // [`exp_scales`] without a 64-bit arithmetic shift: kb = k + 2¹⁴ > 0 (clamped),
+        // qb = q + 2048, q1b = ⌊q/2⌋ + 1024, sh = (q₂ + 1024)·2⁵².
+        let kb = _mm256_sub_epi64(bits, _mm256_set1_epi64x(SHIFTER.to_bits() as i64 - (1 << 14)));
+        let qb = _mm256_srli_epi64::<3>(kb);
+        let sh = _mm256_slli_epi64::<52>(_mm256_sub_epi64(qb, _mm256_srli_epi64::<1>(qb)));
+        let table = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_sub_epi64(table, sh), _mm256_set1_epi64x(1024 << 52)));
+        let scale = _mm256_castsi256_pd(_mm256_sub_epi64(sh, _mm256_set1_epi64x(1 << 52)));
+        _mm256_mul_pd(_mm256_fmadd_pd(table, pm1, table), scale)
     })
 }
 
@@ -876,7 +957,8 @@ unsafe fn exp_shift_sum_avx2(src: *const f64, dst: *mut f64, n: usize, top: f64,
                 let x: [__m256d; $v] = std::array::from_fn(|v| unsafe {
                     _mm256_sub_pd(_mm256_loadu_pd(src.add(j + 4 * v)), shift)
                 });
-                for (v, e) in exp_block(x).into_iter().enumerate() {
+                let e = if exp_far(&x) { exp_block::<$v, true>(x) } else { exp_block::<$v, false>(x) };
+                for (v, e) in e.into_iter().enumerate() {
                     // SAFETY: as for the loads; `dst` is valid for n values.
                     unsafe { _mm256_storeu_pd(dst.add(j + 4 * v), e) };
                     if v % 2 == 0 {
