@@ -745,15 +745,14 @@ pub fn row(buf: &[f64], row: usize, n: usize) -> &[f64] {
 /// the whole domain a max-shifted softmax feeds it (x ≤ 0 down to past the underflow
 /// point, −745.2), and carried into the rigorous bound of `fderiv verify`'s softmax rung.
 ///
-/// Why it holds (u = 2⁻⁵³; [`exp1`] for the steps). With x = k·ln2/8 + r:
-/// the table entry 2^(j/8) is within u relative ([`EXP2_EIGHTHS`], checked exactly);
-/// |r| ≤ 0.04333, and the computed r is within 0.087u of it (two roundings on |r|, and
-/// k·|ln2/8 − C_HI − C_LO| < 10⁻²² for |k| < 2¹⁴), which moves e^r by 0.087u relative;
-/// the degree-8 Taylor truncation is below |r|⁹/9!·e^|r| < 0.015u; the polynomial's own
-/// roundings (at most 4u relative on p, without FMA 8u) enter multiplied by |e^r − 1| <
-/// 0.0443, so below 0.36u; the final multiply-add rounds once (u). In all, below 2.5u =
-/// 1.25 · 2⁻⁵², inside `EXP_ULPS` = 2 with room; a subnormal result rounds once more
-/// (half a subnormal spacing).
+/// Why it holds, to first order (u = 2⁻⁵³, ulp = 2u; [`exp1`] for the steps; the full
+/// argument is in fderiv's docs/numerics.md). With x = k·ln2/8 + r, |r| ≤ 0.0434: the
+/// computed r is within 0.0434u + 2⁻⁷⁵ (one rounding), ≤ 0.022 ulp of e^r; the degree-8
+/// Taylor truncation is < 0.01 ulp; the polynomial's roundings (2.05u relative on
+/// e^r − 1) are multiplied by |e^r − 1| ≤ 0.0443, ≤ 0.05 ulp; the table entry
+/// ([`EXP2_EIGHTHS`], checked exactly) ≤ 0.5 ulp; the final multiply-add 0.5 ulp. In
+/// all ≈ 1.08 ulp (portable ≈ 1.13), inside `EXP_ULPS` = 2; a subnormal result rounds
+/// once more (half a subnormal spacing).
 pub const EXP_ULPS: f64 = 2.0;
 
 const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // ln2 to 32 bits: k·LN2_HI/8 is exact for |k| < 2²¹
