@@ -525,6 +525,15 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
+/// Runs `f` on one of rayon's worker threads (the caller blocks once until it is
+/// done). A kernel with several parallel steps runs them inside it, so that each step
+/// forks from a worker instead of injecting its work into the pool from outside and
+/// putting the caller to sleep on a latch (`perf` put a sixth of a small attention
+/// VJP's samples in those wake-ups). On a worker thread already, `f` runs in place.
+pub fn on_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether [`multiversion!`] runs its AVX2 copy: the CPU has AVX2 and FMA and
