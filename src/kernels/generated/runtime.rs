@@ -539,11 +539,14 @@ static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 /// Whether [`multiversion!`] runs its AVX2 copy: the CPU has AVX2 and FMA and
 /// [`set_portable_only`] has not turned the copies off.
 pub fn vector_copies() -> bool {
+    !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) && avx2_fma()
+}
+
+/// Whether the CPU has AVX2 and FMA (detected at run time; false off x86-64).
+fn avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -794,6 +797,19 @@ const SCALED_EIGHTHS: [i64; 8] = {
     }
     t
 };
+/// [`SCALED_EIGHTHS`] as its low and high 32-bit halves: the two tables the AVX2 exp
+/// permutes.
+#[cfg(target_arch = "x86_64")]
+const SCALED_EIGHTHS_HALVES: [[i32; 8]; 2] = {
+    let mut h = [[0; 8]; 2];
+    let mut j = 0;
+    while j < 8 {
+        h[0][j] = SCALED_EIGHTHS[j] as i32;
+        h[1][j] = (SCALED_EIGHTHS[j] >> 32) as i32;
+        j += 1;
+    }
+    h
+};
 /// 1/(i+1)! for i = 7 down to 0: e^r − 1 ≈ r · Σ rⁱ/(i+1)!.
 const TAYLOR: [f64; 8] = [
     1.0 / 40_320.0,
@@ -889,12 +905,8 @@ fn exp_block<const V: usize, const CAREFUL: bool>(
 ) -> [std::arch::x86_64::__m256d; V] {
     use std::arch::x86_64::*;
     let set = |v: f64| _mm256_set1_pd(v);
-    let half = |shift: u32| {
-        let h: [i32; 8] = std::array::from_fn(|j| (SCALED_EIGHTHS[j] >> shift) as i32);
-        // SAFETY: `h` holds 8 i32s.
-        unsafe { _mm256_loadu_si256(h.as_ptr().cast()) }
-    };
-    let (low, high) = (half(0), half(32));
+    // SAFETY: each half holds 8 i32s.
+    let [low, high] = SCALED_EIGHTHS_HALVES.map(|h| unsafe { _mm256_loadu_si256(h.as_ptr().cast()) });
     // max/min return their second operand when it is NaN: NaN stays NaN.
     let x = x.map(|v| if CAREFUL { _mm256_min_pd(set(710.0), _mm256_max_pd(set(-746.0), v)) } else { v });
     let mut t = x;
@@ -912,10 +924,10 @@ fn exp_block<const V: usize, const CAREFUL: bool>(
     }
     std::array::from_fn(|v| {
         let bits = _mm256_castpd_si256(t[v]); // bits(SHIFTER) + k; its low 32 bits are k mod 2³²
-        let k2 = _mm256_shuffle_epi32::<0xA0>(bits); // k in both halves of each lane
+        let k_twice = _mm256_shuffle_epi32::<0xA0>(bits); // k in both halves of each lane
         let entry = _mm256_blend_epi32::<0xAA>(
-            _mm256_permutevar8x32_epi32(low, k2),
-            _mm256_permutevar8x32_epi32(high, k2),
+            _mm256_permutevar8x32_epi32(low, k_twice),
+            _mm256_permutevar8x32_epi32(high, k_twice),
         );
         // k·2⁴⁹ = bits·2⁴⁹ mod 2⁶⁴ (bits(SHIFTER)·2⁴⁹ ≡ 0): 2^(j/8)·2^q.
         let table = _mm256_add_epi64(entry, _mm256_slli_epi64::<49>(bits));
@@ -1023,7 +1035,7 @@ pub fn exp_shift_sum(x: &[f64], top: f64, out: &mut [f64], ahead: &[&[f64]]) -> 
 fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, ahead: &[&[f64]]) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if avx2_fma() {
             let d = dst.as_mut_ptr();
             let s = src.map_or(d as *const f64, <[f64]>::as_ptr);
             // SAFETY: the CPU has the features; `s` and `d` are valid for dst.len()
