@@ -319,9 +319,7 @@ fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> 
             "    // The {parallel} parallel steps fork from one rayon worker (the caller waits once)."
         );
         let _ = writeln!(s, "    runtime::on_workers(|| {{");
-        for line in body.lines() {
-            let _ = writeln!(s, "    {line}");
-        }
+        indented(s, &body);
         let _ = writeln!(s, "    }})");
     } else {
         s.push_str(&body);
@@ -370,10 +368,15 @@ fn multiversion(s: &mut String, steps: &str, names: &Names<'_>) {
         "    runtime::multiversion!(({}) -> Result<(), KernelError> {{",
         params.join(", ")
     );
-    for line in steps.lines() {
+    indented(s, steps);
+    let _ = writeln!(s, "        Ok(())\n    }})");
+}
+
+/// `text` written one level (4 spaces) deeper: a block's lines inside a wrapper.
+fn indented(s: &mut String, text: &str) {
+    for line in text.lines() {
         let _ = writeln!(s, "    {line}");
     }
-    let _ = writeln!(s, "        Ok(())\n    }})");
 }
 
 fn step_code(s: &mut String, n: usize, step: &Step, names: &Names<'_>) -> Result<(), String> {
