@@ -7,9 +7,10 @@
 //! accumulated in the same loop by `runtime::fused` (fixed lanes, chunks with one
 //! bounds check each, so the loop vectorizes). A group ends before an instruction that reads a sum of the group
 //! (the sum is known only after the loop), before a scalar instruction and at a
-//! softmax (which needs its whole operand first: `runtime::max`, then the shift, exp
-//! and sum in one pass of `runtime::exp_shift_sum`, then the division). Every operation of the plan is still one IEEE
-//! operation in the plan's order per entry; only the order of each row sum's terms
+//! softmax (which needs its whole operand first: `runtime::max_min`, then the shift,
+//! exp and sum in one pass of `runtime::exp_shift_sum`, then the division,
+//! `runtime::divide_exps`: correctly rounded, by FMAs when the row allows). Every
+//! operation of the plan is still one IEEE operation in the plan's order per entry; only the order of each row sum's terms
 //! differs from left to right, within the same bound (γₙ₋₁ Σ|xⱼ| for any order).
 
 use super::code::Names;
@@ -340,19 +341,27 @@ fn single(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str, stored: &mu
             // The forward definition exp xᵢ / Σⱼ exp xⱼ, shifted by the row maximum so
             // that large logits do not overflow (a NaN entry makes the row NaN); the
             // shift, exp and the sum in one pass of the runtime's vectorized
-            // `exp_shift_sum` (the next rows of the inputs prefetched meanwhile). A
-            // scalar operand is its own maximum (NaN or ±∞ still give a NaN row).
+            // `exp_shift_sum` (the next rows of the inputs prefetched meanwhile), then
+            // the division by the sum (`divide_exps`: by FMAs, bit for bit the
+            // division, when the row's spread allows). A scalar operand is its own
+            // maximum (NaN or ±∞ still give a NaN row).
             stored.push(*dst);
-            // The row's maximum, and where the exp reads: the operand row, or the
-            // destination itself (in place; a scalar operand fills it first).
-            let max = |x: &str| format!("runtime::max({x})");
-            let (top, src, fill) = match x {
-                Arg::Buf(b) => (max(&names.id(*b)), Some(names.id(*b)), false),
-                Arg::Reg(Reg::Row(i)) if i == dst => (max(&format!("&*r{i}")), None, false),
-                Arg::Reg(Reg::Row(i)) => (max(&format!("&*r{i}")), Some(format!("&*r{i}")), false),
-                other => (value(other, names, None, &[]), None, true),
+            // The row's maximum and minimum, and where the exp reads: the operand row,
+            // or the destination itself (in place; a scalar operand, its own maximum
+            // and minimum, fills it first).
+            let extrema = |x: &str| format!("runtime::max_min({x})");
+            let (extrema, src, fill) = match x {
+                Arg::Buf(b) => (extrema(&names.id(*b)), Some(names.id(*b)), false),
+                Arg::Reg(Reg::Row(i)) if i == dst => (extrema(&format!("&*r{i}")), None, false),
+                Arg::Reg(Reg::Row(i)) => {
+                    (extrema(&format!("&*r{i}")), Some(format!("&*r{i}")), false)
+                }
+                other => {
+                    let v = value(other, names, None, &[]);
+                    (format!("({v}, {v})"), None, true)
+                }
             };
-            let _ = writeln!(s, "        let top = {top};");
+            let _ = writeln!(s, "        let (top, low) = {extrema};");
             if fill {
                 let _ = writeln!(s, "        for j in 0..{len} {{ r{dst}[j] = top; }}");
             }
@@ -362,7 +371,7 @@ fn single(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str, stored: &mu
             };
             let _ = writeln!(
                 s,
-                "        let total = {total};\n        for j in 0..{len} {{ r{dst}[j] /= total; }}"
+                "        let total = {total};\n        runtime::divide_exps(r{dst}, total, top - low);"
             );
         }
     }
@@ -497,11 +506,14 @@ mod tests {
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
         let at = |l: &str| lines.iter().position(|x| *x == l);
         let fill = at("for j in 0..n { r0[j] = top; }");
-        assert!(at("let top = s0;").is_some(), "{text}");
+        assert!(at("let (top, low) = (s0, s0);").is_some(), "{text}");
         assert!(fill.is_some(), "{text}");
         let exp = at("let total = runtime::exp_shift_sum_in_place(r0, top, &ahead);");
         assert!(exp > fill, "{text}");
-        assert!(at("for j in 0..n { r0[j] /= total; }") > exp, "{text}");
+        assert!(
+            at("runtime::divide_exps(r0, total, top - low);") > exp,
+            "{text}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod bounded;
 pub mod enclosure;
+pub mod quotient;
 pub mod ratio;
 pub mod reduce;
 

@@ -18,11 +18,12 @@ pub use kernels::{generated_rows, generated_run, kernel_rows, shared_balls, Shar
 
 use crate::derive::{refuse_unsound, Limits};
 use crate::emit::{self, Folder};
+use crate::kernels::runtime;
 use crate::manifest::{Built, KernelDef, Manifest};
 use crate::outcome::{Failure, Format};
 use crate::rules::soundness::{check_rules, CheckConfig};
 use crate::rules::RuleSet;
-use crate::rungs::{RungConfig, RungCount};
+use crate::rungs::{quotient, RungConfig, RungCount};
 use crate::scalar::ExpOracle;
 use crate::spec;
 use clap::Args;
@@ -220,6 +221,20 @@ fn rules_row(rules: &RuleSet, args: &VerifyArgs) -> Row {
     row
 }
 
+/// The exact rung of the runtime's FMA quotient (the softmax forward's division in
+/// the generated kernels): the nearest f64 to a/b on the cases closest to its proof's
+/// limits and on `--cases` × 100 random ones.
+fn quotient_row(args: &VerifyArgs) -> Row {
+    let mut row = Row::new(
+        "runtime FMA quotient = nearest f64 to a/b (exact)",
+        "runtime",
+        "-",
+    );
+    let divide = |a: f64, b: f64| runtime::fma_quotient(a, b, 1.0 / b);
+    row.count = quotient::rung_fma_quotient(&divide, args.cases * 100, args.seed);
+    row
+}
+
 /// One kernel's rows and the rungs that did not apply to it.
 type Checked = (Vec<Row>, Vec<Skipped>);
 
@@ -238,6 +253,8 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
     report.rows.extend(spec_rows(args)?);
     progress("rule soundness");
     report.rows.push(rules_row(&rules, args));
+    progress("runtime division");
+    report.rows.push(quotient_row(args));
     if !report.all_hold() {
         return Ok(report);
     }

@@ -688,10 +688,18 @@ pub fn lanes_total(a: [f64; LANES]) -> f64 {
 /// order, up to the sign of a zero maximum.
 #[inline(always)]
 pub fn max(xs: &[f64]) -> f64 {
+    extreme::<true>(xs)
+}
+
+/// The largest (`UP`) or smallest value of a row in [`LANES`] partial extrema, NaN
+/// entries skipped (±∞ for an empty row).
+#[inline(always)]
+fn extreme<const UP: bool>(xs: &[f64]) -> f64 {
     // `x > a` is false for a NaN x, so a NaN is skipped; the accumulators never hold
     // one. This form is one `maxpd` per chunk (`f64::max` adds a NaN test and a blend).
-    let step = |a: &mut f64, x: f64| *a = if x > *a { x } else { *a };
-    let mut acc = [f64::NEG_INFINITY; LANES];
+    let step = |a: &mut f64, x: f64| *a = if (UP && x > *a) || (!UP && x < *a) { x } else { *a };
+    let start = if UP { f64::NEG_INFINITY } else { f64::INFINITY };
+    let mut acc = [start; LANES];
     let mut chunks = xs.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, x) in acc.iter_mut().zip(c) {
@@ -701,7 +709,130 @@ pub fn max(xs: &[f64]) -> f64 {
     for (a, x) in acc.iter_mut().zip(chunks.remainder()) {
         step(a, *x);
     }
-    acc.into_iter().fold(f64::NEG_INFINITY, f64::max)
+    let fold = if UP { f64::max } else { f64::min };
+    acc.into_iter().fold(start, fold)
+}
+
+/// The largest and the smallest value of a row (NaN entries skipped, as by
+/// `f64::max`/`f64::min`; (−∞, +∞) for an empty row or one of NaNs only). Neither
+/// depends on the order, up to the sign of a zero. The softmax forward takes both in
+/// one pass: the maximum shifts its exp, the spread lets [`divide_exps`] divide by
+/// FMAs. AVX2 when the CPU has it (16 values a step in 8 independent chains: LLVM
+/// turns the two reductions of one loop into permutes and blends), otherwise two
+/// passes of [`LANES`] partial extrema.
+pub fn max_min(xs: &[f64]) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2_fma() {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { max_min_avx2(xs) };
+        }
+    }
+    (extreme::<true>(xs), extreme::<false>(xs))
+}
+
+/// The extrema of `xs` and of (hi, lo) one value at a time (`x > a` is false for a
+/// NaN x, so a NaN is skipped).
+#[inline(always)]
+fn max_min_from(xs: &[f64], hi: f64, lo: f64) -> (f64, f64) {
+    xs.iter().fold((hi, lo), |(hi, lo), &x| {
+        (if x > hi { x } else { hi }, if x < lo { x } else { lo })
+    })
+}
+
+/// [`max_min`] by AVX2: `maxpd(x, a)` is `x > a ? x : a`, so a NaN x leaves `a`.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_min_avx2(xs: &[f64]) -> (f64, f64) {
+    use std::arch::x86_64::*;
+    let mut hi = [_mm256_set1_pd(f64::NEG_INFINITY); 4];
+    let mut lo = [_mm256_set1_pd(f64::INFINITY); 4];
+    let mut blocks = xs.chunks_exact(16);
+    for b in &mut blocks {
+        for v in 0..4 {
+            // SAFETY: the block holds 16 values.
+            let x = unsafe { _mm256_loadu_pd(b.as_ptr().add(4 * v)) };
+            hi[v] = _mm256_max_pd(x, hi[v]);
+            lo[v] = _mm256_min_pd(x, lo[v]);
+        }
+    }
+    let (mut h, mut l) = ([0.0; 16], [0.0; 16]);
+    for v in 0..4 {
+        // SAFETY: `h` and `l` hold 16 values.
+        unsafe {
+            _mm256_storeu_pd(h.as_mut_ptr().add(4 * v), hi[v]);
+            _mm256_storeu_pd(l.as_mut_ptr().add(4 * v), lo[v]);
+        }
+    }
+    let (top, _) = max_min_from(&h, f64::NEG_INFINITY, f64::INFINITY);
+    let (_, low) = max_min_from(&l, f64::NEG_INFINITY, f64::INFINITY);
+    max_min_from(blocks.remainder(), top, low)
+}
+
+/// The largest spread `top − min x` of a softmax row for which [`divide_exps`] divides
+/// by FMAs: every exp argument is then ≥ −600 (a small margin for the rounding of the
+/// spread), so every term is ≥ e⁻⁶⁰⁰ ≈ 2⁻⁸⁶⁵·⁶, well inside the range [2⁻⁹⁰⁰, 2⁹⁰⁰]
+/// where the FMA quotient is the correctly rounded one.
+pub const FMA_QUOTIENT_SPREAD: f64 = 600.0;
+
+/// `xs[j] /= total` for the terms of one softmax row, bit for bit the IEEE division:
+/// `xs[j] = exp(x_j − top)` as [`exp_shift_sum`] wrote them, `total` their sum and
+/// `spread = top − min x_j` ([`max_min`]).
+///
+/// When `total` ∈ [1, 2⁶⁴] and `spread` ≤ [`FMA_QUOTIENT_SPREAD`] (every term then
+/// lies in [2⁻⁹⁰⁰, 2]) on a CPU with AVX2 and FMA, each quotient comes from y =
+/// 1/total (once per row), q = a·y, r = fma(−q, total, a), q′ = fma(r, y, q):
+/// Markstein's correction, which gives the correctly rounded a/total for such a and
+/// total (the proof is in fderiv's docs/numerics.md; tests check it exactly over ℚ and
+/// against the division on the cases the proof leaves closest). Three vector
+/// operations of full throughput instead of one division, about 3× slower per value
+/// on the CPUs measured. Otherwise (a −∞ mask, a far logit, a NaN row) each value is
+/// divided.
+pub fn divide_exps(xs: &mut [f64], total: f64, spread: f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if fma_quotients(total, spread) && avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { divide_fma(xs, total) };
+            return;
+        }
+    }
+    let _ = spread;
+    for x in xs.iter_mut() {
+        *x /= total;
+    }
+}
+
+/// Whether [`divide_exps`] may divide by FMAs: `total` ∈ [1, 2⁶⁴] and `spread` ≤
+/// [`FMA_QUOTIENT_SPREAD`] (false for NaN).
+pub fn fma_quotients(total: f64, spread: f64) -> bool {
+    (1.0..=18_446_744_073_709_551_616.0).contains(&total) && spread <= FMA_QUOTIENT_SPREAD
+}
+
+/// `a / b` by Markstein's correction of a·(1/b) (see [`divide_exps`]): the correctly
+/// rounded quotient for b ∈ [1, 2⁶⁴] and a ∈ [2⁻⁹⁰⁰, 2⁹⁰⁰] (or a = +0), with y = the
+/// f64 nearest 1/b passed in. Public for the tests that check it over ℚ.
+#[inline(always)]
+pub fn fma_quotient(a: f64, b: f64, y: f64) -> f64 {
+    let q = a * y;
+    let r = (-q).mul_add(b, a);
+    r.mul_add(y, q)
+}
+
+/// [`fma_quotient`] over a row, compiled with AVX2 and FMA (4 values per operation).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn divide_fma(xs: &mut [f64], total: f64) {
+    let y = 1.0 / total;
+    for x in xs.iter_mut() {
+        *x = fma_quotient(*x, total, y);
+    }
 }
 
 /// Reusable scratch for a kernel's temporaries: grown on first use and kept, so that

@@ -87,9 +87,9 @@ pub fn mha_h4_forward_into(m: usize, d: usize, n: usize, c: f64, wk: &[f64], wo:
                 let ahead: [&[f64]; 1] = [runtime::row_after(&*t2, row, n)];
                 let t2 = runtime::row(&*t2, row, n);
                 runtime::fused(n, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
-                let top = runtime::max(&*r0);
+                let (top, low) = runtime::max_min(&*r0);
                 let total = runtime::exp_shift_sum(&*r0, top, r1, &ahead);
-                for j in 0..n { r1[j] /= total; }
+                runtime::divide_exps(r1, total, top - low);
             });
             // 7. t3 = x · Wv per head
             runtime::bmm([1, n, m, (4*d)], x, false, wv, false, &mut *t3, false)?;

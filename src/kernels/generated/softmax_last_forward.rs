@@ -37,9 +37,9 @@ pub fn softmax_last_forward_into(h: usize, m: usize, n: usize, x: &[f64], out: &
             let r0 = &mut out[..n];
             let ahead: [&[f64]; 1] = [runtime::row_after(x, row, n)];
             let x = runtime::row(x, row, n);
-            let top = runtime::max(x);
+            let (top, low) = runtime::max_min(x);
             let total = runtime::exp_shift_sum(x, top, r0, &ahead);
-            for j in 0..n { r0[j] /= total; }
+            runtime::divide_exps(r0, total, top - low);
         });
         Ok(())
     })

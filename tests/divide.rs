@@ -1,0 +1,177 @@
+//! The softmax forward's division (`runtime::divide_exps`): by FMAs when the row's
+//! spread and sum allow, by the division otherwise; the division's bits either way,
+//! down to every generated kernel equalling the executor (which divides) bit for bit.
+//! (The exact rung of the FMA quotient itself is `rungs::quotient`.)
+
+use fderiv::kernels::runtime;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn bits(xs: &[f64]) -> Vec<u64> {
+    xs.iter().map(|v| v.to_bits()).collect()
+}
+
+/// A softmax row's terms as the generated forward computes them: the row's
+/// extrema, then exp(x − top) and their sum.
+fn terms(x: &[f64]) -> (Vec<f64>, f64, f64) {
+    let (top, low) = runtime::max_min(x);
+    let mut e = vec![0.0; x.len()];
+    let total = runtime::exp_shift_sum(x, top, &mut e, &[]);
+    (e, total, top - low)
+}
+
+/// Rows of length n with entries in [−spread, 0] (the extremes included), some with
+/// a −∞ mask, a NaN or a +∞.
+fn rows(rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
+    let mut out = Vec::new();
+    for n in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 1024] {
+        for spread in [
+            0.0, 1.0, 30.0, 599.0, 600.0, 601.0, 708.0, 740.0, 800.0, 1e6,
+        ] {
+            let mut x: Vec<f64> = (0..n).map(|_| -rng.gen_range(0.0..=spread)).collect();
+            x[0] = 0.0;
+            x[n - 1] = -spread;
+            out.push(x.clone());
+            for special in [f64::NEG_INFINITY, f64::NAN, f64::INFINITY] {
+                let mut y = x.clone();
+                y[rng.gen_range(0..n)] = special;
+                out.push(y);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn divide_exps_gives_the_divisions_bits_on_every_row() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (mut fast, mut slow) = (0, 0);
+    for x in rows(&mut rng) {
+        let (e, total, spread) = terms(&x);
+        if runtime::fma_quotients(total, spread) {
+            fast += 1;
+        } else {
+            slow += 1;
+        }
+        let want: Vec<f64> = e.iter().map(|v| v / total).collect();
+        let mut got = e.clone();
+        runtime::divide_exps(&mut got, total, spread);
+        assert_eq!(bits(&got), bits(&want), "row {x:?}");
+    }
+    // Both paths ran (the FMA one on this CPU when it has AVX2 and FMA).
+    assert!(fast >= 80 && slow >= 400, "{fast} {slow}");
+}
+
+#[test]
+fn the_fma_path_is_taken_only_for_sums_in_1_to_2_to_the_64_and_spreads_to_600() {
+    let ok = runtime::fma_quotients;
+    assert!(ok(1.0, 0.0) && ok(2f64.powi(64), runtime::FMA_QUOTIENT_SPREAD));
+    // The f64 after (before) a positive x.
+    let after = |x: f64| f64::from_bits(x.to_bits() + 1);
+    let before = |x: f64| f64::from_bits(x.to_bits() - 1);
+    assert!(!ok(before(1.0), 0.0));
+    assert!(!ok(after(2f64.powi(64)), 0.0));
+    assert!(!ok(f64::NAN, 0.0) && !ok(f64::INFINITY, 0.0));
+    assert!(!ok(2.0, after(runtime::FMA_QUOTIENT_SPREAD)));
+    assert!(!ok(2.0, f64::NAN) && !ok(2.0, f64::INFINITY));
+}
+
+#[test]
+fn past_the_spread_limit_the_fma_quotient_would_change_bits() {
+    // Terms of exp arguments in [−745, −708] are subnormal: there the remainder of the
+    // FMA quotient is inexact and its result can differ from the division (how often
+    // depends on the sum), so such rows must be divided.
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let mut differs = 0;
+    for _ in 0..20 {
+        let mut x: Vec<f64> = (0..1024).map(|_| -rng.gen_range(708.0..745.0)).collect();
+        // A sum that is not a power of two (1/total inexact).
+        x[..8]
+            .iter_mut()
+            .for_each(|v| *v = -rng.gen_range(0.0..2.0));
+        x[0] = 0.0;
+        let (e, total, spread) = terms(&x);
+        assert!(!runtime::fma_quotients(total, spread));
+        let y = 1.0 / total;
+        differs += e
+            .iter()
+            .filter(|a| runtime::fma_quotient(**a, total, y).to_bits() != (**a / total).to_bits())
+            .count();
+        let mut got = e.clone();
+        runtime::divide_exps(&mut got, total, spread);
+        let want: Vec<f64> = e.iter().map(|v| v / total).collect();
+        assert_eq!(bits(&got), bits(&want));
+    }
+    assert!(differs > 0);
+}
+
+#[test]
+fn max_min_gives_both_extrema_and_skips_nans() {
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    for n in 0..70 {
+        let mut x: Vec<f64> = (0..n).map(|_| rng.gen_range(-1e3..1e3)).collect();
+        if n > 2 {
+            x[rng.gen_range(0..n)] = f64::NAN;
+        }
+        let hi = x
+            .iter()
+            .copied()
+            .filter(|v| !v.is_nan())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let lo = x
+            .iter()
+            .copied()
+            .filter(|v| !v.is_nan())
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(runtime::max_min(&x), (hi, lo), "{x:?}");
+        assert_eq!(runtime::max(&x), hi);
+    }
+    assert_eq!(
+        runtime::max_min(&[f64::NAN; 20]),
+        (f64::NEG_INFINITY, f64::INFINITY)
+    );
+}
+
+/// Every generated kernel (every mode) against the f64 executor on the same plan, bit
+/// for bit on general inputs (not only dyadic ones): they share the GEMM, the exp and
+/// the lane order of the row sums, and the forwards' FMA division gives the
+/// executor's division bits. A one-ulp change in any output would show.
+#[test]
+fn every_generated_kernel_equals_the_executor_bit_for_bit_on_general_inputs() {
+    use fderiv::derive::Limits;
+    use fderiv::exec::exec_f64;
+    use fderiv::kernels;
+    use fderiv::manifest::Manifest;
+    use fderiv::rules::RuleSet;
+    use fderiv::rungs::random_inputs;
+    use fderiv::verify::generated_run;
+    let rules = RuleSet::embedded().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let mut compared = 0;
+    for def in &Manifest::embedded().unwrap().kernels {
+        for mode in &def.modes {
+            let built = def.build(*mode, &rules, &Limits::default()).unwrap();
+            let name = def.mode_name(*mode);
+            let entry = kernels::KERNELS.iter().find(|e| e.name == name).unwrap();
+            for case in 0..6 {
+                // Sizes up to 40 (several vector chunks and a remainder), values spread
+                // over [−8, 8] so softmax rows take the FMA division.
+                let inputs = random_inputs(&built.plan, &mut rng, 40, case > 0, |r| {
+                    r.gen_range(-8.0..8.0)
+                })
+                .unwrap();
+                let want = exec_f64(&built.plan, &inputs).unwrap();
+                let got = generated_run(entry, &inputs).unwrap();
+                for (out, w) in &want {
+                    assert_eq!(
+                        bits(got[out].data()),
+                        bits(w.data()),
+                        "{name} output {out}, case {case}"
+                    );
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 6 * 15);
+}
