@@ -9,7 +9,9 @@
 //! manifest) is timed in both forms of its generated entry in [`KERNELS`]: allocating
 //! (`run`) and writing into reused outputs (`run_into`). Any other manifest kernel (a
 //! user's, `--manifest PATH`) is timed as the f64 executor runs its plan (`exec`): the
-//! same plan its generated source follows. Figures are medians of wall-clock times.
+//! same plan its generated source follows. Figures are medians of wall-clock times;
+//! each row's reference is timed in batches alternating with the row's own
+//! ([`paired_medians`]), so that its ratio compares the two on the same machine state.
 
 use crate::exec::{exec_f64, Tensors};
 use crate::kernels::runtime::{self, Tensor3, Workspace};
@@ -21,7 +23,7 @@ use crate::rules::RuleSet;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -64,7 +66,8 @@ pub struct Row {
     pub rate: f64,
     /// `GFLOP/s` or `GB/s`.
     pub unit: String,
-    /// `rate` over the reference's rate on the same shape.
+    /// `rate` over the reference's rate on the same shape, the reference timed in
+    /// batches alternating with this row's ([`paired_medians`]).
     pub ratio: f64,
 }
 
@@ -290,16 +293,58 @@ pub fn median(
     f()?;
     let start = Instant::now();
     let mut times = Vec::new();
-    let more = |n: usize, t: Duration| {
-        (n < reps.max(1) && (n < 3 || t < MAX_ROW_TIME)) || (t < MIN_ROW_TIME && n < MAX_CALLS)
-    };
-    while more(times.len(), start.elapsed()) {
+    while more(reps, times.len(), start.elapsed()) {
         let t = Instant::now();
         f()?;
         times.push(t.elapsed().as_secs_f64());
     }
+    Ok(middle(times))
+}
+
+/// The median times of `f` and of `reference`, measured in alternating batches (each
+/// batch one untimed call, then timed calls until it has run [`BATCH_TIME`]) as long
+/// as [`median`] would time `f` alone, counting only `f`'s time: both see the same
+/// machine, so a drift of its speed between rows (this 2-core VM's varies by a
+/// quarter within a minute) cancels in their ratio.
+pub fn paired_medians(
+    reps: usize,
+    mut f: impl FnMut() -> Result<(), BenchError>,
+    mut reference: impl FnMut() -> Result<(), BenchError>,
+) -> Result<(f64, f64), BenchError> {
+    let (mut tf, mut tr) = (Vec::new(), Vec::new());
+    let mut busy = Duration::ZERO;
+    while more(reps, tf.len(), busy) {
+        busy += batch(&mut f, &mut tf)?;
+        batch(&mut reference, &mut tr)?;
+    }
+    Ok((middle(tf), middle(tr)))
+}
+
+/// One batch of [`paired_medians`]: a warm-up call, then timed calls into `times`
+/// until they have run [`BATCH_TIME`]; their total time.
+fn batch(
+    f: &mut impl FnMut() -> Result<(), BenchError>,
+    times: &mut Vec<f64>,
+) -> Result<Duration, BenchError> {
+    f()?;
+    let start = Instant::now();
+    while start.elapsed() < BATCH_TIME {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(start.elapsed())
+}
+
+/// Whether a row with `n` timed calls that took `t` in all takes another.
+fn more(reps: usize, n: usize, t: Duration) -> bool {
+    (n < reps.max(1) && (n < 3 || t < MAX_ROW_TIME)) || (t < MIN_ROW_TIME && n < MAX_CALLS)
+}
+
+/// The median of non-empty `times`.
+fn middle(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    times[times.len() / 2]
 }
 
 /// A row stops adding calls after this long (once it has 3).
@@ -308,12 +353,15 @@ const MAX_ROW_TIME: Duration = Duration::from_secs(2);
 const MIN_ROW_TIME: Duration = Duration::from_millis(300);
 /// ...or made this many.
 const MAX_CALLS: usize = 1000;
+/// A batch of [`paired_medians`] times calls until it has run this long (one call
+/// at least).
+const BATCH_TIME: Duration = Duration::from_millis(20);
 
-/// The batched GEMM reference (h, m, k, p): GFLOP/s.
-fn gemm_rate([h, m, k, p]: [usize; 4], reps: usize) -> Result<f64, BenchError> {
+/// One call of the batched GEMM reference (h, m, k, p), its operands made once.
+fn gemm_call([h, m, k, p]: [usize; 4]) -> Result<ReferenceCall, BenchError> {
     let (a, b) = (filled([h, m, k], 1)?, filled([h, k, p], 2)?);
     let mut c = vec![0.0; runtime::size("gemm reference", [h, m, p])?];
-    let t = median(reps, || {
+    Ok(Box::new(move || {
         Ok(runtime::bmm(
             [h, m, k, p],
             &a.data,
@@ -323,19 +371,18 @@ fn gemm_rate([h, m, k, p]: [usize; 4], reps: usize) -> Result<f64, BenchError> {
             &mut c,
             false,
         )?)
-    })?;
-    Ok(2.0 * (h * m * k * p) as f64 / t / 1e9)
+    }))
 }
 
-/// The STREAM triad `a = b + s·c` over `len` values, rows in parallel: GB/s (24 bytes
-/// per value).
-fn triad_rate(len: usize, reps: usize) -> Result<f64, BenchError> {
+/// One call of the STREAM triad `a = b + s·c` over `len` values, rows in parallel
+/// (24 bytes per value), its arrays made once.
+fn triad_call(len: usize) -> Result<ReferenceCall, BenchError> {
     let (b, c) = (
         filled([1, 1, len], 1)?.into_data(),
         filled([1, 1, len], 2)?.into_data(),
     );
     let mut a = vec![0.0; len];
-    let t = median(reps, || {
+    Ok(Box::new(move || {
         a.par_chunks_mut(1 << 14)
             .zip(b.par_chunks(1 << 14).zip(c.par_chunks(1 << 14)))
             .for_each(|(a, (b, c))| {
@@ -344,9 +391,11 @@ fn triad_rate(len: usize, reps: usize) -> Result<f64, BenchError> {
                 }
             });
         Ok(())
-    })?;
-    Ok(24.0 * len as f64 / t / 1e9)
+    }))
 }
+
+/// A reference's call, owning its operands.
+type ReferenceCall = Box<dyn FnMut() -> Result<(), BenchError>>;
 
 /// An in-run reference.
 enum Reference {
@@ -376,10 +425,10 @@ impl Reference {
             Reference::Triad(_) => "GB/s",
         }
     }
-    fn rate(&self, reps: usize) -> Result<f64, BenchError> {
+    fn call(&self) -> Result<ReferenceCall, BenchError> {
         match self {
-            Reference::Gemm(d) => gemm_rate(*d, reps),
-            Reference::Triad(n) => triad_rate(*n, reps),
+            Reference::Gemm(d) => gemm_call(*d),
+            Reference::Triad(n) => triad_call(*n),
         }
     }
 }
@@ -447,38 +496,48 @@ fn work(gemms: &[[usize; 4]], values: usize, out_len: usize) -> (f64, Reference)
     }
 }
 
-/// Times one kernel mode at one size: its forms, with the reference row (computed
-/// once per reference shape, cached in `refs`).
+/// Times one kernel mode at one size: each of its forms in alternating batches with
+/// its in-run reference ([`paired_medians`]; the row's ratio is over that pairing's
+/// reference rate), and the reference's row the first time its shape comes up
+/// (`shown`).
 fn bench_target(
     t: &Target,
     sizes: &[usize],
     reps: usize,
-    refs: &mut BTreeMap<(String, Vec<usize>), f64>,
+    shown: &mut BTreeSet<(String, Vec<usize>)>,
 ) -> Result<Vec<Row>, BenchError> {
-    let (forms, (work, reference)) = match &t.runner {
+    // Each form's time and its reference's time, measured together.
+    let mut forms: Vec<(&str, f64, f64)> = Vec::new();
+    let (work, reference) = match &t.runner {
         Runner::Compiled(e) => {
             let shape = entry_shape(&t.def, e, sizes)?;
             let named: BTreeMap<&str, usize> =
                 e.dims.iter().copied().zip(shape.iter().copied()).collect();
             let (ins, mut outs) = tensors(e, &shape)?;
             let refs_in: Vec<&Tensor3> = ins.iter().collect();
-            let mut ws = Workspace::default();
-            let alloc = median(reps, || (e.run)(&refs_in).map(drop).map_err(Into::into))?;
-            let into = median(reps, || Ok((e.run_into)(&refs_in, &mut outs, &mut ws)?))?;
             let gemms: Vec<[usize; 4]> = e.gemms.iter().map(|g| resolve(g, &named)).collect();
             let values: usize = ins.iter().chain(&outs).map(|t| t.data.len()).sum();
             let out_len = outs.iter().map(|t| t.data.len()).max().unwrap_or(0);
-            (
-                vec![("alloc", alloc), ("into", into)],
-                work(&gemms, values, out_len),
-            )
+            let (work, reference) = work(&gemms, values, out_len);
+            let mut reference_call = reference.call()?;
+            let mut ws = Workspace::default();
+            let (alloc, r) = paired_medians(
+                reps,
+                || (e.run)(&refs_in).map(drop).map_err(Into::into),
+                &mut reference_call,
+            )?;
+            forms.push(("alloc", alloc, r));
+            let (into, r) = paired_medians(
+                reps,
+                || Ok((e.run_into)(&refs_in, &mut outs, &mut ws)?),
+                &mut reference_call,
+            )?;
+            forms.push(("into", into, r));
+            (work, reference)
         }
         Runner::Planned(built) => {
             let inputs = plan_inputs(&t.def, &built.plan, sizes)?;
             let outs = exec_f64(&built.plan, &inputs)?;
-            let exec = median(reps, || {
-                exec_f64(&built.plan, &inputs).map(drop).map_err(Into::into)
-            })?;
             let gemms = plan_gemms(&t.def, &built.plan, sizes);
             let values: usize = inputs
                 .values()
@@ -486,27 +545,32 @@ fn bench_target(
                 .map(|t| t.data().len())
                 .sum();
             let out_len = outs.values().map(|t| t.data().len()).max().unwrap_or(0);
-            (vec![("exec", exec)], work(&gemms, values, out_len))
+            let (work, reference) = work(&gemms, values, out_len);
+            let (exec, r) = paired_medians(
+                reps,
+                || exec_f64(&built.plan, &inputs).map(drop).map_err(Into::into),
+                reference.call()?,
+            )?;
+            forms.push(("exec", exec, r));
+            (work, reference)
         }
     };
     let mut rows = Vec::new();
     let key = reference.key();
-    if !refs.contains_key(&key) {
-        let rate = reference.rate(reps)?;
+    if shown.insert(key.clone()) {
+        let secs = forms[0].2;
         rows.push(Row {
             op: "reference".into(),
             mode: key.0.clone(),
             shape: key.1.clone(),
             form: "into".into(),
-            median_s: reference.work() / rate,
-            rate,
+            median_s: secs,
+            rate: reference.work() / secs,
             unit: reference.unit().into(),
             ratio: 1.0,
         });
-        refs.insert(key.clone(), rate);
     }
-    let ref_rate = refs[&key];
-    for (form, secs) in forms {
+    for (form, secs, reference_secs) in forms {
         rows.push(Row {
             op: t.def.name.clone(),
             mode: t.mode.to_string(),
@@ -515,7 +579,7 @@ fn bench_target(
             median_s: secs,
             rate: work / secs,
             unit: reference.unit().into(),
-            ratio: work / secs / ref_rate,
+            ratio: (work / secs) / (reference.work() / reference_secs),
         });
     }
     Ok(rows)
@@ -532,7 +596,7 @@ pub fn bench(args: &BenchArgs) -> Result<Vec<Row>, BenchError> {
         .flat_map(|t| t.sizes.iter().map(move |s| (t, s)))
         .collect();
     let start = Instant::now();
-    let mut refs = BTreeMap::new();
+    let mut shown = BTreeSet::new();
     let mut rows = Vec::new();
     for (i, (t, sizes)) in work.iter().enumerate() {
         if start.elapsed() > Duration::from_secs(2) {
@@ -546,7 +610,7 @@ pub fn bench(args: &BenchArgs) -> Result<Vec<Row>, BenchError> {
                 start.elapsed().as_secs_f64()
             );
         }
-        rows.extend(bench_target(t, sizes, args.reps, &mut refs)?);
+        rows.extend(bench_target(t, sizes, args.reps, &mut shown)?);
     }
     Ok(rows)
 }
@@ -596,5 +660,30 @@ mod tests {
         let sizes: BTreeMap<&str, usize> = [("d", 3), ("n", 5)].into();
         assert_eq!(resolve(&["n", "2*d", "1"], &sizes), [5, 6, 1]);
         assert_eq!(resolve(&["n*d", "x", "d*d"], &sizes), [15, 0, 9]);
+    }
+
+    #[test]
+    fn paired_timing_alternates_batches_and_warms_each_up() {
+        use std::cell::RefCell;
+        let calls = RefCell::new(String::new());
+        // Calls that take a while (sleeps, not timed by the test), so that a batch
+        // holds a few of them and the row needs several batches.
+        let call = |c: char, ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+            calls.borrow_mut().push(c);
+            Ok(())
+        };
+        paired_medians(5, || call('f', 3), || call('r', 1)).unwrap();
+        let calls = calls.into_inner();
+        // Runs of f and r alternate, f first, several of each, each run a warm-up
+        // and at least one timed call.
+        assert!(calls.starts_with("ff"), "{calls}");
+        let switches = calls.as_bytes().windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(switches >= 4, "{calls}");
+        for (batch, other) in [('f', 'r'), ('r', 'f')] {
+            for run in calls.split(other).filter(|s| !s.is_empty()) {
+                assert!(run.len() >= 2 && run.chars().all(|c| c == batch), "{calls}");
+            }
+        }
     }
 }
