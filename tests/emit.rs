@@ -3,11 +3,11 @@
 
 use fderiv::derive::Limits;
 use fderiv::emit::{self, EmitError, COMMITTED_DIR};
-use fderiv::exec::{ExecError, Tensors};
+use fderiv::exec::{exec_f64, ExecError, Tensors};
 use fderiv::kernels;
 use fderiv::manifest::{KernelMode, Manifest};
 use fderiv::rules::{RuleSet, Source, EMBEDDED};
-use fderiv::rungs::{check_f64_exact, RungConfig};
+use fderiv::rungs::{check_f64_exact, check_f64_same, RungConfig};
 use fderiv::verify::{generated_rows, generated_run, shared_balls};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,8 +76,9 @@ fn generated_kernels_pass_the_ladder() {
     }
     // Bit-exact and bound rows for every kernel mode, except a forward computing
     // softmax (bound only), plus the enclosure row of the softmax forward: matmul 6,
-    // softmax_last 2 + 2 + 2, three attention kernels 1 + 2 + 2 each.
-    assert_eq!(rows.len(), 27, "rows: {rows:?}");
+    // softmax_last 2 + 2 + 2, three attention kernels 1 + 2 + 2 each; and the
+    // executor's-bits row for each of the 15 modes.
+    assert_eq!(rows.len(), 27 + 15, "rows: {rows:?}");
     for row in rows {
         assert!(
             row.holds(),
@@ -117,6 +118,16 @@ fn a_one_ulp_error_in_a_generated_kernel_is_rejected() {
     assert!(honest.holds());
     let count = check_f64_exact(&plan, &corrupted, &cfg()).unwrap();
     assert!(!count.holds(), "{count:?}");
+    // The executor's-bits rung sees it too.
+    let executor = |i: &Tensors<f64>| exec_f64(&plan, i);
+    let same = check_f64_same(&plan, &|i| generated_run(entry, i), &executor, &cfg()).unwrap();
+    assert!(same.holds(), "{same:?}");
+    let count = check_f64_same(&plan, &corrupted, &executor, &cfg()).unwrap();
+    let failure = count.first_failure.expect("a one-ulp change is seen");
+    assert!(
+        failure.contains("differs from the executor's bits"),
+        "{failure}"
+    );
 }
 
 #[test]

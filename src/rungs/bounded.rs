@@ -420,7 +420,7 @@ pub fn rung_f64_bound(b: &Built, cfg: &RungConfig) -> Result<RungCount, RungErro
 }
 
 /// A general f64 in [−4, 4) with a full random mantissa.
-fn general(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn general(rng: &mut ChaCha8Rng) -> f64 {
     rng.gen_range(-4.0..4.0)
 }
 

@@ -10,6 +10,8 @@
 //!   included (a standalone exp, libm's, is not modeled).
 //! - (d) [`rung_softmax_enclosure`]: the f64 softmax forward lies inside a rigorous
 //!   rational enclosure of softmax, widened by the f64 rounding bound ([`enclosure`]).
+//! - (e) [`check_f64_same`]: a generated kernel gives the f64 executor's bits on
+//!   general inputs.
 
 pub mod bounded;
 pub mod enclosure;
@@ -413,6 +415,38 @@ pub fn check_f64_exact(
             Err(x) => Some(format!("f64 output not finite: {x}")),
         }
     })
+}
+
+/// Rung (e): `run` (a generated kernel) gives the bits of `reference` (the f64
+/// executor on the same plan) on general inputs, every output entry: the two share the
+/// GEMM, the exp and the lane order of row sums, and the generated softmax forward's
+/// FMA division must give the executor's division bits. Complements (b), which is
+/// exact only where every f64 operation is.
+pub fn check_f64_same(
+    plan: &Plan,
+    run: &F64Run<'_>,
+    reference: &F64Run<'_>,
+    cfg: &RungConfig,
+) -> Result<RungCount, RungError> {
+    let mut count = RungCount::default();
+    for (inputs, _) in f64_inputs(plan, cfg, bounded::general)? {
+        let failure = match (run(&inputs), reference(&inputs)) {
+            (Ok(got), Ok(want)) => want.iter().find_map(|(name, w)| {
+                let same = got.get(name).is_some_and(|g| {
+                    g.dims() == w.dims()
+                        && g.data()
+                            .iter()
+                            .zip(w.data())
+                            .all(|(a, b)| a.to_bits() == b.to_bits())
+                });
+                (!same).then(|| format!("output {name} differs from the executor's bits"))
+            }),
+            (Err(x), _) => Some(format!("f64 run failed: {x}")),
+            (_, Err(x)) => Some(format!("executor run failed: {x}")),
+        };
+        count.record(failure);
+    }
+    Ok(count)
 }
 
 /// The inputs of `cfg.cases` f64 cases of `plan`, drawn by `value` (the first half

@@ -2,7 +2,8 @@
 //! generated source: plan over ℚ = expression over ℚ; f64 plan = ℚ plan bit for bit on
 //! dyadic inputs; f64 inside the rigorous forward-error bound on general inputs (softmax
 //! included, by ball arithmetic); the f64 softmax forward inside a rational enclosure of
-//! exp; the generated source fresh.
+//! exp; the generated kernels equal to the executor bit for bit on general inputs; the
+//! generated source fresh.
 
 use super::{Row, Skipped};
 use crate::emit::{self, Folder};
@@ -14,7 +15,8 @@ use crate::outcome::Failure;
 use crate::rungs::bounded::Balls;
 use crate::rungs::enclosure::{check_softmax_enclosure, rung_softmax_enclosure, softmax_of_input};
 use crate::rungs::{
-    check_f64_exact, rung_f64_exact, rung_plan_exact, F64Run, RungConfig, RungCount, RungError,
+    check_f64_exact, check_f64_same, rung_f64_exact, rung_plan_exact, F64Run, RungConfig,
+    RungCount, RungError,
 };
 use crate::tensor::Tensor;
 use std::path::Path;
@@ -130,7 +132,7 @@ pub fn is_compiled_in(dir: &Path) -> bool {
 
 /// The rungs for the committed generated source of one built kernel, against the
 /// plan the rules give: f64 = ℚ bit for bit on dyadic inputs (kernels without exp),
-/// the error bound (softmax included; `balls` from [`shared_balls`]), the exp
+/// the f64 executor's bits on general inputs, the error bound (softmax included; `balls` from [`shared_balls`]), the exp
 /// enclosure (a softmax forward).
 pub fn generated_rows(
     def: &KernelDef,
@@ -169,10 +171,15 @@ pub fn generated_rows(
             "{name}: the exp enclosure covers a softmax forward"
         ))),
     };
-    let checks: [(&str, Result<RungCount, RungError>); 3] = [
+    let executor = |i: &Tensors<f64>| exec_f64(plan, i);
+    let checks: [(&str, Result<RungCount, RungError>); 4] = [
         (
             "f64 = ℚ plan, bit for bit (dyadic)",
             check_f64_exact(plan, &run, cfg),
+        ),
+        (
+            "= f64 executor, bit for bit (general inputs)",
+            check_f64_same(plan, &run, &executor, cfg),
         ),
         ("within rigorous error bound", bound_rung(balls, &run)),
         ("inside rational exp enclosure", enclosure),

@@ -263,7 +263,11 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
         seed: args.seed,
         max_dim: args.max_dim,
     };
-    let limits = Limits::default().unexplained();
+    // The kernels are derived as `emit` derives them (explanations on): a derivation
+    // that stops at a limit (the attention JVPs and VJPs) extracts a different,
+    // equivalent term with explanations off, and the generated rungs must check each
+    // generated kernel against the plan it was generated from.
+    let limits = Limits::default();
     // Kernels are independent: each is checked on its own thread with its own random
     // stream, and the rows are reported in manifest order.
     let checked: Vec<Result<Checked, Failure>> = kernels
@@ -311,9 +315,11 @@ pub fn ladder(args: &VerifyArgs) -> Result<Report, Failure> {
     report.rows.extend(kernels::fresh_rows(&selected));
     if args.random_terms > 0 {
         progress("random terms");
-        report
-            .rows
-            .extend(random::random_term_rows(args, &rules, &limits)?);
+        report.rows.extend(random::random_term_rows(
+            args,
+            &rules,
+            &limits.unexplained(),
+        )?);
     }
     Ok(report)
 }
