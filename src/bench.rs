@@ -170,7 +170,9 @@ fn targets(
     }
     // Loaded only when a kernel is not compiled in (its plan is derived here).
     let mut rules: Option<RuleSet> = None;
-    let limits = crate::derive::Limits::default().unexplained();
+    // `emit`'s limits (explanations on): a derivation stopped by a limit extracts another,
+    // equivalent term with them off, and this must be the plan the generated source follows.
+    let limits = crate::derive::Limits::default();
     let mut out = Vec::new();
     for def in &manifest.kernels {
         let sizes: Vec<Vec<usize>> = if given.is_empty() {
