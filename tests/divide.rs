@@ -133,44 +133,36 @@ fn max_min_gives_both_extrema_and_skips_nans() {
 }
 
 /// Every generated kernel (every mode) against the f64 executor on the same plan, bit
-/// for bit on general inputs (not only dyadic ones): they share the GEMM, the exp and
-/// the lane order of the row sums, and the forwards' FMA division gives the
-/// executor's division bits. A one-ulp change in any output would show.
+/// for bit on general inputs (`rungs::check_f64_same`, also a `verify` rung), here with
+/// sizes up to 40 (several vector chunks and a remainder): they share the GEMM, the exp
+/// and the lane order of the row sums, and the forwards' FMA division gives the
+/// executor's division bits.
 #[test]
 fn every_generated_kernel_equals_the_executor_bit_for_bit_on_general_inputs() {
     use fderiv::derive::Limits;
-    use fderiv::exec::exec_f64;
+    use fderiv::exec::{exec_f64, Tensors};
     use fderiv::kernels;
     use fderiv::manifest::Manifest;
     use fderiv::rules::RuleSet;
-    use fderiv::rungs::random_inputs;
+    use fderiv::rungs::{check_f64_same, RungConfig};
     use fderiv::verify::generated_run;
     let rules = RuleSet::embedded().unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let cfg = RungConfig {
+        cases: 6,
+        seed: 14,
+        max_dim: 40,
+    };
     let mut compared = 0;
     for def in &Manifest::embedded().unwrap().kernels {
         for mode in &def.modes {
             let built = def.build(*mode, &rules, &Limits::default()).unwrap();
             let name = def.mode_name(*mode);
             let entry = kernels::KERNELS.iter().find(|e| e.name == name).unwrap();
-            for case in 0..6 {
-                // Sizes up to 40 (several vector chunks and a remainder), values spread
-                // over [−8, 8] so softmax rows take the FMA division.
-                let inputs = random_inputs(&built.plan, &mut rng, 40, case > 0, |r| {
-                    r.gen_range(-8.0..8.0)
-                })
-                .unwrap();
-                let want = exec_f64(&built.plan, &inputs).unwrap();
-                let got = generated_run(entry, &inputs).unwrap();
-                for (out, w) in &want {
-                    assert_eq!(
-                        bits(got[out].data()),
-                        bits(w.data()),
-                        "{name} output {out}, case {case}"
-                    );
-                }
-                compared += 1;
-            }
+            let run = |i: &Tensors<f64>| generated_run(entry, i);
+            let executor = |i: &Tensors<f64>| exec_f64(&built.plan, i);
+            let count = check_f64_same(&built.plan, &run, &executor, &cfg).unwrap();
+            assert!(count.holds(), "{name}: {:?}", count.first_failure);
+            compared += count.cases;
         }
     }
     assert_eq!(compared, 6 * 15);

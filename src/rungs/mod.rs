@@ -429,7 +429,7 @@ pub fn check_f64_same(
     cfg: &RungConfig,
 ) -> Result<RungCount, RungError> {
     let mut count = RungCount::default();
-    for (inputs, _) in f64_inputs(plan, cfg, bounded::general)? {
+    for inputs in f64_draws(plan, cfg, bounded::general)? {
         let failure = match (run(&inputs), reference(&inputs)) {
             (Ok(got), Ok(want)) => want.iter().find_map(|(name, w)| {
                 let same = got.get(name).is_some_and(|g| {
@@ -460,12 +460,26 @@ pub(crate) fn f64_inputs(
     cfg: &RungConfig,
     value: fn(&mut ChaCha8Rng) -> f64,
 ) -> Result<Vec<Drawn>, RungError> {
+    f64_draws(plan, cfg, value)?
+        .into_iter()
+        .map(|inputs| {
+            let exact_in = to_rational(&inputs)?;
+            Ok((inputs, exact_in))
+        })
+        .collect()
+}
+
+/// The f64 inputs of [`f64_inputs`] alone, for rungs that compare f64 runs.
+fn f64_draws(
+    plan: &Plan,
+    cfg: &RungConfig,
+    value: fn(&mut ChaCha8Rng) -> f64,
+) -> Result<Vec<Tensors<f64>>, RungError> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     (0..cfg.cases)
         .map(|case| {
-            let inputs = random_inputs(plan, &mut rng, cfg.max_dim, case < cfg.cases / 2, value)?;
-            let exact_in = to_rational(&inputs)?;
-            Ok((inputs, exact_in))
+            let nonempty = case < cfg.cases / 2;
+            Ok(random_inputs(plan, &mut rng, cfg.max_dim, nonempty, value)?)
         })
         .collect()
 }
