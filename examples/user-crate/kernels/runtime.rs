@@ -767,8 +767,9 @@ unsafe fn max_min_avx2(xs: &[f64]) -> (f64, f64) {
             _mm256_storeu_pd(l.as_mut_ptr().add(4 * v), lo[v]);
         }
     }
-    let (top, _) = max_min_from(&h, f64::NEG_INFINITY, f64::INFINITY);
-    let (_, low) = max_min_from(&l, f64::NEG_INFINITY, f64::INFINITY);
+    // The accumulators never hold a NaN.
+    let top = h.into_iter().fold(f64::NEG_INFINITY, f64::max);
+    let low = l.into_iter().fold(f64::INFINITY, f64::min);
     max_min_from(blocks.remainder(), top, low)
 }
 
