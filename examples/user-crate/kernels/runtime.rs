@@ -579,7 +579,7 @@ pub fn fused<const I: usize, const O: usize, const K: usize>(
     outs: [&mut [f64]; O],
     f: impl FnMut([f64; I]) -> ([f64; O], [f64; K]),
 ) -> [f64; K] {
-    fused_stores(false, n, ins, outs, f)
+    fused_stores::<I, O, K, false>(n, ins, outs, f)
 }
 
 /// Outputs of at least this many values (8 MiB) get their last row-pass stores
@@ -604,51 +604,60 @@ pub fn fused_streamed<const I: usize, const O: usize, const K: usize>(
     outs: [&mut [f64]; O],
     f: impl FnMut([f64; I]) -> ([f64; O], [f64; K]),
 ) -> [f64; K] {
-    let sums = fused_stores(stream, n, ins, outs, f);
-    #[cfg(target_arch = "x86_64")]
-    if stream {
-        // SAFETY: SSE2 is part of x86-64. Orders the streamed stores before any later
-        // store (a worker's completion signal included).
-        unsafe { std::arch::x86_64::_mm_sfence() };
+    if !stream {
+        return fused_stores::<I, O, K, false>(n, ins, outs, f);
     }
+    let sums = fused_stores::<I, O, K, true>(n, ins, outs, f);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86-64. Orders the streamed stores before any later
+    // store (a worker's completion signal included).
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
     sums
 }
 
 /// The loop of [`fused`] and [`fused_streamed`]: each chunk's values are computed
-/// lane by lane, then stored ([`store_chunk`]).
+/// lane by lane, then stored ([`store_chunk`]). `STREAM` is a parameter of the type,
+/// not a run-time flag, so that the plain copy has no branch in its loop and writes
+/// each chunk straight to the output (with a flag, LLVM kept the chunk on the stack
+/// and copied it: two more stores and loads per 4 values).
 #[inline(always)]
-fn fused_stores<const I: usize, const O: usize, const K: usize>(
-    stream: bool,
+fn fused_stores<const I: usize, const O: usize, const K: usize, const STREAM: bool>(
     n: usize,
     ins: [&[f64]; I],
     mut outs: [&mut [f64]; O],
     mut f: impl FnMut([f64; I]) -> ([f64; O], [f64; K]),
 ) -> [f64; K] {
     let mut acc = [[0.0_f64; LANES]; K];
-    // Lane l of a chunk: f's values into vals[·][l], its terms into lane l of the sums.
-    let mut lane = |xs: [f64; I], l: usize, vals: &mut [[f64; LANES]; O]| {
+    // Lane l of a chunk: f's terms into lane l of the sums, its values returned.
+    let mut lane = |xs: [f64; I], l: usize| {
         let (o, k) = f(xs);
-        for (v, o) in vals.iter_mut().zip(o) {
-            v[l] = o;
-        }
         for (a, k) in acc.iter_mut().zip(k) {
             a[l] += k;
         }
+        o
     };
-    let mut vals = [[0.0_f64; LANES]; O];
     let full = n - n % LANES;
     for c in (0..full).step_by(LANES) {
         let chunk = ins.map(|x| &x[c..c + LANES]);
+        // A fresh array per chunk: LLVM keeps it in registers.
+        let mut vals = [[0.0_f64; LANES]; O];
         for l in 0..LANES {
-            lane(chunk.map(|x| x[l]), l, &mut vals);
+            for (v, o) in vals.iter_mut().zip(lane(chunk.map(|x| x[l]), l)) {
+                v[l] = o;
+            }
         }
         for (out, v) in outs.iter_mut().zip(&vals) {
-            store_chunk(stream, &mut out[c..c + LANES], v);
+            store_chunk(STREAM, &mut out[c..c + LANES], v);
         }
     }
     let tail = n - full;
+    let mut vals = [[0.0_f64; LANES]; O];
     for l in 0..tail {
-        lane(ins.map(|x| x[full + l]), l, &mut vals);
+        for (v, o) in vals.iter_mut().zip(lane(ins.map(|x| x[full + l]), l)) {
+            v[l] = o;
+        }
     }
     for (out, v) in outs.iter_mut().zip(&vals) {
         out[full..n].copy_from_slice(&v[..tail]);
