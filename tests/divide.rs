@@ -16,7 +16,7 @@ fn bits(xs: &[f64]) -> Vec<u64> {
 fn terms(x: &[f64]) -> (Vec<f64>, f64, f64) {
     let (top, low) = runtime::max_min(x);
     let mut e = vec![0.0; x.len()];
-    let total = runtime::exp_shift_sum(x, top, &mut e, &[]);
+    let total = runtime::exp_shift_sum(x, top, top - low, &mut e, &[]);
     (e, total, top - low)
 }
 

@@ -341,7 +341,8 @@ fn single(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str, stored: &mu
             // The forward definition exp xᵢ / Σⱼ exp xⱼ, shifted by the row maximum so
             // that large logits do not overflow (a NaN entry makes the row NaN); the
             // shift, exp and the sum in one pass of the runtime's vectorized
-            // `exp_shift_sum` (the next rows of the inputs prefetched meanwhile), then
+            // `exp_shift_sum` (the next rows of the inputs prefetched meanwhile, and
+            // no per-block range test when the row's spread allows), then
             // the division by the sum (`divide_exps`: by FMAs, bit for bit the
             // division, when the row's spread allows). A scalar operand is its own
             // maximum (NaN or ±∞ still give a NaN row).
@@ -366,7 +367,7 @@ fn single(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str, stored: &mu
                 let _ = writeln!(s, "        for j in 0..{len} {{ r{dst}[j] = top; }}");
             }
             let total = match src {
-                Some(x) => format!("runtime::exp_shift_sum({x}, top, r{dst}, &ahead)"),
+                Some(x) => format!("runtime::exp_shift_sum({x}, top, top - low, r{dst}, &ahead)"),
                 None => format!("runtime::exp_shift_sum_in_place(r{dst}, top, &ahead)"),
             };
             let _ = writeln!(

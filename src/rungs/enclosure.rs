@@ -492,7 +492,7 @@ mod tests {
             let mut two_pass: Vec<f64> = xs[..len].iter().map(|x| x - top).collect();
             let total = exp_sum_scalar_fma(&mut two_pass);
             let mut out = vec![f64::NAN; len];
-            let s = exp_shift_sum(&xs, top, &mut out, &ahead);
+            let s = exp_shift_sum(&xs, top, f64::INFINITY, &mut out, &ahead);
             let mut in_place = xs[..len].to_vec();
             let t = exp_shift_sum_in_place(&mut in_place, top, &ahead);
             for (name, sum, row) in [("separate", s, &out), ("in place", t, &in_place)] {
@@ -509,7 +509,7 @@ mod tests {
         let mut unshifted = xs.clone();
         exp_sum_scalar_fma(&mut unshifted);
         let mut out = vec![0.0; xs.len()];
-        exp_shift_sum(&xs, top, &mut out, &[]);
+        exp_shift_sum(&xs, top, f64::INFINITY, &mut out, &[]);
         assert_ne!(out, unshifted);
     }
 

@@ -1091,14 +1091,16 @@ fn exp_block<const V: usize, const CAREFUL: bool>(
 /// [`LANES`]: blocks of 32 values through [`exp_block`]`::<8>`, then chunks of 8, then
 /// single values (the scalar FMA path's operations and lanes, so its bits). While a
 /// block runs, the matching 32 values of each `ahead` slice are prefetched (a hint:
-/// the next row's inputs arrive while this row computes).
+/// the next row's inputs arrive while this row computes). `near`: the caller knows
+/// every |src[j] − top| ≤ [`FAST_LIMIT`] or a NaN among them (no block then tests
+/// for far values: each takes the fast form; see [`exp_shift_sum`]).
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `src` and `dst` are valid for n values (they may be the
 /// same buffer: each block is read whole before it is written).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn exp_shift_sum_avx2(src: *const f64, dst: *mut f64, n: usize, top: f64, ahead: &[&[f64]]) -> f64 {
+unsafe fn exp_shift_sum_avx2(src: *const f64, dst: *mut f64, n: usize, top: f64, near: bool, ahead: &[&[f64]]) -> f64 {
     use std::arch::x86_64::*;
     let shift = _mm256_set1_pd(top);
     let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
@@ -1118,7 +1120,7 @@ unsafe fn exp_shift_sum_avx2(src: *const f64, dst: *mut f64, n: usize, top: f64,
                 let x: [__m256d; $v] = std::array::from_fn(|v| unsafe {
                     _mm256_sub_pd(_mm256_loadu_pd(src.add(j + 4 * v)), shift)
                 });
-                let e = if exp_far(&x) { exp_block::<$v, true>(x) } else { exp_block::<$v, false>(x) };
+                let e = if !near && exp_far(&x) { exp_block::<$v, true>(x) } else { exp_block::<$v, false>(x) };
                 for (v, e) in e.into_iter().enumerate() {
                     // SAFETY: as for the loads; `dst` is valid for n values.
                     unsafe { _mm256_storeu_pd(dst.add(j + 4 * v), e) };
@@ -1160,20 +1162,39 @@ pub fn exp_sum(xs: &mut [f64]) -> f64 {
 /// same bits as subtracting `top` in one pass and calling [`exp_sum`], in one pass.
 /// `ahead`: slices to prefetch while it runs (the next row's inputs; a hint only).
 pub fn exp_shift_sum_in_place(xs: &mut [f64], top: f64, ahead: &[&[f64]]) -> f64 {
-    exp_shift_sum_into(None, xs, top, ahead)
+    exp_shift_sum_into(None, xs, top, false, ahead)
 }
+
+/// The largest spread `top − min x` of a softmax row for which [`exp_shift_sum`]
+/// skips the per-block test for far values: every shifted value x − top then lies in
+/// [−708, 0], where the exp's fast form gives its careful form's bits (e^x is normal
+/// there, so the clamp and the second scaling change nothing).
+pub const EXP_NEAR_SPREAD: f64 = FAST_LIMIT;
 
 /// `outⱼ = exp(xⱼ − top)` for the first min(|x|, |out|) values (the rest of `out` is
 /// left alone), returning their sum as [`exp_shift_sum_in_place`] does, with its bits.
-pub fn exp_shift_sum(x: &[f64], top: f64, out: &mut [f64], ahead: &[&[f64]]) -> f64 {
+///
+/// `spread`: `top − min x` over the row's non-NaN values ([`max_min`]), or +∞ when not
+/// known. When it is at most [`EXP_NEAR_SPREAD`], RN(xⱼ − top) ∈ [−spread, 0] for every
+/// non-NaN xⱼ (rounding is monotone), so the AVX2 path runs every block in its fast
+/// form without testing it; a NaN entry makes the sum NaN, and the row is then computed
+/// again with the per-block test, so that a NaN's lane carries the same bits as on
+/// every other path. (A `spread` below the row's true one is a broken precondition:
+/// its far values would come out wrong.)
+pub fn exp_shift_sum(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &[&[f64]]) -> f64 {
     let n = x.len().min(out.len());
-    exp_shift_sum_into(Some(&x[..n]), &mut out[..n], top, ahead)
+    let near = spread <= EXP_NEAR_SPREAD;
+    let total = exp_shift_sum_into(Some(&x[..n]), &mut out[..n], top, near, ahead);
+    if near && total.is_nan() {
+        return exp_shift_sum_into(Some(&x[..n]), &mut out[..n], top, false, &[]);
+    }
+    total
 }
 
 /// `dstⱼ = exp(srcⱼ − top)`, `src` being `dst` itself when `None` (same length
 /// otherwise): AVX2 + FMA when the CPU has them (detected at run time), the portable
 /// loop otherwise.
-fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, ahead: &[&[f64]]) -> f64 {
+fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, near: bool, ahead: &[&[f64]]) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
         if avx2_fma() {
@@ -1181,10 +1202,10 @@ fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, ahead: &[&
             let s = src.map_or(d as *const f64, <[f64]>::as_ptr);
             // SAFETY: the CPU has the features; `s` and `d` are valid for dst.len()
             // values (`src` has dst's length) and may be the same buffer.
-            return unsafe { exp_shift_sum_avx2(s, d, dst.len(), top, ahead) };
+            return unsafe { exp_shift_sum_avx2(s, d, dst.len(), top, near, ahead) };
         }
     }
-    let _ = ahead;
+    let _ = (ahead, near);
     match src {
         Some(x) => dst.iter_mut().zip(x).for_each(|(o, x)| *o = x - top),
         None => dst.iter_mut().for_each(|x| *x -= top),

@@ -38,7 +38,7 @@ pub fn softmax_last_forward_into(h: usize, m: usize, n: usize, x: &[f64], out: &
             let ahead: [&[f64]; 1] = [runtime::row_after(x, row, n)];
             let x = runtime::row(x, row, n);
             let (top, low) = runtime::max_min(x);
-            let total = runtime::exp_shift_sum(x, top, r0, &ahead);
+            let total = runtime::exp_shift_sum(x, top, top - low, r0, &ahead);
             runtime::divide_exps(r0, total, top - low);
         });
         Ok(())

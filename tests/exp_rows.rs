@@ -1,0 +1,89 @@
+//! The softmax forward's exp pass (`runtime::exp_shift_sum`) told the row's spread:
+//! when it is at most `EXP_NEAR_SPREAD`, the AVX2 path skips its per-block test for
+//! far values. The bits must be those of the tested path (spread unknown) on every
+//! row: spreads on both sides of the limit, −∞ masks, +∞ and NaNs of any payload.
+
+use fderiv::kernels::runtime;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn bits(xs: &[f64]) -> Vec<u64> {
+    xs.iter().map(|v| v.to_bits()).collect()
+}
+
+/// exp(x − top) and its sum, told the spread `spread` (+∞: not told).
+fn exps(x: &[f64], top: f64, spread: f64) -> (Vec<u64>, u64) {
+    let mut e = vec![0.0; x.len()];
+    let total = runtime::exp_shift_sum(x, top, spread, &mut e, &[]);
+    (bits(&e), total.to_bits())
+}
+
+/// NaNs whose payloads reach the exp's table and scale bits differently.
+const NANS: [u64; 4] = [
+    0x7FF8_0000_0000_0000,
+    0x7FF8_0000_0000_7FFF,
+    0xFFF8_0000_0001_2345,
+    0x7FFF_FFFF_FFFF_FFFF,
+];
+
+#[test]
+fn a_row_told_its_spread_gets_the_tested_paths_bits() {
+    let mut rng = ChaCha8Rng::seed_from_u64(20);
+    let mut rows = 0;
+    for n in [1, 2, 3, 7, 8, 9, 31, 32, 33, 63, 64, 65, 100, 1024] {
+        for spread in [
+            0.0,
+            1.0,
+            300.0,
+            707.0,
+            runtime::EXP_NEAR_SPREAD,
+            f64::from_bits(runtime::EXP_NEAR_SPREAD.to_bits() + 1),
+            709.0,
+            745.0,
+            1e6,
+        ] {
+            let mut x: Vec<f64> = (0..n).map(|_| 3.0 - rng.gen_range(0.0..=spread)).collect();
+            x[0] = 3.0;
+            x[n - 1] = 3.0 - spread;
+            let mut variants = vec![x.clone()];
+            for special in NANS
+                .map(f64::from_bits)
+                .into_iter()
+                .chain([f64::NEG_INFINITY, f64::INFINITY])
+            {
+                let mut y = x.clone();
+                y[rng.gen_range(0..n)] = special;
+                variants.push(y);
+            }
+            variants.push(vec![f64::from_bits(NANS[1]); n]);
+            for y in variants {
+                let (top, low) = runtime::max_min(&y);
+                let told = exps(&y, top, top - low);
+                assert_eq!(told, exps(&y, top, f64::INFINITY), "spread {spread}: {y:?}");
+                rows += 1;
+            }
+        }
+    }
+    assert_eq!(rows, 14 * 9 * 8);
+}
+
+#[test]
+fn rows_near_the_limit_take_the_untested_path_and_an_understated_spread_is_told_apart() {
+    if !runtime::vector_copies() {
+        eprintln!("no AVX2 + FMA here: the exp has no untested path to tell apart");
+        return;
+    }
+    // Values down to −720 (e^x below the normal range) need the careful form: told
+    // a spread of 0, the pass runs them in the fast form and the bits differ. So the
+    // comparison above can fail, and the limit is where the fast form stops being
+    // exact.
+    let x: Vec<f64> = (0..64).map(|j| -(j as f64) * 720.0 / 63.0).collect();
+    let (top, low) = runtime::max_min(&x);
+    assert!(top - low > runtime::EXP_NEAR_SPREAD);
+    assert_ne!(exps(&x, top, 0.0), exps(&x, top, top - low));
+    // Just past the limit the same holds (a block of 32 values: fewer are computed
+    // one at a time, always carefully).
+    let mut beyond = [-709.0; 32];
+    beyond[0] = 0.0;
+    assert_ne!(exps(&beyond, 0.0, 0.0), exps(&beyond, 0.0, 709.0));
+}
