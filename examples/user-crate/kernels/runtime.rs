@@ -1092,8 +1092,8 @@ fn exp_block<const V: usize, const CAREFUL: bool>(
 /// single values (the scalar FMA path's operations and lanes, so its bits). While a
 /// block runs, the matching 32 values of each `ahead` slice are prefetched (a hint:
 /// the next row's inputs arrive while this row computes). `near`: the caller knows
-/// every |src[j] − top| ≤ [`FAST_LIMIT`] or a NaN among them (no block then tests
-/// for far values: each takes the fast form; see [`exp_shift_sum`]).
+/// |src[j] − top| ≤ [`FAST_LIMIT`] for every non-NaN src[j]; no block then tests for
+/// far values, each takes the fast form (a NaN lane too: see [`exp_shift_sum`]).
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `src` and `dst` are valid for n values (they may be the
