@@ -3,13 +3,12 @@
 //! down to every generated kernel equalling the executor (which divides) bit for bit.
 //! (The exact rung of the FMA quotient itself is `rungs::quotient`.)
 
+mod common;
+
+use common::bits;
 use fderiv::kernels::runtime;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn bits(xs: &[f64]) -> Vec<u64> {
-    xs.iter().map(|v| v.to_bits()).collect()
-}
 
 /// A softmax row's terms as the generated forward computes them: the row's
 /// extrema, then exp(x − top) and their sum.

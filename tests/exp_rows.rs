@@ -3,13 +3,12 @@
 //! far values. The bits must be those of the tested path (spread unknown) on every
 //! row: spreads on both sides of the limit, −∞ masks, +∞ and NaNs of any payload.
 
+mod common;
+
+use common::bits;
 use fderiv::kernels::runtime;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn bits(xs: &[f64]) -> Vec<u64> {
-    xs.iter().map(|v| v.to_bits()).collect()
-}
 
 /// exp(x − top) and its sum, told the spread `spread` (+∞: not told).
 fn exps(x: &[f64], top: f64, spread: f64) -> (Vec<u64>, u64) {

@@ -2,14 +2,13 @@
 //! with non-temporal stores (`runtime::fused_streamed`); the values are the plain
 //! loop's, bit for bit.
 
+mod common;
+
+use common::bits;
 use fderiv::kernels::{self, runtime, runtime::Tensor3};
 
 fn value(i: usize, seed: usize) -> f64 {
     ((i * 7919 + seed * 31) % 1009) as f64 / 97.0 - 5.0
-}
-
-fn bits(xs: &[f64]) -> Vec<u64> {
-    xs.iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]

@@ -81,3 +81,9 @@ pub fn raw_header(dict: &str) -> Vec<u8> {
     out.extend(text.as_bytes());
     out
 }
+
+/// The bit patterns of f64 values: comparisons that tell apart −0 from 0 and every
+/// NaN payload.
+pub fn bits(xs: &[f64]) -> Vec<u64> {
+    xs.iter().map(|v| v.to_bits()).collect()
+}
