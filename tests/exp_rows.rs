@@ -1,7 +1,7 @@
 //! The softmax forward's exp pass (`runtime::exp_shift_sum`) told the row's spread:
 //! when it is at most `EXP_NEAR_SPREAD`, the AVX2 path skips its per-block test for
 //! far values. The bits must be those of the tested path (spread unknown) on every
-//! row: spreads on both sides of the limit, −∞ masks, +∞ and NaNs of any payload.
+//! row: spreads on both sides of the limit, −∞ masks, +∞ and NaNs of four payloads.
 
 mod common;
 
@@ -67,7 +67,7 @@ fn a_row_told_its_spread_gets_the_tested_paths_bits() {
 }
 
 #[test]
-fn rows_near_the_limit_take_the_untested_path_and_an_understated_spread_is_told_apart() {
+fn an_understated_spread_is_told_apart() {
     if !runtime::vector_copies() {
         eprintln!("no AVX2 + FMA here: the exp has no untested path to tell apart");
         return;
