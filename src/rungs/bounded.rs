@@ -578,17 +578,17 @@ mod tests {
 
     #[test]
     fn the_exp_ball_needs_its_eps_term() {
-        // An exp within its contract (EXP_ULPS − 1/2 ulps high) is inside the ball;
-        // with ε = 0 (a radius bug) the same value falls outside, so the check
-        // above (and rung (c)) would catch such a bug.
+        // A value within the exp's contract (EXP_ULPS − 1/2 ulps above the exact
+        // enclosure's upper end) is inside the ball; with ε = 0 (a radius bug) the
+        // same value falls outside, so the check above (and rung (c)) would catch
+        // such a bug.
         let mut caught = 0;
         for t in exp_domain_samples(50, 22) {
-            let mut e = [t];
-            exp_sum(&mut e);
-            if e[0] < f64::MIN_POSITIVE {
+            let hi = exp_bounds(&q(t)).unwrap().1;
+            if hi < q(f64::MIN_POSITIVE) {
                 continue;
             }
-            let off = q(e[0]) * (r_one() + pow2(-52) * q(EXP_ULPS - 0.5));
+            let off = hi * (r_one() + pow2(-52) * q(EXP_ULPS - 0.5));
             let x = Bounded::exact(q(t));
             assert!(holds(&exp_ball(&x, &exp_eps()).unwrap(), &off), "exp({t})");
             caught += usize::from(!holds(&exp_ball(&x, &r_zero()).unwrap(), &off));

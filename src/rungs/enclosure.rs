@@ -138,7 +138,7 @@ pub fn check_exp(exp: &dyn Fn(&mut [f64]) -> f64, xs: &[f64]) -> Result<f64, Str
 
 /// Sample points over the softmax exp's domain: x ≤ 0 down to past the underflow
 /// point (−745.2), uniform, log-uniform in magnitude, around the reduction boundaries
-/// (k ± 1/2)·ln2/8, through the subnormal range, and the edges.
+/// (k ± 1/2)·ln2/4, through the subnormal range, and the edges.
 pub fn exp_domain_samples(count: usize, seed: u64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut xs = vec![
@@ -162,8 +162,8 @@ pub fn exp_domain_samples(count: usize, seed: u64) -> Vec<f64> {
             0 => rng.gen_range(-745.2..=0.0),
             1 => -(10f64.powf(rng.gen_range(-300.0..2.87))),
             2 => {
-                let k = f64::from(rng.gen_range(-8600i32..=0));
-                let near = (k + 0.5) * std::f64::consts::LN_2 / 8.0;
+                let k = f64::from(rng.gen_range(-4300i32..=0));
+                let near = (k + 0.5) * std::f64::consts::LN_2 / 4.0;
                 near + rng.gen_range(-1e-12..1e-12)
             }
             _ => rng.gen_range(-745.2..=-708.0),
@@ -175,8 +175,8 @@ pub fn exp_domain_samples(count: usize, seed: u64) -> Vec<f64> {
 
 /// Systematic points of the softmax exp's domain (x ≤ 0 down to −746): the lower edge
 /// of every binade of |x| (2⁻¹⁰⁷⁴ … 2⁹, subnormals included), the reduction
-/// boundaries (k + ½)·ln2/8 (every k from −128 to 0, then every 7th down to −8600, so
-/// every table index k mod 8 throughout), as their f64 products (within an ulp or two
+/// boundaries (k + ½)·ln2/4 (every k from −128 to 0, then every 3rd down to −4300, so
+/// every table index k mod 4 throughout), as their f64 products (within an ulp or two
 /// of the boundary), where the reduction switches k and |r| is largest, and both sides
 /// of the AVX2 path's fast limit, −708.
 pub fn exp_systematic_samples() -> Vec<f64> {
@@ -191,10 +191,10 @@ pub fn exp_systematic_samples() -> Vec<f64> {
     for e in -1074..=9 {
         xs.push(-pow2(e));
     }
-    // The reduction's boundaries (k + 1/2)·ln2/8: every k near 0, then every 7th
-    // (so every residue of k mod 8, the table index, through the whole range).
-    for k in (-128..=0).chain((-8600..-128).step_by(7)) {
-        xs.push((f64::from(k) + 0.5) * std::f64::consts::LN_2 / 8.0);
+    // The reduction's boundaries (k + 1/2)·ln2/4: every k near 0, then every 3rd
+    // (so every residue of k mod 4, the table index, through the whole range).
+    for k in (-128..=0).chain((-4300..-128).step_by(3)) {
+        xs.push((f64::from(k) + 0.5) * std::f64::consts::LN_2 / 4.0);
     }
     // Both sides of the AVX2 path's fast limit.
     xs.extend([-708.0, -708.000_000_000_000_1, -707.999_999_999_999_9]);
@@ -452,21 +452,97 @@ mod tests {
         }
     }
 
+    /// An upper bound, exact over ℚ, on |r·P(r) − (e^r − 1)| for r in [lo, hi] (both of
+    /// magnitude below 1/2), P the polynomial with coefficients `poly` (highest first,
+    /// as the runtime's `EXP_POLY`). D(r) = r·P(r) − Σ_{m ≤ 13} rᵐ/m! is a polynomial:
+    /// between two points of a grid of 2¹² + 1, |D| is at most the larger of its two
+    /// ends plus C·h²/8 (the chord's error; C ≥ |D″| from the absolute values of its
+    /// coefficients, h the spacing); the Taylor tail beyond r¹³ is below 2·ρ¹⁴/14!
+    /// (ρ = max(|lo|, |hi|)).
+    fn exp_poly_error_bound(poly: &[f64], lo: &Rational, hi: &Rational) -> Rational {
+        let int = |i: usize| Rational::from_integer(BigInt::from(i));
+        let terms = 13;
+        let mut fact = Rational::one();
+        // d[m] is D's coefficient of rᵐ.
+        let mut d = vec![Rational::zero(); terms + 1];
+        for (m, dm) in d.iter_mut().enumerate().skip(1) {
+            fact *= int(m);
+            *dm = -(Rational::one() / fact.clone());
+        }
+        for (i, c) in poly.iter().rev().enumerate() {
+            d[i + 1] += crate::scalar::f64_to_rational(*c).unwrap();
+        }
+        let eval = |r: &Rational| d.iter().rev().fold(Rational::zero(), |a, c| a * r + c);
+        let n = 1 << 12;
+        let h = (hi.clone() - lo.clone()) / int(n);
+        let grid = (0..=n)
+            .map(|i| eval(&(lo.clone() + h.clone() * int(i))).abs())
+            .max()
+            .unwrap();
+        let rho = lo.abs().max(hi.abs());
+        let curvature = d
+            .iter()
+            .enumerate()
+            .skip(2)
+            .map(|(m, c)| c.abs() * int(m * (m - 1)) * rho.pow(m as i32 - 2))
+            .fold(Rational::zero(), |a, b| a + b);
+        fact *= int(terms + 1);
+        let tail = int(2) * rho.pow(terms as i32 + 1) / fact;
+        grid + curvature * h.clone() * h / int(8) + tail
+    }
+
+    /// Whether |r·P(r) − (e^r − 1)| ≤ ulps·2⁻⁵²·e^r for every |r| ≤ `reach`, exactly:
+    /// on [−reach, 0] against e^r ≥ 1 − reach, on [0, reach] against e^r ≥ 1.
+    fn exp_poly_within(poly: &[f64], reach: &Rational, ulps: &Rational) -> bool {
+        let unit = ulps.clone() * pow2(-52);
+        let zero = Rational::zero();
+        exp_poly_error_bound(poly, &-reach.clone(), &zero)
+            <= unit.clone() * (Rational::one() - reach.clone())
+            && exp_poly_error_bound(poly, &zero, reach) <= unit
+    }
+
+    #[test]
+    fn the_exp_polynomial_is_within_a_fortieth_of_an_ulp_of_expm1() {
+        use crate::kernels::runtime::EXP_POLY;
+        // |r| ≤ 0.0867 covers the reduction: |r| ≤ ln2/8 + 10⁻¹³ (a k off by the
+        // rounding of x·(4·fl(log₂e)) only).
+        let reach = Rational::new(BigInt::from(867), BigInt::from(10_000));
+        let fortieth = Rational::new(BigInt::from(1), BigInt::from(40));
+        assert!(exp_poly_within(&EXP_POLY, &reach, &fortieth));
+        // The check can fail: the degree-8 Taylor polynomial (3.7 ulps off at the
+        // ends), the fit with its highest coefficient one part in 10⁴ off, and the fit
+        // out to 0.1, beyond where it was made.
+        let mut fact = 1.0;
+        let mut taylor: Vec<f64> = (1..=8)
+            .map(|m| {
+                fact *= f64::from(m);
+                1.0 / fact
+            })
+            .collect();
+        taylor.reverse();
+        assert!(!exp_poly_within(&taylor, &reach, &fortieth));
+        let mut off = EXP_POLY;
+        off[0] *= 1.0001;
+        assert!(!exp_poly_within(&off, &reach, &fortieth));
+        let wider = Rational::new(BigInt::from(1), BigInt::from(10));
+        assert!(!exp_poly_within(&EXP_POLY, &wider, &fortieth));
+    }
+
     #[test]
     fn the_exp_table_is_within_half_an_ulp() {
-        use crate::kernels::runtime::EXP2_EIGHTHS;
-        // 2^(j/8) lies in (T − 2⁻⁵³, T + 2⁻⁵³) (half an ulp: T is in [1, 2)) iff
-        // (T − 2⁻⁵³)⁸ < 2ʲ < (T + 2⁻⁵³)⁸, exactly in ℚ.
+        use crate::kernels::runtime::EXP2_QUARTERS;
+        // 2^(j/4) lies in (T − 2⁻⁵³, T + 2⁻⁵³) (half an ulp: T is in [1, 2)) iff
+        // (T − 2⁻⁵³)⁴ < 2ʲ < (T + 2⁻⁵³)⁴, exactly in ℚ.
         let half_ulp = pow2(-53);
         let nearest = |t: f64, j: i64| {
             let t = crate::scalar::f64_to_rational(t).unwrap();
             let two_j = pow2(j);
             let lo = t.clone() - half_ulp.clone();
             let hi = t + half_ulp.clone();
-            (0..3).fold(lo, |a, _| a.clone() * a) < two_j
-                && two_j < (0..3).fold(hi, |a, _| a.clone() * a)
+            (0..2).fold(lo, |a, _| a.clone() * a) < two_j
+                && two_j < (0..2).fold(hi, |a, _| a.clone() * a)
         };
-        for (j, t) in EXP2_EIGHTHS.iter().enumerate() {
+        for (j, t) in EXP2_QUARTERS.iter().enumerate() {
             assert!((1.0..2.0).contains(t), "entry {j}");
             assert!(nearest(*t, j as i64), "entry {j} is not the nearest f64");
             // The check can fail: the neighbours are rejected.

@@ -899,86 +899,73 @@ pub fn row(buf: &[f64], row: usize, n: usize) -> &[f64] {
 /// point, −745.2), and carried into the rigorous bound of `fderiv verify`'s softmax rung.
 ///
 /// Why it holds, to first order (u = 2⁻⁵³, ulp = 2u; [`exp1`] for the steps; the full
-/// argument is in fderiv's docs/numerics.md). With x = k·ln2/8 + r, |r| ≤ 0.0434: the
-/// computed r is within 0.0434u + 2⁻⁷⁵ (one rounding), ≤ 0.022 ulp of e^r; the degree-8
-/// Taylor truncation is < 0.01 ulp; the polynomial's roundings (2.05u relative on
-/// e^r − 1) are multiplied by |e^r − 1| ≤ 0.0443, ≤ 0.05 ulp; the table entry
-/// ([`EXP2_EIGHTHS`], checked exactly) ≤ 0.5 ulp; the final multiply-add 0.5 ulp. In
-/// all ≈ 1.08 ulp (portable ≈ 1.13), inside `EXP_ULPS` = 2; a subnormal result rounds
-/// once more (half a subnormal spacing).
+/// argument is in fderiv's docs/numerics.md). With x = k·ln2/4 + r, |r| ≤ 0.0867: the
+/// computed r is within 0.0867u + 2⁻⁷⁵ (one rounding), ≤ 0.044 ulp of e^r; the
+/// polynomial ([`EXP_POLY`]) is within 0.025 ulp of e^r − 1 (bounded exactly over ℚ);
+/// its roundings (2.1u relative on e^r − 1) are multiplied by |e^r − 1| ≤ 0.0906,
+/// ≤ 0.1 ulp; the table entry ([`EXP2_QUARTERS`], checked exactly) ≤ 0.5 ulp; the
+/// final multiply-add 0.5 ulp. In all ≈ 1.17 ulp (portable ≈ 1.25), inside `EXP_ULPS`
+/// = 2; a subnormal result rounds once more (half a subnormal spacing).
 pub const EXP_ULPS: f64 = 2.0;
 
-const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // ln2 to 32 bits: k·LN2_HI/8 is exact for |k| < 2²¹
+const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // ln2 to 32 bits: k·LN2_HI/4 is exact for |k| < 2²¹
 const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76); // ln2 − LN2_HI, rounded
 const SHIFTER: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²: adding it rounds to an integer
-/// 8/ln2: 8 times the f64 nearest log₂e (exact).
-const EIGHT_LOG2_E: f64 = 8.0 * std::f64::consts::LOG2_E;
+/// 4/ln2: 4 times the f64 nearest log₂e (exact).
+const FOUR_LOG2_E: f64 = 4.0 * std::f64::consts::LOG2_E;
 /// |x| up to which the AVX2 path applies 2^q by one exponent add: e^x is then normal
 /// (e^−708 > 2⁻¹⁰²²), so no clamp and no second scaling are needed.
 const FAST_LIMIT: f64 = 708.0;
-/// The exp's table: 2^(j/8) for j < 8, each the nearest f64 (public for its test).
-pub const EXP2_EIGHTHS: [f64; 8] = [
+/// The exp's table: 2^(j/4) for j < 4, each the nearest f64 (public for its test).
+pub const EXP2_QUARTERS: [f64; 4] = [
     f64::from_bits(0x3FF0_0000_0000_0000),
-    f64::from_bits(0x3FF1_72B8_3C7D_517B),
     f64::from_bits(0x3FF3_06FE_0A31_B715),
-    f64::from_bits(0x3FF4_BFDA_D536_2A27),
     f64::from_bits(0x3FF6_A09E_667F_3BCD),
-    f64::from_bits(0x3FF8_ACE5_422A_A0DB),
     f64::from_bits(0x3FFA_E89F_995A_D3AD),
-    f64::from_bits(0x3FFD_5818_DCFB_A487),
 ];
-/// The bits of `EXP2_EIGHTHS[j]` less j·2⁴⁹: adding k·2⁴⁹ (k = 8q + j) gives the bits
-/// of 2^(j/8)·2^q whenever that is a normal f64.
-const SCALED_EIGHTHS: [i64; 8] = {
-    let mut t = [0; 8];
+/// The bits of `EXP2_QUARTERS[j]` less j·2⁵⁰: adding k·2⁵⁰ (k = 4q + j) gives the bits
+/// of 2^(j/4)·2^q whenever that is a normal f64. Laid out as 8 32-bit halves, it is
+/// the one register the AVX2 exp permutes.
+const SCALED_QUARTERS: [i64; 4] = {
+    let mut t = [0; 4];
     let mut j = 0;
-    while j < 8 {
-        t[j] = (EXP2_EIGHTHS[j].to_bits() as i64).wrapping_sub((j as i64) << 49);
+    while j < 4 {
+        t[j] = (EXP2_QUARTERS[j].to_bits() as i64).wrapping_sub((j as i64) << 50);
         j += 1;
     }
     t
 };
-/// [`SCALED_EIGHTHS`] as its low and high 32-bit halves: the two tables the AVX2 exp
-/// permutes.
-#[cfg(target_arch = "x86_64")]
-const SCALED_EIGHTHS_HALVES: [[i32; 8]; 2] = {
-    let mut h = [[0; 8]; 2];
-    let mut j = 0;
-    while j < 8 {
-        h[0][j] = SCALED_EIGHTHS[j] as i32;
-        h[1][j] = (SCALED_EIGHTHS[j] >> 32) as i32;
-        j += 1;
-    }
-    h
-};
-/// 1/(i+1)! for i = 7 down to 0: e^r − 1 ≈ r · Σ rⁱ/(i+1)!.
-const TAYLOR: [f64; 8] = [
-    1.0 / 40_320.0,
-    1.0 / 5_040.0,
-    1.0 / 720.0,
-    1.0 / 120.0,
-    1.0 / 24.0,
-    1.0 / 6.0,
+/// The exp's polynomial, highest coefficient first: e^r − 1 ≈ r · Σᵢ cᵢ rⁱ (i ≤ 7) on
+/// |r| ≤ 0.0867 (public for its test). c₀ = 1 and c₁ = ½; c₂…c₇ are a minimax fit
+/// (linear programming on 4 001 points, rounded to f64) that brings |r·P(r) − (e^r − 1)|
+/// below 0.025·2⁻⁵²·e^r, where the degree-8 Taylor polynomial is 3.7 ulps off.
+pub const EXP_POLY: [f64; 8] = [
+    f64::from_bits(0x3EFA_02F8_76BC_0EF9),
+    f64::from_bits(0x3F2A_030C_AC6B_83A1),
+    f64::from_bits(0x3F56_C16C_0EA3_E0FA),
+    f64::from_bits(0x3F81_1111_0A16_972D),
+    f64::from_bits(0x3FA5_5555_5555_74C3),
+    f64::from_bits(0x3FC5_5555_5555_7E77),
     0.5,
     1.0,
 ];
 
-/// The bits of 2^(j/8)·2^q₁ and of 2^q₂ for k = 8q + j, q₁ = ⌊q/2⌋, q₂ = q − q₁ (both
-/// normal for |k| < 2¹⁴): two scalings, so that a result below the normal range is
+/// The bits of 2^(j/4)·2^q₁ and of 2^q₂ for k = 4q + j, q₁ = ⌊q/2⌋, q₂ = q − q₁ (both
+/// normal for |k| < 2¹³): two scalings, so that a result below the normal range is
 /// rounded once, at the second.
 #[inline(always)]
 fn exp_scales(k: i64) -> (f64, f64) {
-    let q = k >> 3;
+    let q = k >> 2;
     let q2 = q - (q >> 1);
-    let t = SCALED_EIGHTHS[(k & 7) as usize]
-        .wrapping_add(k.wrapping_shl(49))
+    let t = SCALED_QUARTERS[(k & 3) as usize]
+        .wrapping_add(k.wrapping_shl(50))
         .wrapping_sub(q2.wrapping_shl(52));
     (f64::from_bits(t as u64), f64::from_bits((q2.wrapping_add(1023) as u64) << 52))
 }
 
-/// `exp x`, branch-free (so loops over it vectorize): x = k·ln2/8 + r with |r| ≲ ln2/16
-/// (Cody–Waite, k by the 1.5·2⁵² rounding trick), e^r − 1 by a degree-8 Taylor
-/// polynomial (Horner), e^x = 2^(j/8)·2^q·(1 + (e^r − 1)) for k = 8q + j, the table
+/// `exp x`, branch-free (so loops over it vectorize): x = k·ln2/4 + r with |r| ≲ ln2/8
+/// (Cody–Waite, k by the 1.5·2⁵² rounding trick), e^r − 1 by the degree-8 polynomial
+/// r·[`EXP_POLY`] (Horner), e^x = 2^(j/4)·2^q·(1 + (e^r − 1)) for k = 4q + j, the table
 /// entry times 2^q₁ exact and 2^q₂ applied last (see [`exp_scales`]). The error
 /// analysis is at [`EXP_ULPS`]. NaN → NaN, −∞ → 0, +∞ → +∞. `FMA` chooses fused
 /// multiply-adds (with hardware FMA) or plain ones (the portable fallback).
@@ -986,12 +973,12 @@ fn exp_scales(k: i64) -> (f64, f64) {
 fn exp1<const FMA: bool>(x: f64) -> f64 {
     let fma = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
     let x = x.clamp(-746.0, 710.0);
-    let t = fma(x, EIGHT_LOG2_E, SHIFTER);
+    let t = fma(x, FOUR_LOG2_E, SHIFTER);
     let kf = t - SHIFTER;
     let k = (t.to_bits() as i64).wrapping_sub(SHIFTER.to_bits() as i64);
-    let r = fma(-kf, LN2_LO / 8.0, fma(-kf, LN2_HI / 8.0, x));
-    let mut p = TAYLOR[0];
-    for c in &TAYLOR[1..] {
+    let r = fma(-kf, LN2_LO / 4.0, fma(-kf, LN2_HI / 4.0, x));
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
         p = fma(p, r, *c);
     }
     let (table, scale) = exp_scales(k);
@@ -1037,8 +1024,8 @@ fn exp_far<const V: usize>(x: &[std::arch::x86_64::__m256d; V]) -> bool {
 /// multiply-adds ready. `CAREFUL` is the scalar path's every step; without it (allowed
 /// when no value is [`exp_far`], the usual case) the clamp and the second scaling are
 /// skipped: both are then exact no-ops, so the bits are the scalar FMA path's either
-/// way. The table is looked up by two 32-bit permutes (its low and high halves),
-/// indexed by the low bits of k, which sit in t's mantissa.
+/// way. The table is looked up by one 32-bit permute of its 8 halves, at 2j and 2j + 1
+/// for j = k mod 4 (the low bits of k sit in t's mantissa).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn exp_block<const V: usize, const CAREFUL: bool>(
@@ -1046,40 +1033,40 @@ fn exp_block<const V: usize, const CAREFUL: bool>(
 ) -> [std::arch::x86_64::__m256d; V] {
     use std::arch::x86_64::*;
     let set = |v: f64| _mm256_set1_pd(v);
-    // SAFETY: each half holds 8 i32s.
-    let [low, high] = SCALED_EIGHTHS_HALVES.map(|h| unsafe { _mm256_loadu_si256(h.as_ptr().cast()) });
+    // SAFETY: the table holds 4 i64s, 256 bits.
+    let halves = unsafe { _mm256_loadu_si256(SCALED_QUARTERS.as_ptr().cast()) };
     // max/min return their second operand when it is NaN: NaN stays NaN.
     let x = x.map(|v| if CAREFUL { _mm256_min_pd(set(710.0), _mm256_max_pd(set(-746.0), v)) } else { v });
     let mut t = x;
     let mut r = x;
     for v in 0..V {
-        t[v] = _mm256_fmadd_pd(x[v], set(EIGHT_LOG2_E), set(SHIFTER));
+        t[v] = _mm256_fmadd_pd(x[v], set(FOUR_LOG2_E), set(SHIFTER));
         let kf = _mm256_sub_pd(t[v], set(SHIFTER));
-        r[v] = _mm256_fnmadd_pd(kf, set(LN2_LO / 8.0), _mm256_fnmadd_pd(kf, set(LN2_HI / 8.0), x[v]));
+        r[v] = _mm256_fnmadd_pd(kf, set(LN2_LO / 4.0), _mm256_fnmadd_pd(kf, set(LN2_HI / 4.0), x[v]));
     }
-    let mut p = [set(TAYLOR[0]); V];
-    for c in &TAYLOR[1..] {
+    let mut p = [set(EXP_POLY[0]); V];
+    for c in &EXP_POLY[1..] {
         for v in 0..V {
             p[v] = _mm256_fmadd_pd(p[v], r[v], set(*c));
         }
     }
     std::array::from_fn(|v| {
         let bits = _mm256_castpd_si256(t[v]); // bits(SHIFTER) + k; its low 32 bits are k mod 2³²
-        let k_twice = _mm256_shuffle_epi32::<0xA0>(bits); // k in both halves of each lane
-        let entry = _mm256_blend_epi32::<0xAA>(
-            _mm256_permutevar8x32_epi32(low, k_twice),
-            _mm256_permutevar8x32_epi32(high, k_twice),
-        );
-        // k·2⁴⁹ = bits·2⁴⁹ mod 2⁶⁴ (bits(SHIFTER)·2⁴⁹ ≡ 0): 2^(j/8)·2^q.
-        let table = _mm256_add_epi64(entry, _mm256_slli_epi64::<49>(bits));
+        // 2k in both halves of each lane (the permute reads their low 3 bits), then
+        // 2k + 1 in the high half: the halves of entry k mod 4.
+        let doubled = _mm256_shuffle_epi32::<0xA0>(_mm256_add_epi64(bits, bits));
+        let index = _mm256_or_si256(doubled, _mm256_set_epi32(1, 0, 1, 0, 1, 0, 1, 0));
+        let entry = _mm256_permutevar8x32_epi32(halves, index);
+        // k·2⁵⁰ = bits·2⁵⁰ mod 2⁶⁴ (bits(SHIFTER)·2⁵⁰ ≡ 0): 2^(j/4)·2^q.
+        let table = _mm256_add_epi64(entry, _mm256_slli_epi64::<50>(bits));
         let pm1 = _mm256_mul_pd(p[v], r[v]);
         if !CAREFUL {
             return _mm256_fmadd_pd(_mm256_castsi256_pd(table), pm1, _mm256_castsi256_pd(table));
         }
-        // [`exp_scales`] without a 64-bit arithmetic shift: kb = k + 2¹⁴ > 0 (clamped),
+        // [`exp_scales`] without a 64-bit arithmetic shift: kb = k + 2¹³ > 0 (clamped),
         // qb = q + 2048, q1b = ⌊q/2⌋ + 1024, sh = (q₂ + 1024)·2⁵².
-        let kb = _mm256_sub_epi64(bits, _mm256_set1_epi64x(SHIFTER.to_bits() as i64 - (1 << 14)));
-        let qb = _mm256_srli_epi64::<3>(kb);
+        let kb = _mm256_sub_epi64(bits, _mm256_set1_epi64x(SHIFTER.to_bits() as i64 - (1 << 13)));
+        let qb = _mm256_srli_epi64::<2>(kb);
         let sh = _mm256_slli_epi64::<52>(_mm256_sub_epi64(qb, _mm256_srli_epi64::<1>(qb)));
         let table = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_sub_epi64(table, sh), _mm256_set1_epi64x(1024 << 52)));
         let scale = _mm256_castsi256_pd(_mm256_sub_epi64(sh, _mm256_set1_epi64x(1 << 52)));
