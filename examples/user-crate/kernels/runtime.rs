@@ -1038,12 +1038,15 @@ fn exp_block<const V: usize, const CAREFUL: bool>(
     let halves = unsafe { _mm256_loadu_si256(SCALED_QUARTERS.as_ptr().cast()) };
     // max/min return their second operand when it is NaN: NaN stays NaN.
     let x = x.map(|v| if CAREFUL { _mm256_min_pd(set(710.0), _mm256_max_pd(set(-746.0), v)) } else { v });
-    let mut t = x;
+    let mut twice = x;
     let mut r = x;
     for v in 0..V {
-        t[v] = _mm256_fmadd_pd(x[v], set(FOUR_LOG2_E), set(SHIFTER));
-        let kf = _mm256_sub_pd(t[v], set(SHIFTER));
+        let t = _mm256_fmadd_pd(x[v], set(FOUR_LOG2_E), set(SHIFTER));
+        let kf = _mm256_sub_pd(t, set(SHIFTER));
         r[v] = _mm256_fnmadd_pd(kf, set(LN2_LO / 4.0), _mm256_fnmadd_pd(kf, set(LN2_HI / 4.0), x[v]));
+        // SHIFTER + 2k, exact (an integer in [2⁵², 2⁵³)): an addition here is cheaper
+        // than doubling k among the integer operations below.
+        twice[v] = _mm256_add_pd(t, kf);
     }
     let mut p = [set(EXP_POLY[0]); V];
     for c in &EXP_POLY[1..] {
@@ -1052,22 +1055,22 @@ fn exp_block<const V: usize, const CAREFUL: bool>(
         }
     }
     std::array::from_fn(|v| {
-        let bits = _mm256_castpd_si256(t[v]); // bits(SHIFTER) + k; its low 32 bits are k mod 2³²
+        let bits = _mm256_castpd_si256(twice[v]); // bits(SHIFTER) + 2k; its low 32 bits are 2k mod 2³²
         // 2k in both halves of each lane (the permute reads their low 3 bits), then
         // 2k + 1 in the high half: the halves of entry k mod 4.
-        let doubled = _mm256_shuffle_epi32::<0xA0>(_mm256_add_epi64(bits, bits));
+        let doubled = _mm256_shuffle_epi32::<0xA0>(bits);
         let index = _mm256_or_si256(doubled, _mm256_set_epi32(1, 0, 1, 0, 1, 0, 1, 0));
         let entry = _mm256_permutevar8x32_epi32(halves, index);
-        // k·2⁵⁰ = bits·2⁵⁰ mod 2⁶⁴ (bits(SHIFTER)·2⁵⁰ ≡ 0): 2^(j/4)·2^q.
-        let table = _mm256_add_epi64(entry, _mm256_slli_epi64::<50>(bits));
+        // k·2⁵⁰ = bits·2⁴⁹ mod 2⁶⁴ (bits(SHIFTER)·2⁴⁹ ≡ 0): 2^(j/4)·2^q.
+        let table = _mm256_add_epi64(entry, _mm256_slli_epi64::<49>(bits));
         let pm1 = _mm256_mul_pd(p[v], r[v]);
         if !CAREFUL {
             return _mm256_fmadd_pd(_mm256_castsi256_pd(table), pm1, _mm256_castsi256_pd(table));
         }
-        // [`exp_scales`] without a 64-bit arithmetic shift: kb = k + 2¹³ > 0 (clamped),
-        // qb = q + 2048, q1b = ⌊q/2⌋ + 1024, sh = (q₂ + 1024)·2⁵².
-        let kb = _mm256_sub_epi64(bits, _mm256_set1_epi64x(SHIFTER.to_bits() as i64 - (1 << 13)));
-        let qb = _mm256_srli_epi64::<2>(kb);
+        // [`exp_scales`] without a 64-bit arithmetic shift: kb = 2(k + 2¹³) > 0
+        // (clamped), qb = q + 2048, q1b = ⌊q/2⌋ + 1024, sh = (q₂ + 1024)·2⁵².
+        let kb = _mm256_sub_epi64(bits, _mm256_set1_epi64x(SHIFTER.to_bits() as i64 - (1 << 14)));
+        let qb = _mm256_srli_epi64::<3>(kb);
         let sh = _mm256_slli_epi64::<52>(_mm256_sub_epi64(qb, _mm256_srli_epi64::<1>(qb)));
         let table = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_sub_epi64(table, sh), _mm256_set1_epi64x(1024 << 52)));
         let scale = _mm256_castsi256_pd(_mm256_sub_epi64(sh, _mm256_set1_epi64x(1 << 52)));
