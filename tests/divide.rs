@@ -166,3 +166,84 @@ fn every_generated_kernel_equals_the_executor_bit_for_bit_on_general_inputs() {
     }
     assert_eq!(compared, 6 * 15);
 }
+
+/// The vector paths this CPU has; each test says which ran.
+fn vector_paths() -> Vec<runtime::VectorPath> {
+    runtime::VectorPath::ALL
+        .into_iter()
+        .filter(|p| {
+            println!(
+                "{p:?}: {}",
+                if p.available() {
+                    "run"
+                } else {
+                    "not on this CPU"
+                }
+            );
+            p.available()
+        })
+        .collect()
+}
+
+#[test]
+fn every_vector_paths_fma_division_gives_the_scalar_quotients_bits() {
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    for path in vector_paths() {
+        for x in rows(&mut rng) {
+            let (e, total, spread) = terms(&x);
+            if !runtime::fma_quotients(total, spread) {
+                continue;
+            }
+            let y = 1.0 / total;
+            let want: Vec<f64> = e
+                .iter()
+                .map(|a| runtime::fma_quotient(*a, total, y))
+                .collect();
+            let mut got = e.clone();
+            assert_eq!(path.fma_divide(&mut got, total), Some(()));
+            assert_eq!(bits(&got), bits(&want), "{path:?}: row {x:?}");
+        }
+        // The comparison sees a division by a total one ulp off.
+        let e: Vec<f64> = (1..=40).map(|i| f64::from(i) / 97.0).collect();
+        let total = 3.0_f64;
+        let mut got = e.clone();
+        path.fma_divide(&mut got, f64::from_bits(total.to_bits() + 1));
+        let want: Vec<f64> = e.iter().map(|a| a / total).collect();
+        assert_ne!(bits(&got), bits(&want), "{path:?}");
+    }
+}
+
+#[test]
+fn every_vector_paths_extrema_skip_nans_on_every_length() {
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    for path in vector_paths() {
+        // Lengths past two of AVX-512's blocks of 32, so blocks and remainders count.
+        for n in 0..80 {
+            let mut x: Vec<f64> = (0..n).map(|_| rng.gen_range(-1e3..1e3)).collect();
+            if n > 2 {
+                x[rng.gen_range(0..n)] = f64::NAN;
+            }
+            let want = (
+                x.iter()
+                    .copied()
+                    .filter(|v| !v.is_nan())
+                    .fold(f64::NEG_INFINITY, f64::max),
+                x.iter()
+                    .copied()
+                    .filter(|v| !v.is_nan())
+                    .fold(f64::INFINITY, f64::min),
+            );
+            assert_eq!(path.max_min(&x), Some(want), "{path:?}: {x:?}");
+            // The comparison sees a maximum or a minimum moved.
+            if let Some(i) = x.iter().position(|v| *v == want.0) {
+                x[i] = want.0 + 1.0;
+                assert_ne!(path.max_min(&x), Some(want), "{path:?}");
+            }
+        }
+        assert_eq!(
+            path.max_min(&[f64::NAN; 40]),
+            Some((f64::NEG_INFINITY, f64::INFINITY)),
+            "{path:?}"
+        );
+    }
+}

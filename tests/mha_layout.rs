@@ -182,7 +182,7 @@ fn the_smallest_witness_differs_for_every_exp() {
         for oracle in [ExpOracle::hashed(1), ExpOracle::hashed(99), ExpOracle::Libm] {
             let [lean, pytorch] = outputs(&d, &witness(&d), &oracle);
             // out[i][0] = 1/2 for the Lean graph, every other entry 0
-            let first_column = |i: usize| i % d.d_model == 0;
+            let first_column = |i: usize| i.is_multiple_of(d.d_model);
             let want: Vec<Rational> = (0..2 * d.d_model)
                 .map(|i| if first_column(i) { q(1, 2) } else { q(0, 1) })
                 .collect();

@@ -117,7 +117,7 @@ impl Dim {
                 acc.checked_mul(f.size_with(&|n| sizes.get(n).copied())?)
             })?;
         match unknown.as_slice() {
-            [one] if known > 0 && v % known == 0 => {
+            [one] if known > 0 && v.is_multiple_of(known) => {
                 sizes.insert((*one).clone(), v / known);
                 Some(true)
             }
@@ -396,7 +396,7 @@ impl Unifier {
         let [Atom::Var(x)] = atoms.as_slice() else {
             return false;
         };
-        if other.1.contains(&Atom::Var(*x)) || *c == 0 || other.0 % c != 0 {
+        if other.1.contains(&Atom::Var(*x)) || *c == 0 || !other.0.is_multiple_of(*c) {
             return false;
         }
         let k = other.0 / c;

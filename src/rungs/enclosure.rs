@@ -379,7 +379,7 @@ mod tests {
         assert!(exp_bounds(&q(2000, 1)).is_none());
     }
 
-    use crate::kernels::runtime::{exp_sum, exp_sum_portable, exp_sum_scalar_fma};
+    use crate::kernels::runtime::{exp_sum, exp_sum_portable, exp_sum_scalar_fma, VectorPath};
 
     #[test]
     fn every_exp_path_is_within_exp_ulps_over_the_softmax_domain() {
@@ -395,16 +395,34 @@ mod tests {
         }
     }
 
+    /// The vector paths this CPU has ([`VectorPath::exp_sum`]); each test of a path
+    /// says which ran, so a CPU without AVX-512 shows that path untested.
+    fn vector_paths() -> Vec<(VectorPath, impl Fn(&mut [f64]) -> f64)> {
+        VectorPath::ALL
+            .into_iter()
+            .filter(|p| {
+                let on = p.available();
+                println!("{p:?}: {}", if on { "run" } else { "not on this CPU" });
+                on
+            })
+            .map(|p| (p, move |xs: &mut [f64]| p.exp_sum(xs).unwrap()))
+            .collect()
+    }
+
     #[test]
-    fn the_dispatched_exp_is_within_exp_ulps_on_every_binade_and_boundary() {
+    fn every_vector_exp_is_within_exp_ulps_on_every_binade_and_boundary() {
         let xs = exp_systematic_samples();
         assert!(xs.len() > 2000);
+        for (path, exp) in vector_paths() {
+            let worst = check_exp(&exp, &xs).unwrap();
+            println!(
+                "{path:?}: worst {worst} ulps on {} systematic points",
+                xs.len()
+            );
+            assert!(worst <= EXP_ULPS, "{path:?}");
+        }
         let worst = check_exp(&exp_sum, &xs).unwrap();
-        println!(
-            "dispatched: worst {worst} ulps on {} systematic points",
-            xs.len()
-        );
-        assert!(worst <= EXP_ULPS);
+        assert!(worst <= EXP_ULPS, "dispatched");
     }
 
     #[test]
@@ -418,35 +436,61 @@ mod tests {
         assert!(worst <= EXP_ULPS);
     }
 
-    #[test]
-    fn the_avx2_path_gives_the_scalar_fma_paths_bits() {
-        // Every length up to 3 chunks of lanes, so the remainder lanes are covered.
-        let xs = exp_domain_samples(60, 13);
-        for len in 0..=xs.len() {
+    /// The first length whose sum or entries differ in bits between `exp` and the
+    /// scalar FMA path, over every prefix of `xs`.
+    fn first_bits_difference(exp: &dyn Fn(&mut [f64]) -> f64, xs: &[f64]) -> Option<usize> {
+        (0..=xs.len()).find(|&len| {
             let (mut a, mut b) = (xs[..len].to_vec(), xs[..len].to_vec());
-            let (sa, sb) = (exp_sum(&mut a), exp_sum_scalar_fma(&mut b));
-            assert_eq!(sa.to_bits(), sb.to_bits(), "sum of {len}");
-            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
-        }
+            let (sa, sb) = (exp(&mut a), exp_sum_scalar_fma(&mut b));
+            sa.to_bits() != sb.to_bits()
+                || a.iter().zip(&b).any(|(x, y)| x.to_bits() != y.to_bits())
+        })
     }
 
     #[test]
-    fn the_avx2_fast_path_gives_the_scalar_fma_paths_bits_and_is_left_for_one_far_lane() {
+    fn every_vector_path_gives_the_scalar_fma_paths_bits() {
+        // Every length up to past two of AVX-512's blocks of 64, so big blocks, small
+        // ones and the remainder lanes are all covered on both widths.
+        let xs = exp_domain_samples(150, 13);
+        for (path, exp) in vector_paths() {
+            assert_eq!(first_bits_difference(&exp, &xs), None, "{path:?}");
+        }
+        assert_eq!(first_bits_difference(&exp_sum, &xs), None, "dispatched");
+        // The comparison sees one entry one ulp off, at the last length.
+        let off = |v: &mut [f64]| {
+            let s = exp_sum(v);
+            if let Some(e) = v.get_mut(xs.len().saturating_sub(1)) {
+                *e = f64::from_bits(e.to_bits() + 1);
+            }
+            s
+        };
+        assert_eq!(first_bits_difference(&off, &xs), Some(xs.len()));
+    }
+
+    #[test]
+    fn every_vector_fast_path_gives_the_scalar_fma_paths_bits_and_is_left_for_one_far_lane() {
         // Blocks whose every |x| ≤ 708 take the fast path (one exponent add); one far
-        // lane anywhere in a block of 32 must send the whole block the careful way.
+        // lane anywhere in a block (32 values on AVX2, 64 on AVX-512) must send the
+        // whole block the careful way.
         let mut rng = ChaCha8Rng::seed_from_u64(19);
-        let near: Vec<f64> = (0..96).map(|_| rng.gen_range(-708.0..=708.0)).collect();
-        for far in [-720.0, -745.0, 709.5, f64::NEG_INFINITY] {
-            for at in 0..=near.len() {
-                let mut xs = near.clone();
-                if at < xs.len() {
-                    xs[at] = far;
-                }
-                let (mut a, mut b) = (xs.clone(), xs.clone());
-                let (sa, sb) = (exp_sum(&mut a), exp_sum_scalar_fma(&mut b));
-                assert_eq!(sa.to_bits(), sb.to_bits(), "sum, {far} at {at}");
-                for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                    assert_eq!(x.to_bits(), y.to_bits(), "{far} at {at}: entry {i}");
+        let near: Vec<f64> = (0..160).map(|_| rng.gen_range(-708.0..=708.0)).collect();
+        for (path, exp) in vector_paths() {
+            for far in [-720.0, -745.0, 709.5, f64::NEG_INFINITY] {
+                for at in 0..=near.len() {
+                    let mut xs = near.clone();
+                    if at < xs.len() {
+                        xs[at] = far;
+                    }
+                    let (mut a, mut b) = (xs.clone(), xs.clone());
+                    let (sa, sb) = (exp(&mut a), exp_sum_scalar_fma(&mut b));
+                    assert_eq!(sa.to_bits(), sb.to_bits(), "{path:?}: sum, {far} at {at}");
+                    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                        assert_eq!(
+                            x.to_bits(),
+                            y.to_bits(),
+                            "{path:?}: {far} at {at}: entry {i}"
+                        );
+                    }
                 }
             }
         }

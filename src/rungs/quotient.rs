@@ -39,7 +39,7 @@ pub fn check_quotient(divide: QuotientFn<'_>, a: f64, b: f64) -> Result<(), Stri
     let [up, down] = [1, -1].map(|d| f64::from_bits(got.to_bits().wrapping_add_signed(d)));
     for n in [up, down] {
         let dn = off(n)?;
-        let even = got.to_bits() % 2 == 0;
+        let even = got.to_bits().is_multiple_of(2);
         if dn < d || (dn == d && !even) {
             return Err(format!(
                 "{a:e} / {b:e} gave {got:e} ({:#x}); {n:e} ({:#x}) is nearer the exact quotient",

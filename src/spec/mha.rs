@@ -46,7 +46,7 @@ impl MhaDims {
     /// `d_model×d_model`; an error naming both numbers unless `heads` is positive and
     /// divides `d_model`.
     pub fn square(n: usize, d_model: usize, heads: usize) -> Result<Self, SpecError> {
-        if heads == 0 || d_model % heads != 0 {
+        if heads == 0 || !d_model.is_multiple_of(heads) {
             return Err(SpecError::Incompatible {
                 op: "multi-head attention (heads must be positive and divide the model width)",
                 left: vec![d_model],

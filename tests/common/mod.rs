@@ -72,7 +72,7 @@ pub fn check_derived(term: &str, s: &ShapeEnv, mode: Mode, cases: usize) -> Deri
 /// A version-1 `.npy` header with the given dict text, padded as NumPy pads it.
 pub fn raw_header(dict: &str) -> Vec<u8> {
     let mut text = dict.to_string();
-    while (10 + text.len() + 1) % 64 != 0 {
+    while !(10 + text.len() + 1).is_multiple_of(64) {
         text.push(' ');
     }
     text.push('\n');

@@ -1,9 +1,11 @@
 //! Support code for the kernels `fderiv emit` generates: shape and length checks, the
 //! batched GEMM (on `matrixmultiply`, heads in parallel on `rayon`), the transpose copy
-//! the parallel row-pass driver and the reusable [`Workspace`] for temporaries.
+//! the parallel row-pass driver, the reusable [`Workspace`] for temporaries, and the
+//! softmax row's exp, extrema and division vectorized for AVX2 and AVX-512 ([`VectorPath`]).
 //!
 //! Hand-written, and emitted verbatim beside the generated kernels so that the folder
-//! stands alone: it needs only the crates `matrixmultiply` and `rayon`.
+//! stands alone: it needs only the crates `matrixmultiply` and `rayon`, and Rust 1.89 or
+//! newer (the AVX-512 intrinsics).
 //!
 //! Layout everywhere: row-major h×m×n, contiguous, entry (k, i, j) at k·m·n + i·n + j.
 
@@ -303,7 +305,7 @@ pub fn factor(
     dim: &'static str,
     known: usize,
 ) -> Result<usize, KernelError> {
-    if known > 0 && dims[axis] % known == 0 {
+    if known > 0 && dims[axis].is_multiple_of(known) {
         Ok(dims[axis] / known)
     } else {
         Err(KernelError::Factor {
@@ -670,7 +672,7 @@ fn fused_stores<const I: usize, const O: usize, const K: usize, const STREAM: bo
 #[inline(always)]
 fn store_chunk(stream: bool, out: &mut [f64], v: &[f64; LANES]) {
     #[cfg(target_arch = "x86_64")]
-    if stream && out.len() == LANES && (out.as_ptr() as usize) % 16 == 0 {
+    if stream && out.len() == LANES && (out.as_ptr() as usize).is_multiple_of(16) {
         use std::arch::x86_64::{_mm_loadu_pd, _mm_stream_pd};
         for i in (0..LANES).step_by(2) {
             // SAFETY: SSE2 is part of x86-64; out[i..i + 2] is in bounds and 16-byte
@@ -730,14 +732,10 @@ fn extreme<const UP: bool>(xs: &[f64]) -> f64 {
 /// turns the two reductions of one loop into permutes and blends), otherwise two
 /// passes of [`LANES`] partial extrema.
 pub fn max_min(xs: &[f64]) -> (f64, f64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx2_fma() {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { max_min_avx2(xs) };
-        }
+    match VectorPath::best().and_then(|p| p.max_min(xs)) {
+        Some(extrema) => extrema,
+        None => (extreme::<true>(xs), extreme::<false>(xs)),
     }
-    (extreme::<true>(xs), extreme::<false>(xs))
 }
 
 /// The extrema of `xs` and of (hi, lo) one value at a time (`x > a` is false for a
@@ -747,39 +745,6 @@ fn max_min_from(xs: &[f64], hi: f64, lo: f64) -> (f64, f64) {
     xs.iter().fold((hi, lo), |(hi, lo), &x| {
         (if x > hi { x } else { hi }, if x < lo { x } else { lo })
     })
-}
-
-/// [`max_min`] by AVX2: `maxpd(x, a)` is `x > a ? x : a`, so a NaN x leaves `a`.
-///
-/// # Safety
-/// The CPU has AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn max_min_avx2(xs: &[f64]) -> (f64, f64) {
-    use std::arch::x86_64::*;
-    let mut hi = [_mm256_set1_pd(f64::NEG_INFINITY); 4];
-    let mut lo = [_mm256_set1_pd(f64::INFINITY); 4];
-    let mut blocks = xs.chunks_exact(16);
-    for b in &mut blocks {
-        for v in 0..4 {
-            // SAFETY: the block holds 16 values.
-            let x = unsafe { _mm256_loadu_pd(b.as_ptr().add(4 * v)) };
-            hi[v] = _mm256_max_pd(x, hi[v]);
-            lo[v] = _mm256_min_pd(x, lo[v]);
-        }
-    }
-    let (mut h, mut l) = ([0.0; 16], [0.0; 16]);
-    for v in 0..4 {
-        // SAFETY: `h` and `l` hold 16 values.
-        unsafe {
-            _mm256_storeu_pd(h.as_mut_ptr().add(4 * v), hi[v]);
-            _mm256_storeu_pd(l.as_mut_ptr().add(4 * v), lo[v]);
-        }
-    }
-    // The accumulators never hold a NaN.
-    let top = h.into_iter().fold(f64::NEG_INFINITY, f64::max);
-    let low = l.into_iter().fold(f64::INFINITY, f64::min);
-    max_min_from(blocks.remainder(), top, low)
 }
 
 /// The largest spread `top − min x` of a softmax row for which [`divide_exps`] divides
@@ -802,15 +767,11 @@ pub const FMA_QUOTIENT_SPREAD: f64 = 600.0;
 /// long per value on the CPU measured (0.36 against 0.16–0.20 ns, row in L1).
 /// Otherwise (a −∞ mask, a far logit, a NaN row, no FMA) each value is divided.
 pub fn divide_exps(xs: &mut [f64], total: f64, spread: f64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if fma_quotients(total, spread) && avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            unsafe { divide_fma(xs, total) };
+    if fma_quotients(total, spread) {
+        if let Some(()) = VectorPath::best().and_then(|p| p.fma_divide(xs, total)) {
             return;
         }
     }
-    let _ = spread;
     for x in xs.iter_mut() {
         *x /= total;
     }
@@ -830,19 +791,6 @@ pub fn fma_quotient(a: f64, b: f64, y: f64) -> f64 {
     let q = a * y;
     let r = (-q).mul_add(b, a);
     r.mul_add(y, q)
-}
-
-/// [`fma_quotient`] over a row, compiled with AVX2 and FMA (4 values per operation).
-///
-/// # Safety
-/// The CPU has AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn divide_fma(xs: &mut [f64], total: f64) {
-    let y = 1.0 / total;
-    for x in xs.iter_mut() {
-        *x = fma_quotient(*x, total, y);
-    }
 }
 
 /// Reusable scratch for a kernel's temporaries: grown on first use and kept, so that
@@ -1005,133 +953,358 @@ fn exp_sum_with<const FMA: bool>(xs: &mut [f64]) -> f64 {
     lanes_total(lanes)
 }
 
-/// Whether any of the 4V values lies beyond [`FAST_LIMIT`] in magnitude or is NaN:
-/// then [`exp_block`] must take its careful form.
+/// One vector register of f64 lanes and the operations the vector exp takes on it (the
+/// `*_bits` ones on its bits as 64-bit integers): AVX2's 4 lanes and AVX-512's 8, so
+/// that [`exp_block`] and [`exp_shift_sum_lanes`] are written once. Every method is
+/// inlined into a caller compiled with the register's features.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn exp_far<const V: usize>(x: &[std::arch::x86_64::__m256d; V]) -> bool {
-    use std::arch::x86_64::*;
-    let abs = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
-    let mut far = _mm256_setzero_pd();
-    for v in x {
-        // Unordered: a NaN counts as far.
-        far = _mm256_or_pd(far, _mm256_cmp_pd::<_CMP_NLE_UQ>(_mm256_and_pd(*v, abs), _mm256_set1_pd(FAST_LIMIT)));
+trait Lanes: Copy {
+    /// Values per register.
+    const WIDTH: usize;
+    /// Every lane `v`.
+    unsafe fn splat(v: f64) -> Self;
+    /// Every lane's bits `v`.
+    unsafe fn splat_bits(v: i64) -> Self;
+    /// `WIDTH` values from `p`.
+    unsafe fn load(p: *const f64) -> Self;
+    /// The lanes to `p`.
+    unsafe fn store(self, p: *mut f64);
+    /// Lane-wise `self + b`.
+    unsafe fn add(self, b: Self) -> Self;
+    /// Lane-wise `self − b`.
+    unsafe fn sub(self, b: Self) -> Self;
+    /// Lane-wise `self · b`.
+    unsafe fn mul(self, b: Self) -> Self;
+    /// Lane-wise `self · b + c`, rounded once.
+    unsafe fn fmadd(self, b: Self, c: Self) -> Self;
+    /// Lane-wise `c − self · b`, rounded once.
+    unsafe fn fnmadd(self, b: Self, c: Self) -> Self;
+    /// Lane-wise `self > b ? self : b` (`b` when either is NaN).
+    unsafe fn max(self, b: Self) -> Self;
+    /// Lane-wise `self < b ? self : b` (`b` when either is NaN).
+    unsafe fn min(self, b: Self) -> Self;
+    /// Lane-wise min(hi, max(lo, self)); a NaN lane stays NaN (max and min return
+    /// their second operand when either is NaN).
+    #[inline(always)]
+    unsafe fn clamp(self, lo: f64, hi: f64) -> Self {
+        Self::splat(hi).min(Self::splat(lo).max(self))
     }
-    _mm256_movemask_pd(far) != 0
+    /// Whether some lane of `x` is NaN or beyond `limit` in magnitude.
+    unsafe fn any_beyond(x: &[Self], limit: f64) -> bool;
+    /// Lane-wise bits(self) + bits(b), wrapping.
+    unsafe fn add_bits(self, b: Self) -> Self;
+    /// Lane-wise bits(self) − bits(b), wrapping.
+    unsafe fn sub_bits(self, b: Self) -> Self;
+    /// Lane-wise bits(self) shifted left by `n`.
+    unsafe fn shl_bits(self, n: i32) -> Self;
+    /// Lane-wise bits(self) shifted right by `n`, zeros shifted in.
+    unsafe fn shr_bits(self, n: i32) -> Self;
+    /// For t = SHIFTER + k and kf = k (k = 4q + j): the bits `SCALED_QUARTERS[j] +
+    /// k·2⁵⁰`, those of 2^(j/4)·2^q when that is a normal f64.
+    unsafe fn quarter_scale(t: Self, kf: Self) -> Self;
 }
 
-/// `exp` of V AVX2 registers (4V values) in lockstep: each step of [`exp1`]`::<true>`
-/// is taken for all V before the next, so the out-of-order core has V independent
-/// multiply-adds ready. `CAREFUL` is the scalar path's every step; without it (allowed
-/// when no value is [`exp_far`], the usual case) the clamp and the second scaling are
-/// skipped: both are then exact no-ops, so the bits are the scalar FMA path's either
-/// way. The table is looked up by one 32-bit permute of its 8 halves, at 2j and 2j + 1
-/// for j = k mod 4 (2k sits in the low bits of SHIFTER + 2k).
+/// AVX2 + FMA: the 4-entry table is one register of 8 halves, looked up by one 32-bit
+/// permute at 2j and 2j + 1 (2k sits in the low bits of SHIFTER + 2k).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn exp_block<const V: usize, const CAREFUL: bool>(
-    x: [std::arch::x86_64::__m256d; V],
-) -> [std::arch::x86_64::__m256d; V] {
-    use std::arch::x86_64::*;
-    let set = |v: f64| _mm256_set1_pd(v);
-    // SAFETY: the table holds 4 i64s, 256 bits.
-    let halves = unsafe { _mm256_loadu_si256(SCALED_QUARTERS.as_ptr().cast()) };
-    // max/min return their second operand when it is NaN: NaN stays NaN.
-    let x = x.map(|v| if CAREFUL { _mm256_min_pd(set(710.0), _mm256_max_pd(set(-746.0), v)) } else { v });
-    let mut twice = x;
-    let mut r = x;
-    for v in 0..V {
-        let t = _mm256_fmadd_pd(x[v], set(FOUR_LOG2_E), set(SHIFTER));
-        let kf = _mm256_sub_pd(t, set(SHIFTER));
-        r[v] = _mm256_fnmadd_pd(kf, set(LN2_LO / 4.0), _mm256_fnmadd_pd(kf, set(LN2_HI / 4.0), x[v]));
-        // SHIFTER + 2k, exact (an integer in [2⁵², 2⁵³)): an addition here is cheaper
-        // than doubling k among the integer operations below.
-        twice[v] = _mm256_add_pd(t, kf);
+impl Lanes for std::arch::x86_64::__m256d {
+    const WIDTH: usize = 4;
+    #[inline(always)]
+    unsafe fn splat(v: f64) -> Self {
+        std::arch::x86_64::_mm256_set1_pd(v)
     }
-    let mut p = [set(EXP_POLY[0]); V];
-    for c in &EXP_POLY[1..] {
-        for v in 0..V {
-            p[v] = _mm256_fmadd_pd(p[v], r[v], set(*c));
+    #[inline(always)]
+    unsafe fn splat_bits(v: i64) -> Self {
+        use std::arch::x86_64::*;
+        _mm256_castsi256_pd(_mm256_set1_epi64x(v))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f64) -> Self {
+        std::arch::x86_64::_mm256_loadu_pd(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f64) {
+        std::arch::x86_64::_mm256_storeu_pd(p, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        std::arch::x86_64::_mm256_add_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        std::arch::x86_64::_mm256_sub_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        std::arch::x86_64::_mm256_mul_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(self, b: Self, c: Self) -> Self {
+        std::arch::x86_64::_mm256_fmadd_pd(self, b, c)
+    }
+    #[inline(always)]
+    unsafe fn fnmadd(self, b: Self, c: Self) -> Self {
+        std::arch::x86_64::_mm256_fnmadd_pd(self, b, c)
+    }
+    #[inline(always)]
+    unsafe fn max(self, b: Self) -> Self {
+        std::arch::x86_64::_mm256_max_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn min(self, b: Self) -> Self {
+        std::arch::x86_64::_mm256_min_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn any_beyond(x: &[Self], limit: f64) -> bool {
+        use std::arch::x86_64::*;
+        let abs = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+        let mut far = _mm256_setzero_pd();
+        for v in x {
+            // Unordered: a NaN counts as beyond.
+            far = _mm256_or_pd(far, _mm256_cmp_pd::<_CMP_NLE_UQ>(_mm256_and_pd(*v, abs), _mm256_set1_pd(limit)));
         }
+        _mm256_movemask_pd(far) != 0
     }
-    std::array::from_fn(|v| {
-        let bits = _mm256_castpd_si256(twice[v]); // bits(SHIFTER) + 2k; its low 32 bits are 2k mod 2³²
+    #[inline(always)]
+    unsafe fn add_bits(self, b: Self) -> Self {
+        use std::arch::x86_64::*;
+        _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(self), _mm256_castpd_si256(b)))
+    }
+    #[inline(always)]
+    unsafe fn sub_bits(self, b: Self) -> Self {
+        use std::arch::x86_64::*;
+        _mm256_castsi256_pd(_mm256_sub_epi64(_mm256_castpd_si256(self), _mm256_castpd_si256(b)))
+    }
+    #[inline(always)]
+    unsafe fn shl_bits(self, n: i32) -> Self {
+        use std::arch::x86_64::*;
+        _mm256_castsi256_pd(_mm256_sll_epi64(_mm256_castpd_si256(self), _mm_cvtsi32_si128(n)))
+    }
+    #[inline(always)]
+    unsafe fn shr_bits(self, n: i32) -> Self {
+        use std::arch::x86_64::*;
+        _mm256_castsi256_pd(_mm256_srl_epi64(_mm256_castpd_si256(self), _mm_cvtsi32_si128(n)))
+    }
+    #[inline(always)]
+    unsafe fn quarter_scale(t: Self, kf: Self) -> Self {
+        use std::arch::x86_64::*;
+        let halves = _mm256_loadu_si256(SCALED_QUARTERS.as_ptr().cast());
+        // SHIFTER + 2k, exact (an integer in [2⁵², 2⁵³)): an addition here is cheaper
+        // than doubling k among the integer operations.
+        let bits = _mm256_castpd_si256(_mm256_add_pd(t, kf)); // its low 32 bits are 2k mod 2³²
         // 2k in both halves of each lane (the permute reads their low 3 bits), then
         // 2k + 1 in the high half: the halves of entry k mod 4.
         let both_halves = _mm256_shuffle_epi32::<0xA0>(bits);
         let index = _mm256_or_si256(both_halves, _mm256_set_epi32(1, 0, 1, 0, 1, 0, 1, 0));
         let entry = _mm256_permutevar8x32_epi32(halves, index);
-        // k·2⁵⁰ = bits·2⁴⁹ mod 2⁶⁴ (bits(SHIFTER)·2⁴⁹ ≡ 0): 2^(j/4)·2^q.
-        let table = _mm256_add_epi64(entry, _mm256_slli_epi64::<49>(bits));
-        let pm1 = _mm256_mul_pd(p[v], r[v]);
-        if !CAREFUL {
-            return _mm256_fmadd_pd(_mm256_castsi256_pd(table), pm1, _mm256_castsi256_pd(table));
+        // k·2⁵⁰ = bits·2⁴⁹ mod 2⁶⁴ (bits(SHIFTER)·2⁴⁹ ≡ 0).
+        _mm256_castsi256_pd(_mm256_add_epi64(entry, _mm256_slli_epi64::<49>(bits)))
+    }
+}
+
+/// AVX-512F: the table twice over fills one register of 8 entries, looked up by one
+/// 64-bit permute that reads the low 3 bits of SHIFTER + k (k mod 8) as they are.
+#[cfg(target_arch = "x86_64")]
+impl Lanes for std::arch::x86_64::__m512d {
+    const WIDTH: usize = 8;
+    #[inline(always)]
+    unsafe fn splat(v: f64) -> Self {
+        std::arch::x86_64::_mm512_set1_pd(v)
+    }
+    #[inline(always)]
+    unsafe fn splat_bits(v: i64) -> Self {
+        use std::arch::x86_64::*;
+        _mm512_castsi512_pd(_mm512_set1_epi64(v))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f64) -> Self {
+        std::arch::x86_64::_mm512_loadu_pd(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f64) {
+        std::arch::x86_64::_mm512_storeu_pd(p, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        std::arch::x86_64::_mm512_add_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        std::arch::x86_64::_mm512_sub_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        std::arch::x86_64::_mm512_mul_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(self, b: Self, c: Self) -> Self {
+        std::arch::x86_64::_mm512_fmadd_pd(self, b, c)
+    }
+    #[inline(always)]
+    unsafe fn fnmadd(self, b: Self, c: Self) -> Self {
+        std::arch::x86_64::_mm512_fnmadd_pd(self, b, c)
+    }
+    #[inline(always)]
+    unsafe fn max(self, b: Self) -> Self {
+        std::arch::x86_64::_mm512_max_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn min(self, b: Self) -> Self {
+        std::arch::x86_64::_mm512_min_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn any_beyond(x: &[Self], limit: f64) -> bool {
+        use std::arch::x86_64::*;
+        let mut far: __mmask8 = 0;
+        for v in x {
+            // Unordered: a NaN counts as beyond.
+            far |= _mm512_cmp_pd_mask::<_CMP_NLE_UQ>(_mm512_abs_pd(*v), _mm512_set1_pd(limit));
         }
-        // [`exp_scales`] without a 64-bit arithmetic shift: kb = 2(k + 2¹³) > 0
-        // (clamped), qb = q + 2048, q1b = ⌊q/2⌋ + 1024, sh = (q₂ + 1024)·2⁵².
-        let kb = _mm256_sub_epi64(bits, _mm256_set1_epi64x(SHIFTER.to_bits() as i64 - (1 << 14)));
-        let qb = _mm256_srli_epi64::<3>(kb);
-        let sh = _mm256_slli_epi64::<52>(_mm256_sub_epi64(qb, _mm256_srli_epi64::<1>(qb)));
-        let table = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_sub_epi64(table, sh), _mm256_set1_epi64x(1024 << 52)));
-        let scale = _mm256_castsi256_pd(_mm256_sub_epi64(sh, _mm256_set1_epi64x(1 << 52)));
-        _mm256_mul_pd(_mm256_fmadd_pd(table, pm1, table), scale)
-    })
+        far != 0
+    }
+    #[inline(always)]
+    unsafe fn add_bits(self, b: Self) -> Self {
+        use std::arch::x86_64::*;
+        _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(self), _mm512_castpd_si512(b)))
+    }
+    #[inline(always)]
+    unsafe fn sub_bits(self, b: Self) -> Self {
+        use std::arch::x86_64::*;
+        _mm512_castsi512_pd(_mm512_sub_epi64(_mm512_castpd_si512(self), _mm512_castpd_si512(b)))
+    }
+    #[inline(always)]
+    unsafe fn shl_bits(self, n: i32) -> Self {
+        use std::arch::x86_64::*;
+        _mm512_castsi512_pd(_mm512_sll_epi64(_mm512_castpd_si512(self), _mm_cvtsi32_si128(n)))
+    }
+    #[inline(always)]
+    unsafe fn shr_bits(self, n: i32) -> Self {
+        use std::arch::x86_64::*;
+        _mm512_castsi512_pd(_mm512_srl_epi64(_mm512_castpd_si512(self), _mm_cvtsi32_si128(n)))
+    }
+    #[inline(always)]
+    unsafe fn quarter_scale(t: Self, _kf: Self) -> Self {
+        use std::arch::x86_64::*;
+        let q = SCALED_QUARTERS;
+        let table = [q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3]];
+        let bits = _mm512_castpd_si512(t); // bits(SHIFTER) + k: k mod 8 in the low 3 bits
+        let entry = _mm512_permutexvar_epi64(bits, _mm512_loadu_epi64(table.as_ptr()));
+        // k·2⁵⁰ = bits·2⁵⁰ mod 2⁶⁴ (bits(SHIFTER)·2⁵⁰ ≡ 0).
+        _mm512_castsi512_pd(_mm512_add_epi64(entry, _mm512_slli_epi64::<50>(bits)))
+    }
+}
+
+/// `exp` of V registers in lockstep: each step of [`exp1`]`::<true>` is taken for all V
+/// before the next, so the out-of-order core has V independent multiply-adds ready.
+/// `CAREFUL` is the scalar path's every step; without it (allowed when no value is
+/// beyond [`FAST_LIMIT`], the usual case) the clamp and the second scaling are skipped:
+/// both are then exact no-ops, so the bits are the scalar FMA path's either way.
+///
+/// # Safety
+/// The CPU has `L`'s features (the caller is compiled with them).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn exp_block<L: Lanes, const V: usize, const CAREFUL: bool>(mut x: [L; V]) -> [L; V] {
+    // Loops, not closures: a closure here would be compiled without L's features.
+    if CAREFUL {
+        for v in &mut x {
+            *v = v.clamp(-746.0, 710.0);
+        }
+    }
+    let (mut t, mut kf, mut r) = (x, x, x);
+    for v in 0..V {
+        t[v] = x[v].fmadd(L::splat(FOUR_LOG2_E), L::splat(SHIFTER));
+        kf[v] = t[v].sub(L::splat(SHIFTER));
+        r[v] = kf[v].fnmadd(L::splat(LN2_LO / 4.0), kf[v].fnmadd(L::splat(LN2_HI / 4.0), x[v]));
+    }
+    let mut p = [L::splat(EXP_POLY[0]); V];
+    for c in &EXP_POLY[1..] {
+        for v in 0..V {
+            p[v] = p[v].fmadd(r[v], L::splat(*c));
+        }
+    }
+    for v in 0..V {
+        let table = L::quarter_scale(t[v], kf[v]);
+        let pm1 = p[v].mul(r[v]);
+        x[v] = if CAREFUL {
+            // [`exp_scales`] without a 64-bit arithmetic shift: kb = k + 2¹³ > 0
+            // (clamped), qb = q + 2048, qb − ⌊qb/2⌋ = q₂ + 1024, sh = (q₂ + 1024)·2⁵².
+            let kb = t[v].sub_bits(L::splat_bits(SHIFTER.to_bits() as i64 - (1 << 13)));
+            let qb = kb.shr_bits(2);
+            let sh = qb.sub_bits(qb.shr_bits(1)).shl_bits(52);
+            let table = table.sub_bits(sh).add_bits(L::splat_bits(1024 << 52));
+            let scale = sh.sub_bits(L::splat_bits(1 << 52));
+            table.fmadd(pm1, table).mul(scale)
+        } else {
+            table.fmadd(pm1, table)
+        };
+    }
+    x
 }
 
 /// `dst[j] = exp(src[j] − top)` for j < n, returning the sum with term j in lane j mod
-/// [`LANES`]: blocks of 32 values through [`exp_block`]`::<8>`, then chunks of 8, then
-/// single values (the scalar FMA path's operations and lanes, so its bits). While a
-/// block runs, the matching 32 values of each `ahead` slice are prefetched (a hint:
-/// the next row's inputs arrive while this row computes). `near`: the caller knows
-/// |src[j] − top| ≤ [`FAST_LIMIT`] for every non-NaN src[j]; no block then tests for
-/// far values, each takes the fast form (a NaN lane too: see [`exp_shift_sum`]).
+/// [`LANES`]: blocks of `BIG` registers through [`exp_block`], then of `SMALL` (`SMALL`
+/// registers hold [`LANES`] values), then single values (the scalar FMA path's
+/// operations and lanes, so its bits). While a big block runs, its span of each `ahead`
+/// slice is prefetched (a hint: the next row's inputs arrive while this row computes).
+/// `near`: the caller knows |src[j] − top| ≤ [`FAST_LIMIT`] for every non-NaN src[j];
+/// no block then tests for far values, each takes the fast form (a NaN lane too: see
+/// [`exp_shift_sum`]).
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `src` and `dst` are valid for n values (they may be the
-/// same buffer: each block is read whole before it is written).
+/// The CPU has `L`'s features (the caller is compiled with them); `src` and `dst` are
+/// valid for n values (they may be the same buffer: each block is read whole before it
+/// is written).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_shift_sum_avx2(src: *const f64, dst: *mut f64, n: usize, top: f64, near: bool, ahead: &[&[f64]]) -> f64 {
-    use std::arch::x86_64::*;
-    let shift = _mm256_set1_pd(top);
-    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+#[inline(always)]
+unsafe fn exp_shift_sum_lanes<L: Lanes, const BIG: usize, const SMALL: usize>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    top: f64,
+    near: bool,
+    ahead: &[&[f64]],
+) -> f64 {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    debug_assert_eq!(L::WIDTH * SMALL, LANES);
+    let shift = L::splat(top);
+    // Register v of a block holds lanes (v·WIDTH) mod LANES onwards: their partial
+    // sums are acc[v mod SMALL].
+    let mut acc = [L::splat(0.0); SMALL];
     let mut j = 0;
     macro_rules! blocks {
-        ($v:literal, $prefetch:expr) => {
-            while j + 4 * $v <= n {
+        ($v:expr, $prefetch:expr) => {
+            while j + L::WIDTH * $v <= n {
                 if $prefetch {
                     for a in ahead {
-                        for l in (j..(j + 4 * $v).min(a.len())).step_by(8) {
+                        for l in (j..(j + L::WIDTH * $v).min(a.len())).step_by(8) {
                             // SAFETY: l < a.len(): a line of `a`; a prefetch never faults.
                             _mm_prefetch::<_MM_HINT_T0>(unsafe { a.as_ptr().add(l) } as *const i8);
                         }
                     }
                 }
-                // SAFETY: j + 4·V ≤ n values of `src` (caller's contract).
-                let x: [__m256d; $v] = std::array::from_fn(|v| unsafe {
-                    _mm256_sub_pd(_mm256_loadu_pd(src.add(j + 4 * v)), shift)
-                });
-                let e = if !near && exp_far(&x) { exp_block::<$v, true>(x) } else { exp_block::<$v, false>(x) };
+                let mut x = [shift; $v];
+                for (v, x) in x.iter_mut().enumerate() {
+                    // SAFETY: j + WIDTH·V ≤ n values of `src` (caller's contract).
+                    *x = unsafe { L::load(src.add(j + L::WIDTH * v)) }.sub(shift);
+                }
+                let e = if !near && L::any_beyond(&x, FAST_LIMIT) { exp_block::<L, $v, true>(x) } else { exp_block::<L, $v, false>(x) };
                 for (v, e) in e.into_iter().enumerate() {
                     // SAFETY: as for the loads; `dst` is valid for n values.
-                    unsafe { _mm256_storeu_pd(dst.add(j + 4 * v), e) };
-                    if v % 2 == 0 {
-                        lo = _mm256_add_pd(lo, e);
-                    } else {
-                        hi = _mm256_add_pd(hi, e);
-                    }
+                    unsafe { e.store(dst.add(j + L::WIDTH * v)) };
+                    let a = v % SMALL;
+                    acc[a] = acc[a].add(e);
                 }
-                j += 4 * $v;
+                j += L::WIDTH * $v;
             }
         };
     }
-    blocks!(8, true);
-    blocks!(2, false);
+    blocks!(BIG, true);
+    blocks!(SMALL, false);
     let mut lanes = [0.0; LANES];
-    // SAFETY: `lanes` holds 8 f64s.
-    unsafe {
-        _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
-        _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
+    for (a, acc) in acc.iter().enumerate() {
+        // SAFETY: SMALL registers of WIDTH values fill `lanes`.
+        unsafe { acc.store(lanes.as_mut_ptr().add(L::WIDTH * a)) };
     }
     for (l, i) in lanes.iter_mut().zip(j..n) {
         // SAFETY: i < n.
@@ -1140,6 +1313,200 @@ unsafe fn exp_shift_sum_avx2(src: *const f64, dst: *mut f64, n: usize, top: f64,
         *l += e;
     }
     lanes_total(lanes)
+}
+
+/// [`max_min`] on registers of `L`: 4 registers a step in 8 independent chains
+/// (`max(x, a)` is `x > a ? x : a`, so a NaN x leaves `a`: the accumulators never
+/// hold a NaN), the rest one value at a time.
+///
+/// # Safety
+/// The CPU has `L`'s features (the caller is compiled with them).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn max_min_lanes<L: Lanes>(xs: &[f64]) -> (f64, f64) {
+    debug_assert!(L::WIDTH <= 8);
+    let mut hi = [L::splat(f64::NEG_INFINITY); 4];
+    let mut lo = [L::splat(f64::INFINITY); 4];
+    let mut blocks = xs.chunks_exact(4 * L::WIDTH);
+    for b in &mut blocks {
+        for v in 0..4 {
+            // SAFETY: the block holds 4·WIDTH values.
+            let x = unsafe { L::load(b.as_ptr().add(L::WIDTH * v)) };
+            hi[v] = x.max(hi[v]);
+            lo[v] = x.min(lo[v]);
+        }
+    }
+    let (mut h, mut l) = ([0.0; 32], [0.0; 32]);
+    for v in 0..4 {
+        // SAFETY: 4 registers of at most 8 values fit in `h` and in `l`.
+        unsafe {
+            hi[v].store(h.as_mut_ptr().add(L::WIDTH * v));
+            lo[v].store(l.as_mut_ptr().add(L::WIDTH * v));
+        }
+    }
+    let top = h[..4 * L::WIDTH].iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x));
+    let low = l[..4 * L::WIDTH].iter().fold(f64::INFINITY, |a, &x| a.min(x));
+    max_min_from(blocks.remainder(), top, low)
+}
+
+/// [`fma_quotient`] of every value of a row by `total`, on registers of `L` (the
+/// scalar function's operations, so its bits), the rest one value at a time.
+///
+/// # Safety
+/// The CPU has `L`'s features (the caller is compiled with them).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn divide_lanes<L: Lanes>(xs: &mut [f64], total: f64) {
+    let y = 1.0 / total;
+    let (b, yv) = (L::splat(total), L::splat(y));
+    let mut chunks = xs.chunks_exact_mut(L::WIDTH);
+    for c in &mut chunks {
+        // SAFETY: the chunk holds WIDTH values.
+        let a = unsafe { L::load(c.as_ptr()) };
+        // As `fma_quotient`: q = a·y, r = fma(−q, total, a), q′ = fma(r, y, q).
+        let q = a.mul(yv);
+        let r = q.fnmadd(b, a);
+        unsafe { r.fmadd(yv, q).store(c.as_mut_ptr()) };
+    }
+    for x in chunks.into_remainder() {
+        *x = fma_quotient(*x, total, y);
+    }
+}
+
+/// The runtime's hand-vectorized routines compiled for one [`VectorPath`]: registers
+/// `$lanes`, features `$features`, exp blocks of `$big` registers then `$small`.
+macro_rules! vector_path {
+    ($name:ident, $features:literal, $lanes:ty, $big:literal, $small:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        mod $name {
+            use super::*;
+
+            /// [`exp_shift_sum_lanes`] on this path.
+            ///
+            /// # Safety
+            /// The CPU has the features; `src` and `dst` as for [`exp_shift_sum_lanes`].
+            #[target_feature(enable = $features)]
+            pub unsafe fn exp_shift_sum(src: *const f64, dst: *mut f64, n: usize, top: f64, near: bool, ahead: &[&[f64]]) -> f64 {
+                exp_shift_sum_lanes::<$lanes, $big, $small>(src, dst, n, top, near, ahead)
+            }
+
+            /// [`max_min_lanes`] on this path.
+            ///
+            /// # Safety
+            /// The CPU has the features.
+            #[target_feature(enable = $features)]
+            pub unsafe fn max_min(xs: &[f64]) -> (f64, f64) {
+                max_min_lanes::<$lanes>(xs)
+            }
+
+            /// [`divide_lanes`] on this path.
+            ///
+            /// # Safety
+            /// The CPU has the features.
+            #[target_feature(enable = $features)]
+            pub unsafe fn divide(xs: &mut [f64], total: f64) {
+                divide_lanes::<$lanes>(xs, total)
+            }
+        }
+    };
+}
+vector_path!(avx2, "avx2,fma", std::arch::x86_64::__m256d, 8, 2);
+vector_path!(avx512, "avx512f,avx2,fma", std::arch::x86_64::__m512d, 8, 1);
+
+/// The runtime's hand-vectorized paths (x86-64): the softmax forward's exp, row
+/// extrema and FMA division. Each performs the scalar code's operations lane by lane
+/// (the exp the scalar FMA path's), so each gives its bits; the widest one the CPU
+/// has runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VectorPath {
+    /// 4 lanes: AVX2 and FMA.
+    Avx2,
+    /// 8 lanes: AVX-512F, with AVX2 and FMA.
+    Avx512,
+}
+
+impl VectorPath {
+    /// Every path, narrowest first.
+    pub const ALL: [VectorPath; 2] = [VectorPath::Avx2, VectorPath::Avx512];
+
+    /// Whether this CPU has the path's features (detected at run time; false off
+    /// x86-64).
+    pub fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            avx2_fma() && (self == VectorPath::Avx2 || std::is_x86_feature_detected!("avx512f"))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// The widest path this CPU has, if any.
+    pub fn best() -> Option<VectorPath> {
+        VectorPath::ALL.into_iter().rev().find(|p| p.available())
+    }
+
+    /// `xⱼ ← exp xⱼ` on this path, returning Σⱼ exp xⱼ as [`exp_sum`] does; `None` when
+    /// the CPU lacks the path's features (for tests of every path on a CPU that has
+    /// several).
+    pub fn exp_sum(self, xs: &mut [f64]) -> Option<f64> {
+        let p = xs.as_mut_ptr();
+        // SAFETY: `xs` is valid for its length (in place).
+        unsafe { self.exp_shift_sum(p, p, xs.len(), 0.0, false, &[]) }
+    }
+
+    /// [`max_min`] on this path; `None` when the CPU lacks the path's features.
+    pub fn max_min(self, xs: &[f64]) -> Option<(f64, f64)> {
+        #[cfg(target_arch = "x86_64")]
+        if self.available() {
+            // SAFETY: the CPU has the features.
+            return Some(unsafe {
+                match self {
+                    VectorPath::Avx2 => avx2::max_min(xs),
+                    VectorPath::Avx512 => avx512::max_min(xs),
+                }
+            });
+        }
+        let _ = xs;
+        None
+    }
+
+    /// `xⱼ ← fma_quotient(xⱼ, total, 1/total)` on this path (the FMA division
+    /// [`divide_exps`] takes when [`fma_quotients`] allows); `None` (and `xs` left
+    /// alone) when the CPU lacks the path's features.
+    pub fn fma_divide(self, xs: &mut [f64], total: f64) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        if self.available() {
+            // SAFETY: the CPU has the features.
+            unsafe {
+                match self {
+                    VectorPath::Avx2 => avx2::divide(xs, total),
+                    VectorPath::Avx512 => avx512::divide(xs, total),
+                }
+            }
+            return Some(());
+        }
+        let _ = (xs, total);
+        None
+    }
+
+    /// [`exp_shift_sum_lanes`] on this path; `None` when the CPU lacks its features.
+    ///
+    /// # Safety
+    /// `src` and `dst` as for [`exp_shift_sum_lanes`].
+    unsafe fn exp_shift_sum(self, src: *const f64, dst: *mut f64, n: usize, top: f64, near: bool, ahead: &[&[f64]]) -> Option<f64> {
+        #[cfg(target_arch = "x86_64")]
+        if self.available() {
+            // SAFETY: the CPU has the features; the pointers as the caller promised.
+            return Some(unsafe {
+                match self {
+                    VectorPath::Avx2 => avx2::exp_shift_sum(src, dst, n, top, near, ahead),
+                    VectorPath::Avx512 => avx512::exp_shift_sum(src, dst, n, top, near, ahead),
+                }
+            });
+        }
+        let _ = (src, dst, n, top, near, ahead);
+        None
+    }
 }
 
 /// `xⱼ ← exp xⱼ` over the slice, returning Σⱼ exp xⱼ (all terms summed in some order).
@@ -1183,17 +1550,16 @@ pub fn exp_shift_sum(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &
 }
 
 /// `dstⱼ = exp(srcⱼ − top)`, `src` being `dst` itself when `None` (same length
-/// otherwise): AVX2 + FMA when the CPU has them (detected at run time), the portable
-/// loop otherwise.
+/// otherwise): the widest [`VectorPath`] path the CPU has (detected at run time), the
+/// portable loop otherwise.
 fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, near: bool, ahead: &[&[f64]]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx2_fma() {
-            let d = dst.as_mut_ptr();
-            let s = src.map_or(d as *const f64, <[f64]>::as_ptr);
-            // SAFETY: the CPU has the features; `s` and `d` are valid for dst.len()
-            // values (`src` has dst's length) and may be the same buffer.
-            return unsafe { exp_shift_sum_avx2(s, d, dst.len(), top, near, ahead) };
+    if let Some(path) = VectorPath::best() {
+        let d = dst.as_mut_ptr();
+        let s = src.map_or(d as *const f64, <[f64]>::as_ptr);
+        // SAFETY: `s` and `d` are valid for dst.len() values (`src` has dst's length)
+        // and may be the same buffer.
+        if let Some(total) = unsafe { path.exp_shift_sum(s, d, dst.len(), top, near, ahead) } {
+            return total;
         }
     }
     let _ = (ahead, near);
