@@ -1,6 +1,7 @@
 //! Row passes whose output passes `runtime::STREAM_MIN_VALUES` write their last loop
-//! with non-temporal stores (`runtime::fused_streamed`); the values are the plain
-//! loop's, bit for bit.
+//! with non-temporal stores (`runtime::fused_streamed`), and a softmax forward whose
+//! output passes `runtime::SOFTMAX_STREAM_MIN_VALUES` its quotients
+//! (`runtime::softmax_row_streamed`); the values are the plain code's, bit for bit.
 
 mod common;
 
@@ -73,4 +74,69 @@ fn a_streamed_kernel_output_equals_the_same_rows_computed_unstreamed() {
         corrupted[ROWS * N / 2] = f64::from_bits(corrupted[ROWS * N / 2].to_bits() ^ 1);
         assert_ne!(bits(&whole.data), bits(&corrupted));
     }
+}
+
+/// The unstreamed softmax row of the generated forward: exp into `out`, then divided.
+fn plain_softmax_row(x: &[f64], out: &mut [f64]) {
+    let (top, low) = runtime::max_min(x);
+    let total = runtime::exp_shift_sum(x, top, top - low, out, &[]);
+    runtime::divide_exps(out, total, top - low);
+}
+
+#[test]
+fn the_streamed_softmax_row_gives_the_plain_rows_bits() {
+    // Rows of every length to 80 and longer ones, every offset of a 64-byte line (so
+    // the plain stores before the first aligned register and after the last are
+    // covered), with a spread that takes the FMA division and one that does not.
+    for scale in [1.0, 100.0] {
+        for n in (0..=80).chain([127, 512, 1000]) {
+            let x: Vec<f64> = (0..n).map(|i| value(i, 5) * scale).collect();
+            let mut plain = vec![0.0; n];
+            plain_softmax_row(&x, &mut plain);
+            for offset in 0..8 {
+                let mut out = vec![7.0; n + 8];
+                let (top, low) = runtime::max_min(&x);
+                runtime::softmax_row_streamed(&x, top, top - low, &mut out[offset..], &[&x]);
+                assert_eq!(
+                    bits(&out[offset..offset + n]),
+                    bits(&plain),
+                    "n = {n}, offset {offset}"
+                );
+                assert!(out[..offset]
+                    .iter()
+                    .chain(&out[offset + n..])
+                    .all(|v| *v == 7.0));
+            }
+        }
+    }
+    // The comparison sees one quotient one ulp off.
+    let x: Vec<f64> = (0..40).map(|i| value(i, 6)).collect();
+    let (mut plain, mut out) = (vec![0.0; 40], vec![0.0; 40]);
+    plain_softmax_row(&x, &mut plain);
+    let (top, low) = runtime::max_min(&x);
+    runtime::softmax_row_streamed(&x, top, top - low, &mut out, &[]);
+    out[17] = f64::from_bits(out[17].to_bits() + 1);
+    assert_ne!(bits(&out), bits(&plain));
+}
+
+#[test]
+fn a_streamed_softmax_forward_equals_the_same_rows_computed_unstreamed() {
+    const ROWS: usize = 4096;
+    const N: usize = 1024;
+    assert!(runtime::stream_softmax(ROWS * N));
+    assert!(!runtime::stream_softmax(ROWS * N / 2));
+    let x = Tensor3::new([1, ROWS, N], (0..ROWS * N).map(|i| value(i, 7)).collect()).unwrap();
+    let whole = kernels::softmax_last_forward(&x).unwrap();
+    // The same rows in 2 calls of half the rows: outputs below the threshold.
+    let mut pieces = Vec::with_capacity(ROWS * N);
+    for k in 0..2 {
+        let half = ROWS * N / 2;
+        let part =
+            Tensor3::new([1, ROWS / 2, N], x.data[k * half..(k + 1) * half].to_vec()).unwrap();
+        pieces.extend(kernels::softmax_last_forward(&part).unwrap().into_data());
+    }
+    assert_eq!(bits(&whole.data), bits(&pieces));
+    // The comparison sees one flipped low bit.
+    pieces[ROWS * N / 3] = f64::from_bits(pieces[ROWS * N / 3].to_bits() ^ 1);
+    assert_ne!(bits(&whole.data), bits(&pieces));
 }

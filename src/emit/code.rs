@@ -192,6 +192,11 @@ impl<'a> Names<'a> {
         }
     }
 
+    /// Whether a step after step `n` (numbered from 1) reads buffer `b`.
+    pub(super) fn read_after(&self, b: BufId, n: usize) -> bool {
+        self.plan.steps.iter().skip(n).any(|step| step.reads(b))
+    }
+
     /// Whether the plan has temporaries (then the slice form takes a workspace).
     fn has_temps(&self) -> bool {
         self.plan.with_role(Role::Temp).next().is_some()

@@ -41,12 +41,20 @@ pub(super) fn row_pass(
     // locals of the loops).
     let mut body = String::new();
     let mut stored: Vec<usize> = into_out.into_iter().collect();
-    let mut streams = false;
+    // Whether the pass streams its last stores, and whether from a softmax (which
+    // has its own threshold).
+    let (mut streams, mut softmax_streams) = (false, false);
     let mut start = 0;
     while start < p.instrs.len() {
         let pieces = group_at(&p.instrs, start);
         if pieces.is_empty() {
-            single(&mut body, &p.instrs[start], names, len, &mut stored);
+            // The last instruction, when it is a softmax into the output row, may
+            // stream it, unless a later step reads the output (streaming an attention
+            // block's probabilities out of the caches before its GEMM cost 3 %).
+            let last = (start + 1 == p.instrs.len() && !names.read_after(out, n))
+                .then_some(into_out)
+                .flatten();
+            softmax_streams |= single(&mut body, &p.instrs[start], names, len, &mut stored, last);
             start += 1;
         } else {
             let end = start + pieces.len();
@@ -58,10 +66,15 @@ pub(super) fn row_pass(
     }
     stored.sort_unstable();
     stored.dedup();
-    if streams {
+    if streams || softmax_streams {
         let _ = writeln!(
             s,
-            "    let stream = runtime::stream_stores({}.len());",
+            "    let stream = runtime::{}({}.len());",
+            if softmax_streams {
+                "stream_softmax"
+            } else {
+                "stream_stores"
+            },
             names.id(out)
         );
     }
@@ -315,8 +328,18 @@ fn v_index(a: &Arg) -> usize {
 
 /// An instruction outside any loop group: an entrywise instruction writing a row it
 /// reads (a plain loop), a scalar instruction, the sum of a scalar (n times it) or a
-/// softmax. A row register written is added to `stored`.
-fn single(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str, stored: &mut Vec<usize>) {
+/// softmax. A row register written is added to `stored`. `last`: the output row's
+/// register when this is the pass's last instruction; a softmax into it from another
+/// row then takes `runtime::softmax_row_streamed` when `stream`, and the result is
+/// true (the pass must define `stream` by `runtime::stream_softmax`).
+fn single(
+    s: &mut String,
+    ins: &Instr,
+    names: &Names<'_>,
+    len: &str,
+    stored: &mut Vec<usize>,
+    last: Option<usize>,
+) -> bool {
     let j = |dst: &Reg| match dst {
         Reg::Row(_) => Some("j"),
         Reg::Scalar(_) => None,
@@ -366,16 +389,27 @@ fn single(s: &mut String, ins: &Instr, names: &Names<'_>, len: &str, stored: &mu
             if fill {
                 let _ = writeln!(s, "        for j in 0..{len} {{ r{dst}[j] = top; }}");
             }
-            let total = match src {
+            let total = match &src {
                 Some(x) => format!("runtime::exp_shift_sum({x}, top, top - low, r{dst}, &ahead)"),
                 None => format!("runtime::exp_shift_sum_in_place(r{dst}, top, &ahead)"),
             };
-            let _ = writeln!(
-                s,
-                "        let total = {total};\n        runtime::divide_exps(r{dst}, total, top - low);"
+            let divide = format!(
+                "let total = {total};\n        runtime::divide_exps(r{dst}, total, top - low);"
             );
+            if let (Some(x), true) = (&src, last == Some(*dst)) {
+                // Into the output row from another row: beyond the caches, the exps
+                // into a scratch row and the quotients streamed to the output.
+                let _ = writeln!(
+                    s,
+                    "        if stream {{\n            runtime::softmax_row_streamed({x}, top, top - low, r{dst}, &ahead);\n        }} else {{\n            {}\n        }}",
+                    divide.replace('\n', "\n    ")
+                );
+                return true;
+            }
+            let _ = writeln!(s, "        {divide}");
         }
     }
+    false
 }
 
 /// `dst = v` for a value computed once per row (a scalar instruction; a row
@@ -451,12 +485,12 @@ mod tests {
     use egg::Symbol;
 
     /// The row-pass text of the forward kernel of `term` over h×m×n inputs A, B.
-    fn body(term: &str) -> String {
+    /// The generated file of a forward kernel of `term`, A and B of the given shapes.
+    fn file(term: &str, a: &str, b: &str) -> String {
         let term = parse_term(term).unwrap();
-        let shape = parse_shape("h,m,n").unwrap();
         let shapes = [
-            (Symbol::from("A"), shape.clone()),
-            (Symbol::from("B"), shape),
+            (Symbol::from("A"), parse_shape(a).unwrap()),
+            (Symbol::from("B"), parse_shape(b).unwrap()),
         ]
         .into();
         let plan = lower(&term, &shapes).unwrap();
@@ -466,9 +500,34 @@ mod tests {
             term,
             plan,
         };
-        let text = kernel_file(&lowered, 0).unwrap();
+        kernel_file(&lowered, 0).unwrap()
+    }
+
+    /// The first row pass of a forward kernel of `term`, A and B both h×m×n.
+    fn body(term: &str) -> String {
+        let text = file(term, "h,m,n", "h,m,n");
         let start = text.find("runtime::row_pass(").unwrap();
         text[start..text[start..].find("    });").unwrap() + start].to_string()
+    }
+
+    #[test]
+    fn a_softmax_into_the_output_streams_beyond_the_caches_unless_a_later_step_reads_it() {
+        let text = file("(softmax (- A B))", "h,m,n", "h,m,n");
+        assert!(
+            text.contains("let stream = runtime::stream_softmax(out.len());"),
+            "{text}"
+        );
+        assert!(
+            text.contains("if stream {\n                runtime::softmax_row_streamed(&*r0, top, top - low, r1, &ahead);"),
+            "{text}"
+        );
+        // Its probabilities read by a GEMM next: the plain form only.
+        let text = file("(bmm (softmax (- A A)) B)", "h,m,m", "h,m,n");
+        assert!(!text.contains("stream"), "{text}");
+        assert!(
+            text.contains("runtime::divide_exps(r1, total, top - low);"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -212,6 +212,15 @@ pub enum Step {
 }
 
 impl Step {
+    /// Whether this step reads buffer `b`.
+    pub fn reads(&self, b: BufId) -> bool {
+        match self {
+            Step::Gemm { a, b: right, .. } => a.buf == b || right.buf == b,
+            Step::Transpose { x, .. } | Step::Relayout { x, .. } => *x == b,
+            Step::RowPass { program, .. } => program.args().any(|a| *a == Arg::Buf(b)),
+        }
+    }
+
     /// The buffer this step writes.
     pub fn out(&self) -> BufId {
         match self {

@@ -33,13 +33,18 @@ pub fn softmax_last_forward_into(h: usize, m: usize, n: usize, x: &[f64], out: &
     runtime::check_len("out", out.len(), [h, m, n])?;
     runtime::multiversion!((h: usize, m: usize, n: usize, x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
         // 1. out = a fused pass over each row
+        let stream = runtime::stream_softmax(out.len());
         runtime::row_pass(out, n, |row, out, []: [&mut [f64]; 0]| {
             let r0 = &mut out[..n];
             let ahead: [&[f64]; 1] = [runtime::row_after(x, row, n)];
             let x = runtime::row(x, row, n);
             let (top, low) = runtime::max_min(x);
-            let total = runtime::exp_shift_sum(x, top, top - low, r0, &ahead);
-            runtime::divide_exps(r0, total, top - low);
+            if stream {
+                runtime::softmax_row_streamed(x, top, top - low, r0, &ahead);
+            } else {
+                let total = runtime::exp_shift_sum(x, top, top - low, r0, &ahead);
+                runtime::divide_exps(r0, total, top - low);
+            }
         });
         Ok(())
     })
