@@ -484,7 +484,6 @@ mod tests {
     use crate::manifest::KernelMode;
     use egg::Symbol;
 
-    /// The row-pass text of the forward kernel of `term` over h×m×n inputs A, B.
     /// The generated file of a forward kernel of `term`, A and B of the given shapes.
     fn file(term: &str, a: &str, b: &str) -> String {
         let term = parse_term(term).unwrap();
