@@ -556,7 +556,8 @@ fn avx2_fma() -> bool {
 
 /// With `true`, every kernel runs its portable copy of the steps (process-wide), so
 /// that tests can compare the two copies bit for bit and benches can time the portable
-/// one. The exp's own AVX2 path is chosen by the CPU alone, as before.
+/// one. The hand-vectorized exp, extrema and division ([`VectorPath`]) are chosen by the
+/// CPU alone.
 pub fn set_portable_only(on: bool) {
     PORTABLE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
 }
@@ -728,12 +729,12 @@ fn extreme<const UP: bool>(xs: &[f64]) -> f64 {
 /// `f64::max`/`f64::min`; (−∞, +∞) for an empty row or one of NaNs only). Neither
 /// depends on the order, up to the sign of a zero. The softmax forward takes both in
 /// one pass: the maximum shifts its exp, the spread lets [`divide_exps`] divide by
-/// FMAs. AVX2 when the CPU has it (16 values a step in 8 independent chains: LLVM
-/// turns the two reductions of one loop into permutes and blends), otherwise two
-/// passes of [`LANES`] partial extrema.
+/// FMAs. On the widest [`VectorPath`] the CPU has (4 registers a step in 8
+/// independent chains), otherwise two passes of [`LANES`] partial extrema.
 pub fn max_min(xs: &[f64]) -> (f64, f64) {
-    match VectorPath::best().and_then(|p| p.max_min(xs)) {
-        Some(extrema) => extrema,
+    match VectorPath::best_routines() {
+        // SAFETY: the CPU has the path's features (`best_routines`).
+        Some(r) => unsafe { (r.max_min)(xs) },
         None => (extreme::<true>(xs), extreme::<false>(xs)),
     }
 }
@@ -758,14 +759,15 @@ pub const FMA_QUOTIENT_SPREAD: f64 = 600.0;
 /// `spread = top − min x_j` ([`max_min`]).
 ///
 /// When `total` ∈ [1, 2⁶⁴] and `spread` ≤ [`FMA_QUOTIENT_SPREAD`] (every term then
-/// lies in [2⁻⁹⁰⁰, 2]) on a CPU with AVX2 and FMA, each quotient comes from y =
+/// lies in [2⁻⁹⁰⁰, 2]) on a CPU with a [`VectorPath`], each quotient comes from y =
 /// 1/total (once per row), q = a·y, r = fma(−q, total, a), q′ = fma(r, y, q):
 /// Markstein's correction, which gives the correctly rounded a/total for such a and
 /// total (the proof is in fderiv's docs/numerics.md; tests check it exactly over ℚ and
 /// against the division on the cases the proof leaves closest). Three vector
 /// operations of full throughput instead of one division, which took about twice as
 /// long per value on the CPU measured (0.36 against 0.16–0.20 ns, row in L1).
-/// Otherwise (a −∞ mask, a far logit, a NaN row, no FMA) each value is divided.
+/// Otherwise (a −∞ mask, a far logit, a NaN row, no vector path) each value is
+/// divided.
 pub fn divide_exps(xs: &mut [f64], total: f64, spread: f64) {
     let p = xs.as_mut_ptr();
     // SAFETY: `xs` is valid for its length (in place).
@@ -779,19 +781,17 @@ pub fn divide_exps(xs: &mut [f64], total: f64, spread: f64) {
 /// # Safety
 /// `src` and `dst` are valid for n values (they may be the same buffer).
 unsafe fn divide_with(src: *const f64, dst: *mut f64, n: usize, total: f64, spread: f64, stream: bool) {
-    if fma_quotients(total, spread) {
-        if let Some(path) = VectorPath::best() {
-            // SAFETY: as the caller promised.
-            if let Some(()) = unsafe { path.divide(src, dst, n, total, stream) } {
-                #[cfg(target_arch = "x86_64")]
-                if stream {
-                    // SAFETY: SSE2 is part of x86-64. Orders the streamed stores
-                    // before any later store.
-                    unsafe { std::arch::x86_64::_mm_sfence() };
-                }
-                return;
-            }
+    if let (true, Some(r)) = (fma_quotients(total, spread), VectorPath::best_routines()) {
+        // SAFETY: the CPU has the path's features (`best_routines`); the pointers as
+        // the caller promised.
+        unsafe { (r.divide)(src, dst, n, total, stream) };
+        #[cfg(target_arch = "x86_64")]
+        if stream {
+            // SAFETY: SSE2 is part of x86-64. Orders the streamed stores before any
+            // later store.
+            unsafe { std::arch::x86_64::_mm_sfence() };
         }
+        return;
     }
     for j in 0..n {
         // SAFETY: j < n.
@@ -928,7 +928,7 @@ const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76); // ln2 − LN2_HI, ro
 const SHIFTER: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²: adding it rounds to an integer
 /// 4/ln2: 4 times the f64 nearest log₂e (exact).
 const FOUR_LOG2_E: f64 = 4.0 * std::f64::consts::LOG2_E;
-/// |x| up to which the AVX2 path applies 2^q by one exponent add: e^x is then normal
+/// |x| up to which the vector paths apply 2^q by one exponent add: e^x is then normal
 /// (e^−708 > 2⁻¹⁰²²), so no clamp and no second scaling are needed.
 const FAST_LIMIT: f64 = 708.0;
 /// The exp's table: 2^(j/4) for j < 4, each the nearest f64 (public for its test).
@@ -1509,11 +1509,28 @@ macro_rules! vector_path {
                     divide_lanes::<$lanes, false>(src, dst, n, total)
                 }
             }
+
+            /// This path's routines.
+            pub const ROUTINES: Routines = Routines { exp_shift_sum, max_min, divide };
         }
     };
 }
 vector_path!(avx2, "avx2,fma", std::arch::x86_64::__m256d, 8, 2);
 vector_path!(avx512, "avx512f,avx2,fma", std::arch::x86_64::__m512d, 8, 1);
+
+/// [`exp_shift_sum_lanes`]'s signature: (src, dst, n, top, near, ahead) → the sum.
+type ExpShiftSum = unsafe fn(*const f64, *mut f64, usize, f64, bool, &[&[f64]]) -> f64;
+
+/// A [`VectorPath`]'s routines, each compiled for the path's features (so each may be
+/// called only on a CPU that has them: [`VectorPath::routines`] gives them only then).
+struct Routines {
+    /// [`exp_shift_sum_lanes`].
+    exp_shift_sum: ExpShiftSum,
+    /// [`max_min_lanes`].
+    max_min: unsafe fn(&[f64]) -> (f64, f64),
+    /// [`divide_lanes`], streamed or not.
+    divide: unsafe fn(*const f64, *mut f64, usize, f64, bool),
+}
 
 /// The runtime's hand-vectorized paths (x86-64): the softmax forward's exp, row
 /// extrema and FMA division. Each performs the scalar code's operations lane by lane
@@ -1534,12 +1551,7 @@ impl VectorPath {
     /// Whether this CPU has the path's features (detected at run time; false off
     /// x86-64).
     pub fn available(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            avx2_fma() && (self == VectorPath::Avx2 || std::is_x86_feature_detected!("avx512f"))
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
+        self.routines().is_some()
     }
 
     /// The widest path this CPU has, if any.
@@ -1547,83 +1559,60 @@ impl VectorPath {
         VectorPath::ALL.into_iter().rev().find(|p| p.available())
     }
 
+    /// The path's routines when this CPU has its features, else `None`.
+    fn routines(self) -> Option<&'static Routines> {
+        #[cfg(target_arch = "x86_64")]
+        if avx2_fma() {
+            match self {
+                VectorPath::Avx2 => return Some(&avx2::ROUTINES),
+                VectorPath::Avx512 if std::is_x86_feature_detected!("avx512f") => return Some(&avx512::ROUTINES),
+                VectorPath::Avx512 => {}
+            }
+        }
+        let _ = self;
+        None
+    }
+
+    /// The widest path's routines, if the CPU has any path (what the dispatched
+    /// [`exp_shift_sum`], [`max_min`] and [`divide_exps`] run).
+    fn best_routines() -> Option<&'static Routines> {
+        VectorPath::ALL.into_iter().rev().find_map(VectorPath::routines)
+    }
+
     /// `xⱼ ← exp xⱼ` on this path, returning Σⱼ exp xⱼ as [`exp_sum`] does; `None` when
     /// the CPU lacks the path's features (for tests of every path on a CPU that has
     /// several).
     pub fn exp_sum(self, xs: &mut [f64]) -> Option<f64> {
+        let r = self.routines()?;
         let p = xs.as_mut_ptr();
-        // SAFETY: `xs` is valid for its length (in place).
-        unsafe { self.exp_shift_sum(p, p, xs.len(), 0.0, false, &[]) }
+        // SAFETY: the CPU has the features (`routines`); `xs` is valid for its length
+        // (in place).
+        Some(unsafe { (r.exp_shift_sum)(p, p, xs.len(), 0.0, false, &[]) })
     }
 
     /// [`max_min`] on this path; `None` when the CPU lacks the path's features.
     pub fn max_min(self, xs: &[f64]) -> Option<(f64, f64)> {
-        #[cfg(target_arch = "x86_64")]
-        if self.available() {
-            // SAFETY: the CPU has the features.
-            return Some(unsafe {
-                match self {
-                    VectorPath::Avx2 => avx2::max_min(xs),
-                    VectorPath::Avx512 => avx512::max_min(xs),
-                }
-            });
-        }
-        let _ = xs;
-        None
+        let r = self.routines()?;
+        // SAFETY: the CPU has the features (`routines`).
+        Some(unsafe { (r.max_min)(xs) })
     }
 
     /// `xⱼ ← fma_quotient(xⱼ, total, 1/total)` on this path (the FMA division
     /// [`divide_exps`] takes when [`fma_quotients`] allows); `None` (and `xs` left
     /// alone) when the CPU lacks the path's features.
     pub fn fma_divide(self, xs: &mut [f64], total: f64) -> Option<()> {
+        let r = self.routines()?;
         let p = xs.as_mut_ptr();
-        // SAFETY: `xs` is valid for its length (in place).
-        unsafe { self.divide(p, p, xs.len(), total, false) }
-    }
-
-    /// [`divide_lanes`] on this path; `None` when the CPU lacks its features.
-    ///
-    /// # Safety
-    /// `src` and `dst` as for [`divide_lanes`].
-    unsafe fn divide(self, src: *const f64, dst: *mut f64, n: usize, total: f64, stream: bool) -> Option<()> {
-        #[cfg(target_arch = "x86_64")]
-        if self.available() {
-            // SAFETY: the CPU has the features; the pointers as the caller promised.
-            unsafe {
-                match self {
-                    VectorPath::Avx2 => avx2::divide(src, dst, n, total, stream),
-                    VectorPath::Avx512 => avx512::divide(src, dst, n, total, stream),
-                }
-            }
-            return Some(());
-        }
-        let _ = (src, dst, n, total, stream);
-        None
-    }
-
-    /// [`exp_shift_sum_lanes`] on this path; `None` when the CPU lacks its features.
-    ///
-    /// # Safety
-    /// `src` and `dst` as for [`exp_shift_sum_lanes`].
-    unsafe fn exp_shift_sum(self, src: *const f64, dst: *mut f64, n: usize, top: f64, near: bool, ahead: &[&[f64]]) -> Option<f64> {
-        #[cfg(target_arch = "x86_64")]
-        if self.available() {
-            // SAFETY: the CPU has the features; the pointers as the caller promised.
-            return Some(unsafe {
-                match self {
-                    VectorPath::Avx2 => avx2::exp_shift_sum(src, dst, n, top, near, ahead),
-                    VectorPath::Avx512 => avx512::exp_shift_sum(src, dst, n, top, near, ahead),
-                }
-            });
-        }
-        let _ = (src, dst, n, top, near, ahead);
-        None
+        // SAFETY: the CPU has the features (`routines`); `xs` is valid for its length
+        // (in place).
+        unsafe { (r.divide)(p, p, xs.len(), total, false) };
+        Some(())
     }
 }
 
 /// `xⱼ ← exp xⱼ` over the slice, returning Σⱼ exp xⱼ (all terms summed in some order).
-/// AVX2 + FMA when the CPU has them (detected at run time), a portable loop otherwise;
-/// both within [`EXP_ULPS`].
+/// The widest [`VectorPath`] the CPU has (detected at run time), a portable loop
+/// otherwise; all within [`EXP_ULPS`].
 pub fn exp_sum(xs: &mut [f64]) -> f64 {
     exp_shift_sum_in_place(xs, 0.0, &[])
 }
@@ -1646,7 +1635,7 @@ pub const EXP_NEAR_SPREAD: f64 = FAST_LIMIT;
 ///
 /// `spread`: `top − min x` over the row's non-NaN values ([`max_min`]), or +∞ when not
 /// known. When it is at most [`EXP_NEAR_SPREAD`], RN(xⱼ − top) ∈ [−spread, 0] for every
-/// non-NaN xⱼ (rounding is monotone), so the AVX2 path runs every block in its fast
+/// non-NaN xⱼ (rounding is monotone), so a vector path runs every block in its fast
 /// form without testing it; a NaN entry makes the sum NaN, and the row is then computed
 /// again with the per-block test, so that a NaN's lane carries the same bits as on
 /// every other path. (A `spread` below the row's true one is a broken precondition:
@@ -1665,14 +1654,13 @@ pub fn exp_shift_sum(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &
 /// otherwise): the widest [`VectorPath`] path the CPU has (detected at run time), the
 /// portable loop otherwise.
 fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, near: bool, ahead: &[&[f64]]) -> f64 {
-    if let Some(path) = VectorPath::best() {
+    if let Some(r) = VectorPath::best_routines() {
         let d = dst.as_mut_ptr();
         let s = src.map_or(d as *const f64, <[f64]>::as_ptr);
-        // SAFETY: `s` and `d` are valid for dst.len() values (`src` has dst's length)
-        // and may be the same buffer.
-        if let Some(total) = unsafe { path.exp_shift_sum(s, d, dst.len(), top, near, ahead) } {
-            return total;
-        }
+        // SAFETY: the CPU has the path's features (`best_routines`); `s` and `d` are
+        // valid for dst.len() values (`src` has dst's length) and may be the same
+        // buffer.
+        return unsafe { (r.exp_shift_sum)(s, d, dst.len(), top, near, ahead) };
     }
     let _ = (ahead, near);
     match src {
@@ -1694,7 +1682,7 @@ pub fn exp_sum_portable(xs: &mut [f64]) -> f64 {
     exp_sum_with::<false>(xs)
 }
 
-/// The scalar FMA path (the AVX2 path's reference, bit for bit), for tests.
+/// The scalar FMA path (every vector path's reference, bit for bit), for tests.
 pub fn exp_sum_scalar_fma(xs: &mut [f64]) -> f64 {
     exp_sum_with::<true>(xs)
 }
