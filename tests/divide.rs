@@ -213,6 +213,34 @@ fn every_vector_paths_fma_division_gives_the_scalar_quotients_bits() {
     }
 }
 
+/// The extrema meet in a tree (the chains' registers, then their lanes), so each is
+/// placed at every position of rows whose lengths cover whole blocks, single
+/// registers and a scalar rest: a lane or a register the tree dropped would lose it.
+#[test]
+fn every_vector_paths_extrema_are_found_at_every_position() {
+    for path in vector_paths() {
+        for n in [1, 7, 8, 9, 31, 32, 33, 40, 47, 63, 64, 65, 100, 129] {
+            let base: Vec<f64> = (0..n).map(|j| ((j * 37) % 11) as f64 - 5.0).collect();
+            for p in 0..n {
+                let mut x = base.clone();
+                x[p] = 100.0;
+                if n - 1 - p != p {
+                    x[n - 1 - p] = -100.0;
+                }
+                let low = x.iter().copied().fold(f64::INFINITY, f64::min);
+                assert_eq!(
+                    path.max_min(&x),
+                    Some((100.0, low)),
+                    "{path:?}: n {n}, at {p}"
+                );
+                // Rejected: the same row without its extrema.
+                let (top, bottom) = path.max_min(&base).unwrap();
+                assert!(top < 100.0 && bottom > -100.0);
+            }
+        }
+    }
+}
+
 #[test]
 fn every_vector_paths_extrema_skip_nans_on_every_length() {
     let mut rng = ChaCha8Rng::seed_from_u64(16);

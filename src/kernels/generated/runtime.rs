@@ -1394,14 +1394,16 @@ unsafe fn exp_shift_sum_lanes<L: Lanes, const BIG: usize, const SMALL: usize>(
 
 /// [`max_min`] on registers of `L`: 4 registers a step in 8 independent chains
 /// (`max(x, a)` is `x > a ? x : a`, so a NaN x leaves `a`: the accumulators never
-/// hold a NaN), the rest one value at a time.
+/// hold a NaN), then one register a step, the rest one value at a time. The chains
+/// meet in a tree (registers, then lanes), a few dependent operations a row rather
+/// than one per lane.
 ///
 /// # Safety
 /// The CPU has `L`'s features (the caller is compiled with them).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn max_min_lanes<L: Lanes>(xs: &[f64]) -> (f64, f64) {
-    debug_assert!(L::WIDTH <= 8);
+    debug_assert!(L::WIDTH <= 8 && L::WIDTH.is_power_of_two());
     let mut hi = [L::splat(f64::NEG_INFINITY); 4];
     let mut lo = [L::splat(f64::INFINITY); 4];
     let mut blocks = xs.chunks_exact(4 * L::WIDTH);
@@ -1413,17 +1415,31 @@ unsafe fn max_min_lanes<L: Lanes>(xs: &[f64]) -> (f64, f64) {
             lo[v] = x.min(lo[v]);
         }
     }
-    let (mut h, mut l) = ([0.0; 32], [0.0; 32]);
-    for v in 0..4 {
-        // SAFETY: 4 registers of at most 8 values fit in `h` and in `l`.
-        unsafe {
-            hi[v].store(h.as_mut_ptr().add(L::WIDTH * v));
-            lo[v].store(l.as_mut_ptr().add(L::WIDTH * v));
+    // No accumulator holds a NaN, so the order in which they meet changes at most the
+    // sign of a zero extremum.
+    let (mut top, mut low) = (hi[0].max(hi[1]).max(hi[2].max(hi[3])), lo[0].min(lo[1]).min(lo[2].min(lo[3])));
+    let mut registers = blocks.remainder().chunks_exact(L::WIDTH);
+    for r in &mut registers {
+        // SAFETY: the chunk holds WIDTH values.
+        let x = unsafe { L::load(r.as_ptr()) };
+        top = x.max(top);
+        low = x.min(low);
+    }
+    let (mut h, mut l) = ([0.0; 8], [0.0; 8]);
+    // SAFETY: a register of at most 8 values fits in `h` and in `l`.
+    unsafe {
+        top.store(h.as_mut_ptr());
+        low.store(l.as_mut_ptr());
+    }
+    let mut width = L::WIDTH;
+    while width > 1 {
+        width /= 2;
+        for j in 0..width {
+            h[j] = if h[j + width] > h[j] { h[j + width] } else { h[j] };
+            l[j] = if l[j + width] < l[j] { l[j + width] } else { l[j] };
         }
     }
-    let top = h[..4 * L::WIDTH].iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x));
-    let low = l[..4 * L::WIDTH].iter().fold(f64::INFINITY, |a, &x| a.min(x));
-    max_min_from(blocks.remainder(), top, low)
+    max_min_from(registers.remainder(), h[0], l[0])
 }
 
 /// `dst[j] = fma_quotient(src[j], total, 1/total)` for j < n, on registers of `L` (the
