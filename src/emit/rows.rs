@@ -51,10 +51,16 @@ pub(super) fn row_pass(
             // The last instruction, when it is a softmax into the output row, may
             // stream it, unless a later step reads the output (streaming an attention
             // block's probabilities out of the caches before its GEMM cost 3 %).
-            let last = (start + 1 == p.instrs.len() && !names.read_after(out, n))
-                .then_some(into_out)
-                .flatten();
-            softmax_streams |= single(&mut body, &p.instrs[start], names, len, &mut stored, last);
+            let last = start + 1 == p.instrs.len() && !names.read_after(out, n);
+            softmax_streams |= single(
+                &mut body,
+                &p.instrs[start],
+                names,
+                len,
+                &mut stored,
+                into_out,
+                last,
+            );
             start += 1;
         } else {
             let end = start + pieces.len();
@@ -328,17 +334,21 @@ fn v_index(a: &Arg) -> usize {
 
 /// An instruction outside any loop group: an entrywise instruction writing a row it
 /// reads (a plain loop), a scalar instruction, the sum of a scalar (n times it) or a
-/// softmax. A row register written is added to `stored`. `last`: the output row's
-/// register when this is the pass's last instruction; a softmax into it from another
-/// row then takes `runtime::softmax_row_streamed` when `stream`, and the result is
-/// true (the pass must define `stream` by `runtime::stream_softmax`).
+/// softmax. A row register written is added to `stored`. `out_row`: the register
+/// computed in the pass's output row, if any; a softmax into it from another row
+/// claims the output's next row meanwhile (`runtime::exp_shift_sum_out_row`). `last`:
+/// this is the pass's last instruction and no later step reads the output; a softmax
+/// into the output row from another row then takes `runtime::softmax_row_streamed`
+/// when `stream`, and the result is true (the pass must define `stream` by
+/// `runtime::stream_softmax`).
 fn single(
     s: &mut String,
     ins: &Instr,
     names: &Names<'_>,
     len: &str,
     stored: &mut Vec<usize>,
-    last: Option<usize>,
+    out_row: Option<usize>,
+    last: bool,
 ) -> bool {
     let j = |dst: &Reg| match dst {
         Reg::Row(_) => Some("j"),
@@ -364,8 +374,9 @@ fn single(
             // The forward definition exp xᵢ / Σⱼ exp xⱼ, shifted by the row maximum so
             // that large logits do not overflow (a NaN entry makes the row NaN); the
             // shift, exp and the sum in one pass of the runtime's vectorized
-            // `exp_shift_sum` (the next rows of the inputs prefetched meanwhile, and
-            // no per-block range test when the row's spread allows), then
+            // `exp_shift_sum` (the next rows of the inputs prefetched meanwhile, into
+            // the output row the output's next row claimed for writing, and no
+            // per-block range test when the row's spread allows), then
             // the division by the sum (`divide_exps`: by FMAs, bit for bit the
             // division, when the row's spread allows). A scalar operand is its own
             // maximum (NaN or ±∞ still give a NaN row).
@@ -389,14 +400,18 @@ fn single(
             if fill {
                 let _ = writeln!(s, "        for j in 0..{len} {{ r{dst}[j] = top; }}");
             }
+            let into_out = out_row == Some(*dst);
             let total = match &src {
+                Some(x) if into_out => {
+                    format!("runtime::exp_shift_sum_out_row({x}, top, top - low, r{dst}, &ahead)")
+                }
                 Some(x) => format!("runtime::exp_shift_sum({x}, top, top - low, r{dst}, &ahead)"),
                 None => format!("runtime::exp_shift_sum_in_place(r{dst}, top, &ahead)"),
             };
             let divide = format!(
                 "let total = {total};\n        runtime::divide_exps(r{dst}, total, top - low);"
             );
-            if let (Some(x), true) = (&src, last == Some(*dst)) {
+            if let (Some(x), true) = (&src, last && into_out) {
                 // Into the output row from another row: beyond the caches, the exps
                 // into a scratch row and the quotients streamed to the output.
                 let _ = writeln!(
@@ -527,6 +542,23 @@ mod tests {
             text.contains("runtime::divide_exps(r1, total, top - low);"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_softmax_into_the_output_row_claims_the_next_row_and_one_into_a_register_does_not() {
+        let claims = "runtime::exp_shift_sum_out_row(&*r0, top, top - low, r1, &ahead)";
+        for term in ["(softmax (- A B))", "(softmax (+ A B))"] {
+            let text = body(term);
+            assert!(text.contains(claims), "{text}");
+            assert!(!text.contains("runtime::exp_shift_sum("), "{text}");
+        }
+        // The softmax into a register, the product into the output row.
+        let text = body("(* (softmax (- A B)) B)");
+        assert!(
+            text.contains("runtime::exp_shift_sum(&*r0, top, top - low, r1, &ahead)"),
+            "{text}"
+        );
+        assert!(!text.contains("exp_shift_sum_out_row"), "{text}");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub fn softmax_last_forward_into(h: usize, m: usize, n: usize, x: &[f64], out: &
             if stream {
                 runtime::softmax_row_streamed(x, top, top - low, r0, &ahead);
             } else {
-                let total = runtime::exp_shift_sum(x, top, top - low, r0, &ahead);
+                let total = runtime::exp_shift_sum_out_row(x, top, top - low, r0, &ahead);
                 runtime::divide_exps(r0, total, top - low);
             }
         });
