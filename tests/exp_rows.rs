@@ -111,3 +111,27 @@ fn the_output_row_form_gives_the_plain_forms_bits_on_every_row() {
         assert_eq!(bits(&claimed), bits(&plain), "n {n}");
     }
 }
+
+/// A row pass prefetches the row at least `AHEAD_VALUES` values on (whole rows, at
+/// least the next one), and nothing past the end of the buffer.
+#[test]
+fn a_row_pass_fetches_the_row_ahead_values_on() {
+    let buf: Vec<f64> = (0..8192).map(|j| j as f64).collect();
+    for n in [1, 100, 128, 512, 1000, 1024, 4096] {
+        let rows = runtime::AHEAD_VALUES.div_ceil(n).max(1);
+        let got = runtime::row_after(&buf, 0, n);
+        if rows * n + n <= buf.len() {
+            assert_eq!(got.first(), Some(&((rows * n) as f64)), "n {n}");
+            assert_eq!(got.len(), n, "n {n}");
+            // Rejected: the next row, when that is not the row ahead.
+            assert!(rows == 1 || got.first() != Some(&(n as f64)), "n {n}");
+        } else {
+            assert!(got.is_empty(), "n {n}");
+        }
+        assert!(
+            runtime::row_after(&buf, buf.len() / n, n).is_empty(),
+            "n {n}"
+        );
+    }
+    assert!(runtime::row_after(&buf, usize::MAX, 7).is_empty());
+}

@@ -1323,10 +1323,11 @@ unsafe fn exp_block<L: Lanes, const V: usize, const CAREFUL: bool>(mut x: [L; V]
 /// [`LANES`]: blocks of `BIG` registers through [`exp_block`], then of `SMALL` (`SMALL`
 /// registers hold [`LANES`] values), then single values (the scalar FMA path's
 /// operations and lanes, so its bits). While a big block runs, its span of each `ahead`
-/// slice is prefetched (a hint: the next row's inputs arrive while this row computes),
-/// and when `claim_next`, its span of the n values after `dst` is fetched for writing
-/// (a hint: a row pass writes its output rows in order, so the next row's lines are
-/// owned by the time it is written, instead of each store waiting on its line).
+/// slice is prefetched (a hint: a later row's inputs arrive while this row computes),
+/// and when `claim_next`, its span of the row [`rows_ahead`] after `dst` is fetched
+/// for writing (a hint: a row pass writes its output rows in order, so that row's
+/// lines are owned by the time it is written, instead of each store waiting on its
+/// line).
 /// `near`: the caller knows |src[j] − top| ≤ [`FAST_LIMIT`] for every non-NaN src[j];
 /// no block then tests for far values, each takes the fast form (a NaN lane too: see
 /// [`exp_shift_sum`]).
@@ -1349,6 +1350,7 @@ unsafe fn exp_shift_sum_lanes<L: Lanes, const BIG: usize, const SMALL: usize>(
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
     debug_assert_eq!(L::WIDTH * SMALL, LANES);
     let shift = L::splat(top);
+    let claim = rows_ahead(n) * n;
     // Register v of a block holds lanes (v·WIDTH) mod LANES onwards: their partial
     // sums are acc[v mod SMALL].
     let mut acc = [L::splat(0.0); SMALL];
@@ -1366,7 +1368,7 @@ unsafe fn exp_shift_sum_lanes<L: Lanes, const BIG: usize, const SMALL: usize>(
                     if claim_next {
                         for l in (j..j + L::WIDTH * $v).step_by(8) {
                             // A prefetch never faults, wherever the address points.
-                            _mm_prefetch::<_MM_HINT_ET0>(dst.wrapping_add(n + l) as *const i8);
+                            _mm_prefetch::<_MM_HINT_ET0>(dst.wrapping_add(claim + l) as *const i8);
                         }
                     }
                 }
@@ -1671,10 +1673,10 @@ pub fn exp_shift_sum(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &
     exp_shift_sum_claiming(x, top, spread, out, ahead, false)
 }
 
-/// [`exp_shift_sum`] into a row of a row pass's output (`out`), whose next row the
-/// pass writes next: meanwhile the lines of the values after `out` are fetched for
-/// writing (a hint only; the same bits). Beyond the caches this spares each store of
-/// the row a wait for its line (the softmax forward at 8×512×512: ~5 %).
+/// [`exp_shift_sum`] into a row of a row pass's output (`out`), whose following rows
+/// the pass writes next: meanwhile the lines of the row [`AHEAD_VALUES`] on (whole
+/// rows) are fetched for writing (a hint only; the same bits). Beyond the caches this
+/// spares each store of the row a wait for its line.
 pub fn exp_shift_sum_out_row(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &[&[f64]]) -> f64 {
     exp_shift_sum_claiming(x, top, spread, out, ahead, true)
 }
@@ -1710,10 +1712,22 @@ fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, near: bool
     exp_sum_with::<false>(dst)
 }
 
-/// The next row after `row` (length n) of a buffer, or nothing after the last: what a
-/// row pass prefetches while it computes `row`.
+/// How far ahead a softmax row pass fetches its inputs and claims its output rows:
+/// at least this many values (whole rows, at least one). Measured at 8×512×512 (2²¹
+/// values, about the L3), rows fetched one ahead left the pass waiting on its loads
+/// and stores (docs/performance.md, stop 23).
+pub const AHEAD_VALUES: usize = 1024;
+
+/// Rows of length n in [`AHEAD_VALUES`] (at least one).
+fn rows_ahead(n: usize) -> usize {
+    AHEAD_VALUES.div_ceil(n.max(1)).max(1)
+}
+
+/// The row [`AHEAD_VALUES`] on from `row` (whole rows of length n, at least the next)
+/// of a buffer, or nothing past the end: what a row pass prefetches while it computes
+/// `row`.
 pub fn row_after(buf: &[f64], row: usize, n: usize) -> &[f64] {
-    let start = row.saturating_add(1).saturating_mul(n);
+    let start = row.saturating_add(rows_ahead(n)).saturating_mul(n);
     buf.get(start..start.saturating_add(n)).unwrap_or_default()
 }
 
