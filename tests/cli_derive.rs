@@ -1,6 +1,7 @@
 //! The derive / trace / rules commands, run as a user runs them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use tempfile::TempDir;
 
 #[path = "support/cli.rs"]
 mod cli;
@@ -13,23 +14,24 @@ fn derived(args: &[&str]) -> String {
     stdout(&o).trim().to_string()
 }
 
-/// A fresh folder holding copies of the embedded rule files, edited by `edit`.
-fn rules_dir(tag: &str, edit: impl Fn(&str, String) -> String) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fderiv-rules-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A fresh folder (removed when dropped) holding copies of the embedded rule files, edited by `edit`.
+fn rules_dir(tag: &str, edit: impl Fn(&str, String) -> String) -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("fderiv-rules-{tag}-"))
+        .tempdir()
+        .unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("rewrites");
     for entry in std::fs::read_dir(src).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(dir.join(&name), edit(&name, text)).unwrap();
+        std::fs::write(dir.path().join(&name), edit(&name, text)).unwrap();
     }
     dir
 }
 
 /// The embedded rules plus an unsound rule `name`: `(jvp (op ?a)) ⇒ (jvp ?a)`.
-fn with_bad_jvp_rule(tag: &str, name: &str, op: &str) -> PathBuf {
+fn with_bad_jvp_rule(tag: &str, name: &str, op: &str) -> TempDir {
     let bad = format!(
         "\n[[rule]]\nname = \"{name}\"\nlhs = \"(jvp ({op} ?a))\"\nrhs = \"(jvp ?a)\"\nlean = \"none\"\n"
     );
@@ -97,10 +99,10 @@ fn the_softmax_trace_passes_through_the_calculus_rules() {
 #[test]
 fn an_empty_rules_folder_derives_nothing() {
     let dir = rules_dir("empty", |_, t| t);
-    for f in std::fs::read_dir(&dir).unwrap() {
+    for f in std::fs::read_dir(dir.path()).unwrap() {
         std::fs::remove_file(f.unwrap().path()).unwrap();
     }
-    let o = fderiv(&["derive", "matmul", "--rules", dir.to_str().unwrap()]);
+    let o = fderiv(&["derive", "matmul", "--rules", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stdout(&o).is_empty());
     assert!(
@@ -113,7 +115,12 @@ fn an_empty_rules_folder_derives_nothing() {
 #[test]
 fn a_removed_differentiation_rule_leaves_a_named_residual() {
     let dir = rules_dir("noexp", |_, t| without_rule(&t, "jvp-exp"));
-    let o = fderiv(&["derive", "softmax_last", "--rules", dir.to_str().unwrap()]);
+    let o = fderiv(&[
+        "derive",
+        "softmax_last",
+        "--rules",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     let err = stderr(&o);
     assert!(err.contains("residual subterm (jvp (exp X))"), "{err}");
@@ -123,12 +130,17 @@ fn a_removed_differentiation_rule_leaves_a_named_residual() {
 #[test]
 fn an_unsound_rule_is_refused_by_check_and_by_derive() {
     let dir = with_bad_jvp_rule("unsound", "exp-bad", "exp");
-    let check = fderiv(&["rules", "check", dir.to_str().unwrap()]);
+    let check = fderiv(&["rules", "check", dir.path().to_str().unwrap()]);
     assert_eq!(check.status.code(), Some(1));
     let out = stdout(&check);
     assert!(out.contains("UNSOUND  exp-bad at "), "{out}");
     assert!(out.contains("differentiation.toml:"), "{out}");
-    let derive = fderiv(&["derive", "softmax_last", "--rules", dir.to_str().unwrap()]);
+    let derive = fderiv(&[
+        "derive",
+        "softmax_last",
+        "--rules",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(derive.status.code(), Some(1));
     assert!(stderr(&derive).contains("refusing to derive with unsound rules"));
     assert!(stderr(&derive).contains("exp-bad"));
@@ -140,7 +152,7 @@ fn derive_checks_exactly_the_rules_it_applied() {
     // derive checks exactly the rules egg applied, so the matmul VJP is derived; the
     // same set is refused by `rules check`, and by a derivation that applies it.
     let dir = with_bad_jvp_rule("unused", "tan-bad", "tan");
-    let d = dir.to_str().unwrap();
+    let d = dir.path().to_str().unwrap();
     let matmul = derived(&["derive", "matmul", "--mode", "vjp", "--rules", d]);
     assert_eq!(matmul, derived(&["derive", "matmul", "--mode", "vjp"]));
     let check = fderiv(&["rules", "check", d]);
@@ -172,7 +184,7 @@ fn a_broken_rule_file_is_located() {
             t
         }
     });
-    let o = fderiv(&["rules", "list", dir.to_str().unwrap()]);
+    let o = fderiv(&["rules", "list", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(err.contains("algebra.toml:"), "{err}");

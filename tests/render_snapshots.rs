@@ -2,8 +2,9 @@
 //! snapshot Graphviz cannot render, and passes on good ones. Needs pdflatex and dot
 //! (`.ci/run` installs them); without them the test says so and checks nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use tempfile::TempDir;
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -16,14 +17,15 @@ const GOOD_TEX: &str = "\\documentclass{article}\n\\usepackage{amsmath}\n\\begin
 const GOOD_DOT: &str =
     "digraph term {\n  n0 [label=\"X\"];\n  n1 [label=\"exp\"];\n  n1 -> n0;\n}\n";
 
-/// A folder of two snapshots in insta's layout, with the given contents.
-fn folder(tag: &str, tex: &str, dot: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fderiv-render-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A fresh folder (removed when dropped) of two snapshots in insta's layout, with the given contents.
+fn folder(tag: &str, tex: &str, dot: &str) -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("fderiv-render-{tag}-"))
+        .tempdir()
+        .unwrap();
     let snap = |body: &str| format!("---\nsource: tests/notation_snapshots.rs\n---\n{body}");
-    std::fs::write(dir.join("t_latex.snap"), snap(tex)).unwrap();
-    std::fs::write(dir.join("t_dag_dot.snap"), snap(dot)).unwrap();
+    std::fs::write(dir.path().join("t_latex.snap"), snap(tex)).unwrap();
+    std::fs::write(dir.path().join("t_dag_dot.snap"), snap(dot)).unwrap();
     dir
 }
 
@@ -44,7 +46,7 @@ fn broken_latex_or_dot_fails_the_render_check() {
         eprintln!("pdflatex or dot is not installed: skipped (.ci/run installs them)");
         return;
     }
-    let (ok, text) = render(&folder("good", GOOD_TEX, GOOD_DOT));
+    let (ok, text) = render(folder("good", GOOD_TEX, GOOD_DOT).path());
     assert!(ok, "{text}");
     assert!(
         text.contains("1 LaTeX snapshots compiled, 1 DOT snapshots rendered"),
@@ -52,14 +54,14 @@ fn broken_latex_or_dot_fails_the_render_check() {
     );
 
     let unclosed = GOOD_TEX.replace("\\end{align*}\n", "");
-    let (ok, text) = render(&folder("tex", &unclosed, GOOD_DOT));
+    let (ok, text) = render(folder("tex", &unclosed, GOOD_DOT).path());
     assert!(!ok && text.contains("pdflatex failed"), "{text}");
 
     let unknown_package = GOOD_TEX.replace("amsmath", "no-such-package");
-    let (ok, text) = render(&folder("pkg", &unknown_package, GOOD_DOT));
+    let (ok, text) = render(folder("pkg", &unknown_package, GOOD_DOT).path());
     assert!(!ok && text.contains("pdflatex failed"), "{text}");
 
-    let (ok, text) = render(&folder("dot", GOOD_TEX, "digraph term {\n  n0 -> \n"));
+    let (ok, text) = render(folder("dot", GOOD_TEX, "digraph term {\n  n0 -> \n").path());
     assert!(!ok && text.contains("dot failed"), "{text}");
 }
 
@@ -69,8 +71,10 @@ fn an_empty_folder_fails_the_render_check() {
         eprintln!("pdflatex or dot is not installed: skipped (.ci/run installs them)");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("fderiv-render-empty-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (ok, text) = render(&dir);
+    let dir = tempfile::Builder::new()
+        .prefix("fderiv-render-empty-")
+        .tempdir()
+        .unwrap();
+    let (ok, text) = render(dir.path());
     assert!(!ok && text.contains("no LaTeX or DOT snapshots"), "{text}");
 }
