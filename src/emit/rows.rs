@@ -374,9 +374,9 @@ fn single(
             // The forward definition exp xᵢ / Σⱼ exp xⱼ, shifted by the row maximum so
             // that large logits do not overflow (a NaN entry makes the row NaN); the
             // shift, exp and the sum in one pass of the runtime's vectorized
-            // `exp_shift_sum` (the next rows of the inputs prefetched meanwhile, into
-            // the output row the output's next row claimed for writing, and no
-            // per-block range test when the row's spread allows), then
+            // `exp_shift_sum` (later rows of the inputs prefetched meanwhile, into the
+            // output row a later output row claimed for writing, and no per-block
+            // range test when the row's spread allows), then
             // the division by the sum (`divide_exps`: by FMAs, bit for bit the
             // division, when the row's spread allows). A scalar operand is its own
             // maximum (NaN or ±∞ still give a NaN row).

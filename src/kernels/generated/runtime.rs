@@ -1648,7 +1648,7 @@ pub fn exp_sum(xs: &mut [f64]) -> f64 {
 
 /// `xⱼ ← exp(xⱼ − top)` over the slice, returning the sum as [`exp_sum`] does; the
 /// same bits as subtracting `top` in one pass and calling [`exp_sum`], in one pass.
-/// `ahead`: slices to prefetch while it runs (the next row's inputs; a hint only).
+/// `ahead`: slices to prefetch while it runs (a later row's inputs; a hint only).
 pub fn exp_shift_sum_in_place(xs: &mut [f64], top: f64, ahead: &[&[f64]]) -> f64 {
     exp_shift_sum_into(None, xs, top, false, ahead, false)
 }
