@@ -336,7 +336,7 @@ fn v_index(a: &Arg) -> usize {
 /// reads (a plain loop), a scalar instruction, the sum of a scalar (n times it) or a
 /// softmax. A row register written is added to `stored`. `out_row`: the register
 /// computed in the pass's output row, if any; a softmax into it from another row
-/// claims the output's next row meanwhile (`runtime::exp_shift_sum_out_row`). `last`:
+/// claims a later output row meanwhile (`runtime::exp_shift_sum_out_row`). `last`:
 /// this is the pass's last instruction and no later step reads the output; a softmax
 /// into the output row from another row then takes `runtime::softmax_row_streamed`
 /// when `stream`, and the result is true (the pass must define `stream` by
@@ -545,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn a_softmax_into_the_output_row_claims_the_next_row_and_one_into_a_register_does_not() {
+    fn a_softmax_into_the_output_row_claims_a_later_row_and_one_into_a_register_does_not() {
         let claims = "runtime::exp_shift_sum_out_row(&*r0, top, top - low, r1, &ahead)";
         for term in ["(softmax (- A B))", "(softmax (+ A B))"] {
             let text = body(term);

@@ -1681,7 +1681,8 @@ pub fn exp_shift_sum_out_row(x: &[f64], top: f64, spread: f64, out: &mut [f64], 
     exp_shift_sum_claiming(x, top, spread, out, ahead, true)
 }
 
-/// [`exp_shift_sum`], claiming the values after `out` for writing when `claim_next`.
+/// [`exp_shift_sum`], claiming the output row [`AHEAD_VALUES`] on for writing when
+/// `claim_next`.
 fn exp_shift_sum_claiming(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &[&[f64]], claim_next: bool) -> f64 {
     let n = x.len().min(out.len());
     let near = spread <= EXP_NEAR_SPREAD;
