@@ -1350,7 +1350,7 @@ unsafe fn exp_shift_sum_lanes<L: Lanes, const BIG: usize, const SMALL: usize>(
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
     debug_assert_eq!(L::WIDTH * SMALL, LANES);
     let shift = L::splat(top);
-    let claim = rows_ahead(n) * n;
+    let claim = if claim_next { rows_ahead(n) * n } else { 0 };
     // Register v of a block holds lanes (v·WIDTH) mod LANES onwards: their partial
     // sums are acc[v mod SMALL].
     let mut acc = [L::splat(0.0); SMALL];
@@ -1719,9 +1719,9 @@ fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, near: bool
 /// and stores (docs/performance.md, stop 23).
 pub const AHEAD_VALUES: usize = 1024;
 
-/// Rows of length n in [`AHEAD_VALUES`] (at least one).
+/// Rows of length n in [`AHEAD_VALUES`], rounded up (so at least one).
 fn rows_ahead(n: usize) -> usize {
-    AHEAD_VALUES.div_ceil(n.max(1)).max(1)
+    AHEAD_VALUES.div_ceil(n.max(1))
 }
 
 /// The row [`AHEAD_VALUES`] on from `row` (whole rows of length n, at least the next)
