@@ -215,7 +215,8 @@ fn every_vector_paths_fma_division_gives_the_scalar_quotients_bits() {
 
 /// The extrema meet in a tree (the chains' registers, then their lanes), so each is
 /// placed at every position of rows whose lengths cover whole blocks, single
-/// registers and a scalar rest: a lane or a register the tree dropped would lose it.
+/// registers and a scalar rest: a lane or a register the tree dropped would lose it
+/// (with the tree cut one level short, this test fails).
 #[test]
 fn every_vector_paths_extrema_are_found_at_every_position() {
     for path in vector_paths() {
@@ -233,9 +234,6 @@ fn every_vector_paths_extrema_are_found_at_every_position() {
                     Some((100.0, low)),
                     "{path:?}: n {n}, at {p}"
                 );
-                // Rejected: the same row without its extrema.
-                let (top, bottom) = path.max_min(&base).unwrap();
-                assert!(top < 100.0 && bottom > -100.0);
             }
         }
     }
