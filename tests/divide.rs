@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::bits;
+use common::{bits, NANS};
 use fderiv::kernels::runtime;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -59,6 +59,52 @@ fn divide_exps_gives_the_divisions_bits_on_every_row() {
     }
     // Both paths ran (the FMA one on this CPU when it has AVX2 and FMA).
     assert!(fast >= 80 && slow >= 400, "{fast} {slow}");
+}
+
+/// A softmax row as the three calls the generator emitted before `softmax_row`:
+/// extrema, exps, division.
+fn three_calls(x: &[f64]) -> Vec<u64> {
+    let (mut e, total, spread) = terms(x);
+    runtime::divide_exps(&mut e, total, spread);
+    bits(&e)
+}
+
+/// The softmax row in one call (`runtime::softmax_row`, and each vector path's) gives
+/// the bits of the three calls it replaces on every row of `rows` (far logits, masks,
+/// NaN and +∞ included) and on every length to 129, leaving the rest of a longer
+/// output alone; the comparison rejects the row of an input one ulp off.
+#[test]
+fn the_one_call_softmax_row_gives_the_three_calls_bits_on_every_path() {
+    let paths = vector_paths();
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let mut xs = rows(&mut rng);
+    xs.extend((0..=129).map(|n| (0..n).map(|_| rng.gen_range(-30.0..30.0)).collect()));
+    // NaNs whose payloads the exp's fast and careful forms carry differently.
+    for nan in NANS.map(f64::from_bits) {
+        let mut x: Vec<f64> = (0..70).map(|_| rng.gen_range(-30.0..30.0)).collect();
+        x[rng.gen_range(0..70)] = nan;
+        xs.push(x);
+        xs.push(vec![nan; 70]);
+    }
+    for x in &xs {
+        let want = three_calls(x);
+        let mut got = vec![7.0; x.len() + 3];
+        runtime::softmax_row(x, &mut got, &[]);
+        assert_eq!(bits(&got[..x.len()]), want, "{x:?}");
+        assert!(got[x.len()..].iter().all(|v| *v == 7.0), "{x:?}");
+        for p in &paths {
+            let mut got = vec![0.0; x.len()];
+            p.softmax_row(x, &mut got);
+            assert_eq!(bits(&got), want, "{p:?}, {x:?}");
+        }
+    }
+    let mut x: Vec<f64> = (0..100).map(|_| rng.gen_range(-30.0..30.0)).collect();
+    x[37] = 31.25; // the maximum: one ulp off shifts every exp argument
+    let mut off = x.clone();
+    off[37] = f64::from_bits(off[37].to_bits() + 1);
+    let mut got = vec![0.0; 100];
+    runtime::softmax_row(&off, &mut got, &[]);
+    assert_ne!(bits(&got), three_calls(&x));
 }
 
 #[test]

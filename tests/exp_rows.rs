@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::bits;
+use common::{bits, NANS};
 use fderiv::kernels::runtime;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,14 +16,6 @@ fn exps(x: &[f64], top: f64, spread: f64) -> (Vec<u64>, u64) {
     let total = runtime::exp_shift_sum(x, top, spread, &mut e, &[]);
     (bits(&e), total.to_bits())
 }
-
-/// NaNs whose payloads reach the exp's table and scale bits differently.
-const NANS: [u64; 4] = [
-    0x7FF8_0000_0000_0000,
-    0x7FF8_0000_0000_7FFF,
-    0xFFF8_0000_0001_2345,
-    0x7FFF_FFFF_FFFF_FFFF,
-];
 
 #[test]
 fn a_row_told_its_spread_gets_the_tested_paths_bits() {
@@ -112,12 +104,46 @@ fn the_output_row_form_gives_the_plain_forms_bits_on_every_row() {
     }
 }
 
+/// `softmax_out_row` (the whole row in one call, a later output row claimed) gives the
+/// three calls' bits row by row through a buffer, rows long enough to claim and the
+/// last claims reaching past the end; the comparison rejects an input one ulp off.
+#[test]
+fn the_one_call_output_row_gives_the_three_calls_bits_on_every_row() {
+    let mut rng = ChaCha8Rng::seed_from_u64(22);
+    for n in [1, 7, 64, 255, 256, 300, 512] {
+        let rows = 9;
+        let mut x: Vec<f64> = (0..rows * n).map(|_| rng.gen_range(-30.0..30.0)).collect();
+        x[n / 2] = 31.25; // the first row's maximum: one ulp off shifts its exps
+        let (mut one, mut three) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+        for (row, (o, t)) in one.chunks_mut(n).zip(three.chunks_mut(n)).enumerate() {
+            let ahead = [runtime::row_after(&x, row, n)];
+            let x = &x[row * n..(row + 1) * n];
+            runtime::softmax_out_row(x, o, &ahead);
+            let (top, low) = runtime::max_min(x);
+            let total = runtime::exp_shift_sum(x, top, top - low, t, &[]);
+            runtime::divide_exps(t, total, top - low);
+        }
+        assert_eq!(bits(&one), bits(&three), "n {n}");
+        if n == 1 {
+            continue; // a one-value row is 1 whatever its value
+        }
+        let mut off = x.clone();
+        off[n / 2] = f64::from_bits(off[n / 2].to_bits() + 1);
+        runtime::softmax_out_row(&off[..n], &mut one[..n], &[]);
+        assert_ne!(bits(&one), bits(&three), "n {n}");
+    }
+}
+
 /// A row pass prefetches the row at least `AHEAD_VALUES` values on (whole rows, at
-/// least the next one), and nothing past the end of the buffer.
+/// least the next one) when its rows are at least `FETCH_MIN_ROW` long, and nothing
+/// past the end of the buffer or for shorter rows.
 #[test]
 fn a_row_pass_fetches_the_row_ahead_values_on() {
     let buf: Vec<f64> = (0..8192).map(|j| j as f64).collect();
-    for n in [1, 100, 128, 512, 1000, 1024, 4096] {
+    for n in [1, 100, 128, 255] {
+        assert!(runtime::row_after(&buf, 0, n).is_empty(), "n {n}");
+    }
+    for n in [256, 512, 1000, 1024, 4096] {
         let rows = runtime::AHEAD_VALUES.div_ceil(n).max(1);
         let got = runtime::row_after(&buf, 0, n);
         if rows * n + n <= buf.len() {
@@ -131,5 +157,5 @@ fn a_row_pass_fetches_the_row_ahead_values_on() {
             "n {n}"
         );
     }
-    assert!(runtime::row_after(&buf, usize::MAX, 7).is_empty());
+    assert!(runtime::row_after(&buf, usize::MAX, 300).is_empty());
 }

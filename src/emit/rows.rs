@@ -9,7 +9,8 @@
 //! (the sum is known only after the loop), before a scalar instruction and at a
 //! softmax (which needs its whole operand first: `runtime::max_min`, then the shift,
 //! exp and sum in one pass of `runtime::exp_shift_sum`, then the division,
-//! `runtime::divide_exps`: correctly rounded, by FMAs when the row allows). Every
+//! `runtime::divide_exps`: correctly rounded, by FMAs when the row allows; from another
+//! row, the three in one call of `runtime::softmax_row` or `softmax_out_row`). Every
 //! operation of the plan is still one IEEE operation in the plan's order per entry; only the order of each row sum's terms
 //! differs from left to right, within the same bound (γₙ₋₁ Σ|xⱼ| for any order).
 
@@ -336,7 +337,7 @@ fn v_index(a: &Arg) -> usize {
 /// reads (a plain loop), a scalar instruction, the sum of a scalar (n times it) or a
 /// softmax. A row register written is added to `stored`. `out_row`: the register
 /// computed in the pass's output row, if any; a softmax into it from another row
-/// claims a later output row meanwhile (`runtime::exp_shift_sum_out_row`). `last`:
+/// claims a later output row meanwhile (`runtime::softmax_out_row`). `last`:
 /// this is the pass's last instruction and no later step reads the output; a softmax
 /// into the output row from another row then takes `runtime::softmax_row_streamed`
 /// when `stream`, and the result is true (the pass must define `stream` by
@@ -372,56 +373,56 @@ fn single(
         }
         Instr::Softmax { x, dst } => {
             // The forward definition exp xᵢ / Σⱼ exp xⱼ, shifted by the row maximum so
-            // that large logits do not overflow (a NaN entry makes the row NaN); the
-            // shift, exp and the sum in one pass of the runtime's vectorized
-            // `exp_shift_sum` (later rows of the inputs prefetched meanwhile, into the
-            // output row a later output row claimed for writing, and no per-block
-            // range test when the row's spread allows), then
-            // the division by the sum (`divide_exps`: by FMAs, bit for bit the
-            // division, when the row's spread allows). A scalar operand is its own
-            // maximum (NaN or ±∞ still give a NaN row).
+            // that large logits do not overflow (a NaN entry makes the row NaN): the
+            // row's extrema (`max_min`), the shift, exp and sum in one pass
+            // (`exp_shift_sum`: no per-block range test when the row's spread allows),
+            // then the division by the sum (`divide_exps`: by FMAs, bit for bit the
+            // division, when the spread allows). From another row, the three run as
+            // one call (`softmax_row`; into the output row, `softmax_out_row` claims a
+            // later output row meanwhile), later rows of the inputs prefetched.
             stored.push(*dst);
-            // The row's maximum and minimum, and where the exp reads: the operand row,
-            // or the destination itself (in place; a scalar operand, its own maximum
-            // and minimum, fills it first).
-            let extrema = |x: &str| format!("runtime::max_min({x})");
-            let (extrema, src, fill) = match x {
-                Arg::Buf(b) => (extrema(&names.id(*b)), Some(names.id(*b)), false),
-                Arg::Reg(Reg::Row(i)) if i == dst => (extrema(&format!("&*r{i}")), None, false),
-                Arg::Reg(Reg::Row(i)) => {
-                    (extrema(&format!("&*r{i}")), Some(format!("&*r{i}")), false)
+            let into_out = out_row == Some(*dst);
+            let src = match x {
+                Arg::Buf(b) => Some(names.id(*b)),
+                Arg::Reg(Reg::Row(i)) if i != dst => Some(format!("&*r{i}")),
+                _ => None,
+            };
+            if let Some(x) = src {
+                let function = if into_out {
+                    "softmax_out_row"
+                } else {
+                    "softmax_row"
+                };
+                let call = format!("runtime::{function}({x}, r{dst}, &ahead);");
+                if last && into_out {
+                    // Beyond the caches, the exps into a scratch row and the quotients
+                    // streamed to the output.
+                    let _ = writeln!(
+                        s,
+                        "        if stream {{\n            runtime::softmax_row_streamed({x}, r{dst}, &ahead);\n        }} else {{\n            {call}\n        }}"
+                    );
+                    return true;
                 }
+                let _ = writeln!(s, "        {call}");
+                return false;
+            }
+            // In place: the row itself, or a scalar operand (its own maximum and
+            // minimum; NaN or ±∞ still give a NaN row) filling it first.
+            let extrema = match x {
+                Arg::Reg(Reg::Row(_)) => format!("runtime::max_min(&*r{dst})"),
                 other => {
                     let v = value(other, names, None, &[]);
-                    (format!("({v}, {v})"), None, true)
+                    format!("({v}, {v})")
                 }
             };
             let _ = writeln!(s, "        let (top, low) = {extrema};");
-            if fill {
+            if !matches!(x, Arg::Reg(Reg::Row(_))) {
                 let _ = writeln!(s, "        for j in 0..{len} {{ r{dst}[j] = top; }}");
             }
-            let into_out = out_row == Some(*dst);
-            let total = match &src {
-                Some(x) if into_out => {
-                    format!("runtime::exp_shift_sum_out_row({x}, top, top - low, r{dst}, &ahead)")
-                }
-                Some(x) => format!("runtime::exp_shift_sum({x}, top, top - low, r{dst}, &ahead)"),
-                None => format!("runtime::exp_shift_sum_in_place(r{dst}, top, &ahead)"),
-            };
-            let divide = format!(
-                "let total = {total};\n        runtime::divide_exps(r{dst}, total, top - low);"
+            let _ = writeln!(
+                s,
+                "        let total = runtime::exp_shift_sum_in_place(r{dst}, top, &ahead);\n        runtime::divide_exps(r{dst}, total, top - low);"
             );
-            if let (Some(x), true) = (&src, last && into_out) {
-                // Into the output row from another row: beyond the caches, the exps
-                // into a scratch row and the quotients streamed to the output.
-                let _ = writeln!(
-                    s,
-                    "        if stream {{\n            runtime::softmax_row_streamed({x}, top, top - low, r{dst}, &ahead);\n        }} else {{\n            {}\n        }}",
-                    divide.replace('\n', "\n    ")
-                );
-                return true;
-            }
-            let _ = writeln!(s, "        {divide}");
         }
     }
     false
@@ -532,33 +533,33 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("if stream {\n                runtime::softmax_row_streamed(&*r0, top, top - low, r1, &ahead);"),
+            text.contains("if stream {\n                runtime::softmax_row_streamed(&*r0, r1, &ahead);\n            } else {\n                runtime::softmax_out_row(&*r0, r1, &ahead);\n            }"),
             "{text}"
         );
         // Its probabilities read by a GEMM next: the plain form only.
         let text = file("(bmm (softmax (- A A)) B)", "h,m,m", "h,m,n");
         assert!(!text.contains("stream"), "{text}");
         assert!(
-            text.contains("runtime::divide_exps(r1, total, top - low);"),
+            text.contains("runtime::softmax_out_row(&*r0, r1, &ahead);"),
             "{text}"
         );
     }
 
     #[test]
     fn a_softmax_into_the_output_row_claims_a_later_row_and_one_into_a_register_does_not() {
-        let claims = "runtime::exp_shift_sum_out_row(&*r0, top, top - low, r1, &ahead)";
+        let claims = "runtime::softmax_out_row(&*r0, r1, &ahead);";
         for term in ["(softmax (- A B))", "(softmax (+ A B))"] {
             let text = body(term);
             assert!(text.contains(claims), "{text}");
-            assert!(!text.contains("runtime::exp_shift_sum("), "{text}");
+            assert!(!text.contains("runtime::softmax_row("), "{text}");
         }
         // The softmax into a register, the product into the output row.
         let text = body("(* (softmax (- A B)) B)");
         assert!(
-            text.contains("runtime::exp_shift_sum(&*r0, top, top - low, r1, &ahead)"),
+            text.contains("runtime::softmax_row(&*r0, r1, &ahead);"),
             "{text}"
         );
-        assert!(!text.contains("exp_shift_sum_out_row"), "{text}");
+        assert!(!text.contains("softmax_out_row"), "{text}");
     }
 
     #[test]

@@ -87,3 +87,11 @@ pub fn raw_header(dict: &str) -> Vec<u8> {
 pub fn bits(xs: &[f64]) -> Vec<u64> {
     xs.iter().map(|v| v.to_bits()).collect()
 }
+
+/// NaNs whose payloads reach the exp's table and scale bits differently.
+pub const NANS: [u64; 4] = [
+    0x7FF8_0000_0000_0000,
+    0x7FF8_0000_0000_7FFF,
+    0xFFF8_0000_0001_2345,
+    0x7FFF_FFFF_FFFF_FFFF,
+];

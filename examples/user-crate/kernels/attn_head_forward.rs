@@ -59,9 +59,7 @@ pub fn attn_head_forward_into(h: usize, n: usize, d: usize, m: usize, e: usize, 
                 let m_ = runtime::row(m_, row, n);
                 let t0 = runtime::row(&*t0, row, n);
                 runtime::fused(n, [m_, t0], [&mut *r1], |[m_, t0]| { let v0 = (c) * (t0); let v1 = (v0) + (m_); ([v1], []) });
-                let (top, low) = runtime::max_min(&*r1);
-                let total = runtime::exp_shift_sum_out_row(&*r1, top, top - low, r2, &ahead);
-                runtime::divide_exps(r2, total, top - low);
+                runtime::softmax_out_row(&*r1, r2, &ahead);
             });
             // 3. out = P · V per head
             runtime::bmm([h, m, n, e], p, false, v, false, out, false)?;

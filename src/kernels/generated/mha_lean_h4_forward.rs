@@ -89,9 +89,7 @@ pub fn mha_lean_h4_forward_into(m: usize, d: usize, n: usize, c: f64, wk: &[f64]
                 let ahead: [&[f64]; 1] = [runtime::row_after(&*t2, row, n)];
                 let t2 = runtime::row(&*t2, row, n);
                 runtime::fused(n, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
-                let (top, low) = runtime::max_min(&*r0);
-                let total = runtime::exp_shift_sum_out_row(&*r0, top, top - low, r1, &ahead);
-                runtime::divide_exps(r1, total, top - low);
+                runtime::softmax_out_row(&*r0, r1, &ahead);
             });
             // 7. t3 = x · Wv per head
             runtime::bmm([1, n, m, (4*d)], x, false, wv, false, &mut *t3, false)?;

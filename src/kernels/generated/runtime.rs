@@ -815,15 +815,16 @@ pub fn stream_softmax(len: usize) -> bool {
     len >= SOFTMAX_STREAM_MIN_VALUES
 }
 
-/// One softmax row with the bits of [`exp_shift_sum`] into `out` then [`divide_exps`]
-/// (`spread` and `ahead` as there), `out[j] = exp(x[j] − top) / Σ` for the first
-/// min(|x|, |out|) values (the rest of `out` left alone), but the exps go to this
-/// thread's reused scratch row and the quotients to `out` by non-temporal stores (when
-/// the FMA division applies), so that an output beyond the caches is written without
-/// being read first: the same values, a third fewer bytes moved.
-pub fn softmax_row_streamed(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &[&[f64]]) {
+/// One softmax row with the bits of [`softmax_row`] (`out[j] = exp(x[j] − top) / Σ` for
+/// the first min(|x|, |out|) values, the rest of `out` left alone), but the exps go to
+/// this thread's reused scratch row and the quotients to `out` by non-temporal stores
+/// (when the FMA division applies), so that an output beyond the caches is written
+/// without being read first: the same values, a third fewer bytes moved.
+pub fn softmax_row_streamed(x: &[f64], out: &mut [f64], ahead: &[&[f64]]) {
     let n = x.len().min(out.len());
-    let out = &mut out[..n];
+    let (x, out) = (&x[..n], &mut out[..n]);
+    let (top, low) = max_min(x);
+    let spread = top - low;
     let streamed = SOFTMAX_SCRATCH.with(|cell| {
         // A nested call (none in a row pass) finds the scratch taken: unstreamed.
         let Ok(mut scratch) = cell.try_borrow_mut() else {
@@ -842,6 +843,35 @@ pub fn softmax_row_streamed(x: &[f64], top: f64, spread: f64, out: &mut [f64], a
         let total = exp_shift_sum(x, top, spread, out, ahead);
         divide_exps(out, total, spread);
     }
+}
+
+/// One softmax row, `out[j] = exp(x[j] − top) / Σ` for the first min(|x|, |out|) values
+/// (the rest of `out` left alone), with the bits of [`max_min`], [`exp_shift_sum`] and
+/// [`divide_exps`] in turn, in one call of the widest [`VectorPath`] the CPU has (its
+/// row functions inlined into one: a short row's fixed costs paid once). `x` and `out`
+/// are distinct rows (the borrows say so).
+pub fn softmax_row(x: &[f64], out: &mut [f64], ahead: &[&[f64]]) {
+    softmax_row_claiming(x, out, ahead, false)
+}
+
+/// [`softmax_row`] into a row of a row pass's output, claiming a later output row for
+/// writing meanwhile, as [`exp_shift_sum_out_row`] does.
+pub fn softmax_out_row(x: &[f64], out: &mut [f64], ahead: &[&[f64]]) {
+    softmax_row_claiming(x, out, ahead, true)
+}
+
+/// [`softmax_row`], claiming the output row [`AHEAD_VALUES`] on when `claim_next`.
+fn softmax_row_claiming(x: &[f64], out: &mut [f64], ahead: &[&[f64]], claim_next: bool) {
+    let n = x.len().min(out.len());
+    let (x, out) = (&x[..n], &mut out[..n]);
+    if let Some(r) = VectorPath::best_routines() {
+        // SAFETY: the CPU has the path's features (`best_routines`); `x` and `out` hold
+        // n values each and do not overlap (a shared and a mutable borrow).
+        return unsafe { (r.softmax_row)(x.as_ptr(), out.as_mut_ptr(), n, ahead, claim_next) };
+    }
+    let (top, low) = max_min(x);
+    let total = exp_shift_sum_claiming(x, top, top - low, out, ahead, claim_next);
+    divide_exps(out, total, top - low);
 }
 
 /// Whether [`divide_exps`] may divide by FMAs: `total` ∈ [1, 2⁶⁴] and `spread` ≤
@@ -1324,8 +1354,8 @@ unsafe fn exp_block<L: Lanes, const V: usize, const CAREFUL: bool>(mut x: [L; V]
 /// registers hold [`LANES`] values), then single values (the scalar FMA path's
 /// operations and lanes, so its bits). While a big block runs, its span of each `ahead`
 /// slice is prefetched (a hint: a later row's inputs arrive while this row computes),
-/// and when `claim_next`, its span of the row [`rows_ahead`] after `dst` is fetched
-/// for writing (a hint: a row pass writes its output rows in order, so that row's
+/// and when `claim_next` (and n ≥ [`FETCH_MIN_ROW`]), its span of the row
+/// [`rows_ahead`] after `dst` is fetched for writing (a hint: a row pass writes its output rows in order, so that row's
 /// lines are owned by the time it is written, instead of each store waiting on its
 /// line).
 /// `near`: the caller knows |src[j] − top| ≤ [`FAST_LIMIT`] for every non-NaN src[j];
@@ -1350,6 +1380,7 @@ unsafe fn exp_shift_sum_lanes<L: Lanes, const BIG: usize, const SMALL: usize>(
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
     debug_assert_eq!(L::WIDTH * SMALL, LANES);
     let shift = L::splat(top);
+    let claim_next = claim_next && n >= FETCH_MIN_ROW;
     let claim = if claim_next { rows_ahead(n) * n } else { 0 };
     // Register v of a block holds lanes (v·WIDTH) mod LANES onwards: their partial
     // sums are acc[v mod SMALL].
@@ -1538,8 +1569,34 @@ macro_rules! vector_path {
                 }
             }
 
+            /// One softmax row (`softmax_row_with`'s steps) on this path: the
+            /// extrema, exps and quotients in one call, the lane functions inlined.
+            ///
+            /// # Safety
+            /// The CPU has the features; `src` and `dst` are valid for n values and
+            /// do not overlap.
+            #[target_feature(enable = $features)]
+            pub unsafe fn softmax_row(src: *const f64, dst: *mut f64, n: usize, ahead: &[&[f64]], claim_next: bool) {
+                // SAFETY: `src` is valid for n values (caller).
+                let (top, low) = max_min_lanes::<$lanes>(unsafe { std::slice::from_raw_parts(src, n) });
+                let spread = top - low;
+                let near = spread <= EXP_NEAR_SPREAD;
+                let mut total = exp_shift_sum_lanes::<$lanes, $big, $small>(src, dst, n, top, near, ahead, claim_next);
+                if near && total.is_nan() {
+                    total = exp_shift_sum(src, dst, n, top, false, &[], false);
+                }
+                if fma_quotients(total, spread) {
+                    divide_lanes::<$lanes, false>(dst, dst, n, total);
+                } else {
+                    for j in 0..n {
+                        // SAFETY: j < n.
+                        unsafe { *dst.add(j) /= total };
+                    }
+                }
+            }
+
             /// This path's routines.
-            pub const ROUTINES: Routines = Routines { exp_shift_sum, max_min, divide };
+            pub const ROUTINES: Routines = Routines { exp_shift_sum, max_min, divide, softmax_row };
         }
     };
 }
@@ -1559,6 +1616,8 @@ struct Routines {
     max_min: unsafe fn(&[f64]) -> (f64, f64),
     /// [`divide_lanes`], streamed or not.
     divide: unsafe fn(*const f64, *mut f64, usize, f64, bool),
+    /// One softmax row: (src, dst, n, ahead, claim_next).
+    softmax_row: unsafe fn(*const f64, *mut f64, usize, &[&[f64]], bool),
 }
 
 /// The runtime's hand-vectorized paths (x86-64): the softmax forward's exp, row
@@ -1637,6 +1696,17 @@ impl VectorPath {
         unsafe { (r.divide)(p, p, xs.len(), total, false) };
         Some(())
     }
+
+    /// [`softmax_row`] on this path (nothing fetched ahead); `None` (and `out` left
+    /// alone) when the CPU lacks the path's features.
+    pub fn softmax_row(self, x: &[f64], out: &mut [f64]) -> Option<()> {
+        let r = self.routines()?;
+        let n = x.len().min(out.len());
+        // SAFETY: the CPU has the features (`routines`); `x` and `out` hold at least n
+        // values each and do not overlap (a shared and a mutable borrow).
+        unsafe { (r.softmax_row)(x.as_ptr(), out.as_mut_ptr(), n, &[], false) };
+        Some(())
+    }
 }
 
 /// `xⱼ ← exp xⱼ` over the slice, returning Σⱼ exp xⱼ (all terms summed in some order).
@@ -1675,8 +1745,8 @@ pub fn exp_shift_sum(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &
 
 /// [`exp_shift_sum`] into a row of a row pass's output (`out`), whose following rows
 /// the pass writes next: meanwhile the lines of the row [`AHEAD_VALUES`] on (whole
-/// rows) are fetched for writing (a hint only; the same bits). Beyond the caches this
-/// spares each store of the row a wait for its line.
+/// rows; rows of at least [`FETCH_MIN_ROW`]) are fetched for writing (a hint only; the
+/// same bits). Beyond the caches this spares each store of the row a wait for its line.
 pub fn exp_shift_sum_out_row(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &[&[f64]]) -> f64 {
     exp_shift_sum_claiming(x, top, spread, out, ahead, true)
 }
@@ -1719,15 +1789,26 @@ fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, near: bool
 /// and stores (docs/performance.md, stop 23).
 pub const AHEAD_VALUES: usize = 1024;
 
+/// The shortest row for which a softmax row pass fetches ahead ([`row_after`], and the
+/// output rows [`exp_shift_sum_out_row`] claims). Measured at 2²¹ values (docs/
+/// performance.md, stop 24): fetching ahead made rows of 256 and more 15–30 % faster,
+/// rows of 64 and 128 5–10 % slower. A short row's successor already lies within the
+/// out-of-order window, whose loads then overlap this row's work, and the prefetches
+/// only take issue slots.
+pub const FETCH_MIN_ROW: usize = 256;
+
 /// Rows of length n in [`AHEAD_VALUES`], rounded up (so at least one).
 fn rows_ahead(n: usize) -> usize {
     AHEAD_VALUES.div_ceil(n.max(1))
 }
 
 /// The row [`AHEAD_VALUES`] on from `row` (whole rows of length n, at least the next)
-/// of a buffer, or nothing past the end: what a row pass prefetches while it computes
-/// `row`.
+/// of a buffer, or nothing past the end or for rows shorter than [`FETCH_MIN_ROW`]:
+/// what a row pass prefetches while it computes `row`.
 pub fn row_after(buf: &[f64], row: usize, n: usize) -> &[f64] {
+    if n < FETCH_MIN_ROW {
+        return &[];
+    }
     let start = row.saturating_add(rows_ahead(n)).saturating_mul(n);
     buf.get(start..start.saturating_add(n)).unwrap_or_default()
 }

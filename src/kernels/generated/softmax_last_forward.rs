@@ -38,12 +38,10 @@ pub fn softmax_last_forward_into(h: usize, m: usize, n: usize, x: &[f64], out: &
             let r0 = &mut out[..n];
             let ahead: [&[f64]; 1] = [runtime::row_after(x, row, n)];
             let x = runtime::row(x, row, n);
-            let (top, low) = runtime::max_min(x);
             if stream {
-                runtime::softmax_row_streamed(x, top, top - low, r0, &ahead);
+                runtime::softmax_row_streamed(x, r0, &ahead);
             } else {
-                let total = runtime::exp_shift_sum_out_row(x, top, top - low, r0, &ahead);
-                runtime::divide_exps(r0, total, top - low);
+                runtime::softmax_out_row(x, r0, &ahead);
             }
         });
         Ok(())
