@@ -1355,9 +1355,9 @@ unsafe fn exp_block<L: Lanes, const V: usize, const CAREFUL: bool>(mut x: [L; V]
 /// operations and lanes, so its bits). While a big block runs, its span of each `ahead`
 /// slice is prefetched (a hint: a later row's inputs arrive while this row computes),
 /// and when `claim_next` (and n ≥ [`FETCH_MIN_ROW`]), its span of the row
-/// [`rows_ahead`] after `dst` is fetched for writing (a hint: a row pass writes its output rows in order, so that row's
-/// lines are owned by the time it is written, instead of each store waiting on its
-/// line).
+/// [`rows_ahead`] after `dst` is fetched for writing (a hint: a row pass writes its
+/// output rows in order, so that row's lines are owned by the time it is written,
+/// instead of each store waiting on its line).
 /// `near`: the caller knows |src[j] − top| ≤ [`FAST_LIMIT`] for every non-NaN src[j];
 /// no block then tests for far values, each takes the fast form (a NaN lane too: see
 /// [`exp_shift_sum`]).
@@ -1569,8 +1569,10 @@ macro_rules! vector_path {
                 }
             }
 
-            /// One softmax row (`softmax_row_with`'s steps) on this path: the
-            /// extrema, exps and quotients in one call, the lane functions inlined.
+            /// One softmax row on this path ([`softmax_row`]: the steps of
+            /// [`max_min`], [`exp_shift_sum`] and [`divide_exps`], the NaN retry and
+            /// the FMA division's test included) in one call, the lane functions
+            /// inlined.
             ///
             /// # Safety
             /// The CPU has the features; `src` and `dst` are valid for n values and
@@ -1791,7 +1793,7 @@ pub const AHEAD_VALUES: usize = 1024;
 
 /// The shortest row for which a softmax row pass fetches ahead ([`row_after`], and the
 /// output rows [`exp_shift_sum_out_row`] claims). Measured at 2²¹ values (docs/
-/// performance.md, stop 24): fetching ahead made rows of 256 and more 15–30 % faster,
+/// performance.md, stop 24): fetching ahead made rows of 256 and more 17–35 % faster,
 /// rows of 64 and 128 5–10 % slower. A short row's successor already lies within the
 /// out-of-order window, whose loads then overlap this row's work, and the prefetches
 /// only take issue slots.
