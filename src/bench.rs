@@ -21,7 +21,6 @@ use crate::manifest::{Built, KernelDef, KernelMode, Manifest, ManifestError};
 use crate::outcome::{Failure, Format};
 use crate::rules::RuleSet;
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -376,6 +375,9 @@ fn gemm_call([h, m, k, p]: [usize; 4]) -> Result<ReferenceCall, BenchError> {
     }))
 }
 
+/// Values per parallel chunk of the triad reference.
+const TRIAD_CHUNK: usize = 1 << 14;
+
 /// One call of the STREAM triad `a = b + s·c` over `len` values, rows in parallel
 /// (24 bytes per value), its arrays made once.
 fn triad_call(len: usize) -> Result<ReferenceCall, BenchError> {
@@ -385,13 +387,13 @@ fn triad_call(len: usize) -> Result<ReferenceCall, BenchError> {
     );
     let mut a = vec![0.0; len];
     Ok(Box::new(move || {
-        a.par_chunks_mut(1 << 14)
-            .zip(b.par_chunks(1 << 14).zip(c.par_chunks(1 << 14)))
-            .for_each(|(a, (b, c))| {
-                for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
-                    *a = b + 3.0 * c;
-                }
-            });
+        // Chunks in parallel as the row passes run them (the caller taking part).
+        runtime::par_chunks(&mut a, TRIAD_CHUNK, |(i, a)| {
+            let (b, c) = (&b[i * TRIAD_CHUNK..], &c[i * TRIAD_CHUNK..]);
+            for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
+                *a = b + 3.0 * c;
+            }
+        });
         Ok(())
     }))
 }

@@ -458,13 +458,14 @@ pub fn cast(dims: [usize; 3], x: &[f64], out: &mut [f64]) -> Result<(), KernelEr
 const ROW_CHUNK_VALUES: usize = 1 << 14;
 
 thread_local! {
-    /// Each worker's row registers, grown once and reused by every later pass.
+    /// Each thread's row registers, grown once and reused by every later pass.
     static REGISTERS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Runs `body(row, out_row, registers)` over every row of length `n` of `out`, chunks
-/// of rows in parallel. The `R` row registers (n values each) come from the worker's
-/// reused scratch, so a pass allocates nothing once each worker has run one; their
+/// of rows in parallel ([`par_chunks`]). The `R` row registers (n values each) come
+/// from the thread's reused scratch, so a pass allocates nothing once each thread
+/// taking part (workers, and a caller outside the pool) has run one; their
 /// contents on entry are unspecified (every register is written before it is read).
 /// `out_row` and every register hold exactly n values.
 ///
@@ -479,22 +480,81 @@ pub fn row_pass<const R: usize>(
         return;
     }
     let rows = (ROW_CHUNK_VALUES / n).max(1);
-    out.par_chunks_mut(rows * n)
-        .enumerate()
-        .for_each(|(chunk, out)| {
-            REGISTERS.with(|cell| {
-                let mut scratch = cell.borrow_mut();
-                if scratch.len() < R * n {
-                    scratch.resize(R * n, 0.0);
-                }
-                let first = chunk * rows;
-                for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
-                    let mut regs = scratch[..R * n].chunks_exact_mut(n);
-                    let regs = std::array::from_fn(|_| regs.next().unwrap_or_default());
-                    body(first + i, out_row, regs);
-                }
-            })
-        });
+    let task = |(chunk, out): (usize, &mut [f64])| {
+        REGISTERS.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            if scratch.len() < R * n {
+                scratch.resize(R * n, 0.0);
+            }
+            let first = chunk * rows;
+            for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
+                let mut regs = scratch[..R * n].chunks_exact_mut(n);
+                let regs = std::array::from_fn(|_| regs.next().unwrap_or_default());
+                body(first + i, out_row, regs);
+            }
+        })
+    };
+    par_chunks(out, rows * n, task);
+}
+
+/// Runs `task((i, chunk))` on every chunk i of `len` values of `buf` (the last may be
+/// shorter), in parallel: on a rayon worker by rayon's work stealing; from a thread
+/// outside the pool, the caller takes part ([`with_caller`]) instead of handing the
+/// whole job to the pool and sleeping until it is done.
+pub fn par_chunks(buf: &mut [f64], len: usize, task: impl Fn((usize, &mut [f64])) + Sync + Send) {
+    let len = len.max(1);
+    if rayon::current_thread_index().is_some() {
+        buf.par_chunks_mut(len).enumerate().for_each(task);
+    } else {
+        with_caller(buf.chunks_mut(len).enumerate(), task);
+    }
+}
+
+/// Runs `task` on every item of `items` from a thread outside rayon's pool: the
+/// caller and (pool threads − 1) helpers spawned into the pool each claim the next
+/// item while any is left, and the caller then waits, spinning, for the items still
+/// in a helper's hands. The caller works from the first instant, where handing the
+/// whole job to the pool put it to sleep until a worker woke and again until it was
+/// woken itself (about 17 µs a call on the measured VM: docs/performance.md, stop 24).
+fn with_caller<I, F>(items: I, task: F)
+where
+    I: Iterator + Send,
+    I::Item: Send,
+    F: Fn(I::Item) + Sync,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    /// Marks a claimed item finished when dropped (also when its task panics, so that
+    /// the caller never waits on it forever; rayon rethrows the panic).
+    struct Done<'a>(&'a AtomicUsize);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Release);
+        }
+    }
+    let items = std::sync::Mutex::new(items);
+    let busy = AtomicUsize::new(0);
+    let work = || loop {
+        let item = {
+            let mut items = items.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let item = items.next();
+            if item.is_some() {
+                busy.fetch_add(1, Ordering::Relaxed);
+            }
+            item
+        };
+        let Some(item) = item else { return };
+        let _done = Done(&busy);
+        task(item);
+    };
+    rayon::in_place_scope(|s| {
+        for _ in 1..rayon::current_num_threads() {
+            s.spawn(|_| work());
+        }
+        work();
+        while busy.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+        }
+    });
 }
 
 /// Defines a kernel's steps as a function of the listed parameters twice, once
