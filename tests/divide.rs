@@ -79,7 +79,8 @@ fn the_one_call_softmax_row_gives_the_three_calls_bits_on_every_path() {
     let mut rng = ChaCha8Rng::seed_from_u64(14);
     let mut xs = rows(&mut rng);
     xs.extend((0..=129).map(|n| (0..n).map(|_| rng.gen_range(-30.0..30.0)).collect()));
-    // NaNs whose payloads the exp's fast and careful forms carry differently.
+    // NaNs of four payloads, alone in a row and among numbers (a NaN row's sum is NaN:
+    // the exps are computed again with the per-block test, as `exp_shift_sum` does).
     for nan in NANS.map(f64::from_bits) {
         let mut x: Vec<f64> = (0..70).map(|_| rng.gen_range(-30.0..30.0)).collect();
         x[rng.gen_range(0..70)] = nan;
