@@ -285,8 +285,8 @@ pub fn tensors(e: &Entry, shape: &[usize]) -> Result<(Vec<Tensor3>, Vec<Tensor3>
 }
 
 /// The median wall-clock time of `f` after one warm-up call: `reps` calls, fewer (at
-/// least 3) when they pass [`MAX_ROW_TIME`], more (up to [`MAX_CALLS`]) while the row
-/// has run less than [`MIN_ROW_TIME`], so that sub-millisecond rows get a stable median.
+/// least 3) when they pass `MAX_ROW_TIME`, more (up to `MAX_CALLS`) while the row
+/// has run less than `MIN_ROW_TIME`, so that sub-millisecond rows get a stable median.
 pub fn median(
     reps: usize,
     mut f: impl FnMut() -> Result<(), BenchError>,
@@ -303,7 +303,7 @@ pub fn median(
 }
 
 /// The median times of `f` and of `reference`, measured in alternating batches (each
-/// batch one untimed call, then timed calls until it has run [`BATCH_TIME`]) as long
+/// batch one untimed call, then timed calls until it has run `BATCH_TIME`) as long
 /// as [`median`] would time `f` alone, counting only `f`'s time: both see the same
 /// machine, so a drift of its speed between rows (this 2-core VM's varies by a
 /// quarter within a minute) cancels in their ratio.

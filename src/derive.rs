@@ -543,7 +543,7 @@ impl PhaseRun {
     }
 }
 
-/// [`derive`] without the soundness check (for callers that just ran it).
+/// [`derive()`] without the soundness check (for callers that just ran it).
 ///
 /// The schedule has two phases. **differentiate**: every rule but the ones marked
 /// `simplify_only` (commutativity, associativity, distribution), which multiply

@@ -2,7 +2,7 @@
 //!
 //! A Rust mirror of TorchLean's `NN.Proofs.Autograd.Tape.Nodes.Batched` ([`spec`]) and a
 //! symbolic differentiation engine built on `egg`: terms ([`ir`]), rules as data
-//! ([`rules`]), derivation ([`derive`]) with readable traces ([`trace`]) in the notation of papers
+//! ([`rules`]), derivation ([`mod@derive`]) with readable traces ([`trace`]) in the notation of papers
 //! ([`notation`]), all checked
 //! exactly over ℚ ([`verify`]). See `docs/ARCHITECTURE.md`.
 

@@ -1,5 +1,5 @@
 //! The Unicode notation of the Lean file and of papers: `s ⊙ (G − rowsum(s ⊙ G))`
-//! where `s = softmax(X)`. Every printed term reads back with [`super::parse`].
+//! where `s = softmax(X)`. Every printed term reads back with [`super::parse()`].
 //!
 //! | term | notation | | term | notation |
 //! |---|---|---|---|---|

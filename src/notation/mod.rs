@@ -1,5 +1,5 @@
 //! Derivations people read: terms, traces and plans in the notation of papers
-//! ([`math`], read back by [`parse`]), as LaTeX ([`latex`]) and as Graphviz graphs
+//! ([`math`], read back by [`parse()`]), as LaTeX ([`latex`]) and as Graphviz graphs
 //! ([`dot`]). A presentation stage beside [`crate::trace`]: it reads terms, traces and
 //! plans and never computes a derivative.
 

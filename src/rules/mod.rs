@@ -1,5 +1,5 @@
 //! Rewrite rules as data: loading `rewrites/*.toml` (embedded at build time or read
-//! from a folder at run time), checking them statically ([`load`]) and for soundness
+//! from a folder at run time), checking them statically ([`mod@file`]) and for soundness
 //! ([`soundness`]), and turning them into egg rewrites.
 
 pub mod file;

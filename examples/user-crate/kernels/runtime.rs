@@ -470,7 +470,7 @@ thread_local! {
 /// `out_row` and every register hold exactly n values.
 ///
 /// The body is compiled where it is written: a kernel's steps written inside
-/// [`multiversion!`] give it 4-wide AVX2 loops on CPUs that have them.
+/// `multiversion!` give it 4-wide AVX2 loops on CPUs that have them.
 pub fn row_pass<const R: usize>(
     out: &mut [f64],
     n: usize,
@@ -499,7 +499,7 @@ pub fn row_pass<const R: usize>(
 
 /// Runs `task((i, chunk))` on every chunk i of `len` values of `buf` (the last may be
 /// shorter), in parallel: on a rayon worker by rayon's work stealing; from a thread
-/// outside the pool, the caller takes part ([`with_caller`]) instead of handing the
+/// outside the pool, the caller takes part (`with_caller`) instead of handing the
 /// whole job to the pool and sleeping until it is done.
 pub fn par_chunks(buf: &mut [f64], len: usize, task: impl Fn((usize, &mut [f64])) + Sync + Send) {
     let len = len.max(1);
@@ -598,7 +598,7 @@ pub fn on_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether [`multiversion!`] runs its AVX2 copy: the CPU has AVX2 and FMA and
+/// Whether `multiversion!` runs its AVX2 copy: the CPU has AVX2 and FMA and
 /// [`set_portable_only`] has not turned the copies off.
 pub fn vector_copies() -> bool {
     !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) && avx2_fma()
@@ -1003,7 +1003,7 @@ pub fn row(buf: &[f64], row: usize, n: usize) -> &[f64] {
 /// the whole domain a max-shifted softmax feeds it (x ≤ 0 down to past the underflow
 /// point, −745.2), and carried into the rigorous bound of `fderiv verify`'s softmax rung.
 ///
-/// Why it holds, to first order (u = 2⁻⁵³, ulp = 2u; [`exp1`] for the steps; the full
+/// Why it holds, to first order (u = 2⁻⁵³, ulp = 2u; `exp1` for the steps; the full
 /// argument is in fderiv's docs/numerics.md). With x = k·ln2/4 + r, |r| ≤ 0.0867: the
 /// computed r is within 0.0867u + 2⁻⁷⁵ (one rounding), ≤ 0.044 ulp of e^r; the
 /// polynomial ([`EXP_POLY`]) is within 0.025 ulp of e^r − 1 (bounded exactly over ℚ);
@@ -1418,7 +1418,7 @@ unsafe fn exp_block<L: Lanes, const V: usize, const CAREFUL: bool>(mut x: [L; V]
 /// [`rows_ahead`] after `dst` is fetched for writing (a hint: a row pass writes its
 /// output rows in order, so that row's lines are owned by the time it is written,
 /// instead of each store waiting on its line).
-/// `near`: the caller knows |src[j] − top| ≤ [`FAST_LIMIT`] for every non-NaN src[j];
+/// `near`: the caller knows `|src[j] − top|` ≤ [`FAST_LIMIT`] for every non-NaN `src[j]`;
 /// no block then tests for far values, each takes the fast form (a NaN lane too: see
 /// [`exp_shift_sum`]).
 ///
