@@ -1,32 +1,10 @@
-//! `runtime::on_workers`: a kernel with several parallel steps runs them from a rayon
-//! worker thread (each step then forks from inside the pool). `runtime::par_chunks`:
-//! chunks in parallel, the caller taking part when it is outside the pool.
+//! Parallel work from outside rayon's pool and from inside it: `runtime::par_chunks`
+//! (the row passes' chunks) and `runtime::bmm` (the GEMM steps' heads and bands), the
+//! caller taking part when it is outside the pool, running alone when there is one item.
 
-use fderiv::kernels::runtime::{on_workers, par_chunks};
+use fderiv::kernels::runtime::{bmm, par_chunks};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-#[test]
-fn on_workers_runs_its_closure_on_a_rayon_worker_and_returns_its_value() {
-    // The test thread is not a worker: a closure run in place would see `None` here.
-    assert_eq!(rayon::current_thread_index(), None);
-    let (index, value) = on_workers(|| (rayon::current_thread_index(), 41 + 1));
-    assert!(index.is_some(), "the closure ran outside the pool");
-    assert_eq!(value, 42);
-}
-
-#[test]
-fn on_workers_runs_in_place_on_a_worker_and_passes_errors_through() {
-    // Already on a worker: the same thread runs the closure.
-    let (outer, inner) = rayon::scope(|_| {
-        let outer = rayon::current_thread_index();
-        (outer, on_workers(rayon::current_thread_index))
-    });
-    assert!(outer.is_some());
-    assert_eq!(outer, inner);
-    let err: Result<(), String> = on_workers(|| Err("a step failed".to_string()));
-    assert_eq!(err, Err("a step failed".to_string()));
-}
 
 /// Every chunk once, with its index, whatever the buffer's and the chunk's length (0
 /// counts as 1), from the test thread (outside the pool: the caller takes part) and
@@ -83,4 +61,97 @@ fn a_panic_in_a_helpers_chunk_reaches_the_caller_without_a_hang() {
         "no helper claimed a chunk in 5 s"
     );
     assert!(result.is_err());
+}
+
+/// One chunk runs on the calling thread, the pool untouched: a single-chunk step (a
+/// small row pass, a one-band GEMM) pays no hand-over to a worker. Shown with every
+/// worker held busy: a helper spawned into the pool could not run, and the caller,
+/// which waits for its helpers, would not return until the workers are let go.
+#[test]
+fn a_single_chunk_runs_on_the_caller_without_the_pool() {
+    let threads = rayon::current_num_threads();
+    let (held, release) = (AtomicUsize::new(0), AtomicBool::new(false));
+    rayon::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|_| {
+                held.fetch_add(1, Ordering::AcqRel);
+                while !release.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        // This closure runs on a worker too: with the others held, no worker is free.
+        while held.load(Ordering::Acquire) < threads - 1 {
+            std::hint::spin_loop();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let caller = std::thread::spawn(move || {
+            let mut buf = vec![0.0; 100];
+            par_chunks(&mut buf, 1 << 14, |(_, c)| c.fill(1.0));
+            let _ = tx.send(buf);
+        });
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        release.store(true, Ordering::Release);
+        caller.join().expect("the caller panicked");
+        let buf = got.expect("one chunk waited for the (busy) pool");
+        assert!(buf.iter().all(|&v| v == 1.0));
+    });
+}
+
+/// `bmm` gives every entry of every head exactly (small integers: every product and
+/// partial sum is an exact f64), plain and accumulated, transposes included, from the
+/// test thread and from a worker, for head counts and row counts that split the heads
+/// into bands of `GEMM_MIN_BAND` rows and more, one of them shorter.
+#[test]
+fn bmm_gives_every_head_and_band_exactly_from_outside_the_pool_and_from_a_worker() {
+    let value = |i: usize, seed: usize| ((i * 7 + seed * 13) % 11) as f64 - 5.0;
+    let check = |[h, m, k, p]: [usize; 4], ta: bool, tb: bool| {
+        let a: Vec<f64> = (0..h * m * k).map(|i| value(i, 1)).collect();
+        let b: Vec<f64> = (0..h * k * p).map(|i| value(i, 2)).collect();
+        let old: Vec<f64> = (0..h * m * p).map(|i| value(i, 3)).collect();
+        // op(a)[i][l] and op(b)[l][j] of head t, read by the layouts bmm documents.
+        let a_at =
+            |t: usize, i: usize, l: usize| a[t * m * k + if ta { l * m + i } else { i * k + l }];
+        let b_at =
+            |t: usize, l: usize, j: usize| b[t * k * p + if tb { j * k + l } else { l * p + j }];
+        let mut want = vec![0.0; h * m * p];
+        for t in 0..h {
+            for i in 0..m {
+                for j in 0..p {
+                    want[(t * m + i) * p + j] = (0..k).map(|l| a_at(t, i, l) * b_at(t, l, j)).sum();
+                }
+            }
+        }
+        let summed: Vec<f64> = want.iter().zip(&old).map(|(w, o)| w + o).collect();
+        let run = |accumulate: bool| {
+            let mut out = if accumulate {
+                old.clone()
+            } else {
+                vec![f64::NAN; h * m * p]
+            };
+            bmm([h, m, k, p], &a, ta, &b, tb, &mut out, accumulate).unwrap();
+            out
+        };
+        for (accumulate, want) in [(false, &want), (true, &summed)] {
+            let shape = format!("{h}x{m}x{k}x{p}, ta {ta}, tb {tb}, accumulate {accumulate}");
+            assert_eq!(&run(accumulate), want, "{shape}, outside the pool");
+            assert_eq!(
+                &rayon::scope(|_| run(accumulate)),
+                want,
+                "{shape}, on a worker"
+            );
+        }
+    };
+    assert_eq!(rayon::current_thread_index(), None);
+    for dims in [
+        [1, 1, 1, 1],
+        [1, 100, 7, 9],
+        [3, 70, 5, 4],
+        [2, 33, 3, 65],
+        [5, 31, 2, 3],
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            check(dims, ta, tb);
+        }
+    }
 }

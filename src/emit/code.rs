@@ -305,29 +305,10 @@ fn raw_fn(s: &mut String, kname: &str, names: &Names<'_>) -> Result<(), String> 
         .steps
         .iter()
         .any(|st| matches!(st, Step::RowPass { .. }));
-    let mut body = String::new();
     if has_rows {
-        multiversion(&mut body, &steps, names);
+        multiversion(s, &steps, names);
     } else {
-        let _ = writeln!(body, "{steps}    Ok(())");
-    }
-    let parallel = names
-        .plan
-        .steps
-        .iter()
-        .filter(|st| matches!(st, Step::Gemm { .. } | Step::RowPass { .. }))
-        .count();
-    if parallel > 1 {
-        // Several parallel steps: run them from one rayon worker (`runtime::on_workers`).
-        let _ = writeln!(
-            s,
-            "    // The {parallel} parallel steps fork from one rayon worker (the caller waits once)."
-        );
-        let _ = writeln!(s, "    runtime::on_workers(|| {{");
-        indented(s, &body);
-        let _ = writeln!(s, "    }})");
-    } else {
-        s.push_str(&body);
+        let _ = writeln!(s, "{steps}    Ok(())");
     }
     let _ = writeln!(s, "}}\n");
     Ok(())

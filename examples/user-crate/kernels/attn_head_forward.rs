@@ -46,25 +46,22 @@ pub fn attn_head_forward_into(h: usize, n: usize, d: usize, m: usize, e: usize, 
     runtime::check_len("P", p.len(), [h, m, n])?;
     runtime::check_len("out", out.len(), [h, m, e])?;
     let [t0] = ws.buffers([runtime::size("t0", [h, m, n])?]);
-    // The 3 parallel steps fork from one rayon worker (the caller waits once).
-    runtime::on_workers(|| {
-        runtime::multiversion!((h: usize, n: usize, d: usize, m: usize, e: usize, c: f64, k: &[f64], m_: &[f64], q: &[f64], v: &[f64], p: &mut [f64], out: &mut [f64], t0: &mut [f64]) -> Result<(), KernelError> {
-            // 1. t0 = Q · Kᵀ per head
-            runtime::bmm([h, m, d, n], q, false, k, true, &mut *t0, false)?;
-            // 2. P = a fused pass over each row
-            runtime::row_pass(p, n, |row, out, [r1]: [&mut [f64]; 1]| {
-                let r1 = &mut r1[..n];
-                let r2 = &mut out[..n];
-                let ahead: [&[f64]; 2] = [runtime::row_after(m_, row, n), runtime::row_after(&*t0, row, n)];
-                let m_ = runtime::row(m_, row, n);
-                let t0 = runtime::row(&*t0, row, n);
-                runtime::fused(n, [m_, t0], [&mut *r1], |[m_, t0]| { let v0 = (c) * (t0); let v1 = (v0) + (m_); ([v1], []) });
-                runtime::softmax_out_row(&*r1, r2, &ahead);
-            });
-            // 3. out = P · V per head
-            runtime::bmm([h, m, n, e], p, false, v, false, out, false)?;
-            Ok(())
-        })
+    runtime::multiversion!((h: usize, n: usize, d: usize, m: usize, e: usize, c: f64, k: &[f64], m_: &[f64], q: &[f64], v: &[f64], p: &mut [f64], out: &mut [f64], t0: &mut [f64]) -> Result<(), KernelError> {
+        // 1. t0 = Q · Kᵀ per head
+        runtime::bmm([h, m, d, n], q, false, k, true, &mut *t0, false)?;
+        // 2. P = a fused pass over each row
+        runtime::row_pass(p, n, |row, out, [r1]: [&mut [f64]; 1]| {
+            let r1 = &mut r1[..n];
+            let r2 = &mut out[..n];
+            let ahead: [&[f64]; 2] = [runtime::row_after(m_, row, n), runtime::row_after(&*t0, row, n)];
+            let m_ = runtime::row(m_, row, n);
+            let t0 = runtime::row(&*t0, row, n);
+            runtime::fused(n, [m_, t0], [&mut *r1], |[m_, t0]| { let v0 = (c) * (t0); let v1 = (v0) + (m_); ([v1], []) });
+            runtime::softmax_out_row(&*r1, r2, &ahead);
+        });
+        // 3. out = P · V per head
+        runtime::bmm([h, m, n, e], p, false, v, false, out, false)?;
+        Ok(())
     })
 }
 

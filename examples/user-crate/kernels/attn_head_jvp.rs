@@ -61,31 +61,28 @@ pub fn attn_head_jvp_into(h: usize, n: usize, d: usize, m: usize, e: usize, c: f
     runtime::check_len("dV", d_v.len(), [h, n, e])?;
     runtime::check_len("out", out.len(), [h, m, e])?;
     let [t0, t1, t2] = ws.buffers([runtime::size("t0", [h, m, n])?, runtime::size("t1", [h, m, n])?, runtime::size("t2", [h, m, n])?]);
-    // The 5 parallel steps fork from one rayon worker (the caller waits once).
-    runtime::on_workers(|| {
-        runtime::multiversion!((h: usize, n: usize, d: usize, m: usize, e: usize, c: f64, k: &[f64], p: &[f64], q: &[f64], v: &[f64], d_k: &[f64], d_m: &[f64], d_q: &[f64], d_v: &[f64], out: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64]) -> Result<(), KernelError> {
-            // 1. t0 = dQ · Kᵀ per head
-            runtime::bmm([h, m, d, n], d_q, false, k, true, &mut *t0, false)?;
-            // 2. t1 = Q · dKᵀ per head
-            runtime::bmm([h, m, d, n], q, false, d_k, true, &mut *t1, false)?;
-            // 3. t2 = a fused pass over each row
-            let stream = runtime::stream_stores(t2.len());
-            runtime::row_pass(&mut *t2, n, |row, out, [r1]: [&mut [f64]; 1]| {
-                let r1 = &mut r1[..n];
-                let r6 = &mut out[..n];
-                let p = runtime::row(p, row, n);
-                let d_m = runtime::row(d_m, row, n);
-                let t0 = runtime::row(&*t0, row, n);
-                let t1 = runtime::row(&*t1, row, n);
-                let [s0] = runtime::fused(n, [d_m, p, t0, t1], [&mut *r1], |[d_m, p, t0, t1]| { let v0 = (t1) + (t0); let v1 = (c) * (v0); let v2 = (d_m) + (v1); let v3 = (p) * (v2); ([v1], [v3]) });
-                runtime::fused_streamed(stream, n, [d_m, p, &*r1], [&mut *r6], |[d_m, p, r1]| { let v4 = (r1) - (s0); let v5 = (d_m) + (v4); let v6 = (p) * (v5); ([v6], []) });
-            });
-            // 4. out = P · dV per head
-            runtime::bmm([h, m, n, e], p, false, d_v, false, out, false)?;
-            // 5. out += t2 · V per head
-            runtime::bmm([h, m, n, e], &*t2, false, v, false, out, true)?;
-            Ok(())
-        })
+    runtime::multiversion!((h: usize, n: usize, d: usize, m: usize, e: usize, c: f64, k: &[f64], p: &[f64], q: &[f64], v: &[f64], d_k: &[f64], d_m: &[f64], d_q: &[f64], d_v: &[f64], out: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64]) -> Result<(), KernelError> {
+        // 1. t0 = dQ · Kᵀ per head
+        runtime::bmm([h, m, d, n], d_q, false, k, true, &mut *t0, false)?;
+        // 2. t1 = Q · dKᵀ per head
+        runtime::bmm([h, m, d, n], q, false, d_k, true, &mut *t1, false)?;
+        // 3. t2 = a fused pass over each row
+        let stream = runtime::stream_stores(t2.len());
+        runtime::row_pass(&mut *t2, n, |row, out, [r1]: [&mut [f64]; 1]| {
+            let r1 = &mut r1[..n];
+            let r6 = &mut out[..n];
+            let p = runtime::row(p, row, n);
+            let d_m = runtime::row(d_m, row, n);
+            let t0 = runtime::row(&*t0, row, n);
+            let t1 = runtime::row(&*t1, row, n);
+            let [s0] = runtime::fused(n, [d_m, p, t0, t1], [&mut *r1], |[d_m, p, t0, t1]| { let v0 = (t1) + (t0); let v1 = (c) * (v0); let v2 = (d_m) + (v1); let v3 = (p) * (v2); ([v1], [v3]) });
+            runtime::fused_streamed(stream, n, [d_m, p, &*r1], [&mut *r6], |[d_m, p, r1]| { let v4 = (r1) - (s0); let v5 = (d_m) + (v4); let v6 = (p) * (v5); ([v6], []) });
+        });
+        // 4. out = P · dV per head
+        runtime::bmm([h, m, n, e], p, false, d_v, false, out, false)?;
+        // 5. out += t2 · V per head
+        runtime::bmm([h, m, n, e], &*t2, false, v, false, out, true)?;
+        Ok(())
     })
 }
 

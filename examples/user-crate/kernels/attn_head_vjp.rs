@@ -63,42 +63,39 @@ pub fn attn_head_vjp_into(h: usize, m: usize, e: usize, n: usize, d: usize, c: f
     runtime::check_len("gQ", g_q.len(), [h, m, d])?;
     runtime::check_len("gV", g_v.len(), [h, n, e])?;
     let [t0, t1, t2] = ws.buffers([runtime::size("t0", [h, m, n])?, runtime::size("t1", [h, n, d])?, runtime::size("t2", [h, m, d])?]);
-    // The 7 parallel steps fork from one rayon worker (the caller waits once).
-    runtime::on_workers(|| {
-        runtime::multiversion!((h: usize, m: usize, e: usize, n: usize, d: usize, c: f64, k: &[f64], p: &[f64], q: &[f64], v: &[f64], g: &[f64], g_m: &mut [f64], g_k: &mut [f64], g_q: &mut [f64], g_v: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64]) -> Result<(), KernelError> {
-            // 1. t0 = G · Vᵀ per head
-            runtime::bmm([h, m, e, n], g, false, v, true, &mut *t0, false)?;
-            // 2. gM = a fused pass over each row
-            let stream = runtime::stream_stores(g_m.len());
-            runtime::row_pass(g_m, n, |row, out, []: [&mut [f64]; 0]| {
-                let r2 = &mut out[..n];
-                let p = runtime::row(p, row, n);
-                let t0 = runtime::row(&*t0, row, n);
-                let [s0] = runtime::fused(n, [p, t0], [], |[p, t0]| { let v0 = (p) * (t0); ([], [v0]) });
-                runtime::fused_streamed(stream, n, [p, t0], [&mut *r2], |[p, t0]| { let v1 = (t0) - (s0); let v2 = (p) * (v1); ([v2], []) });
-            });
-            // 3. t1 = gMᵀ · Q per head
-            runtime::bmm([h, n, m, d], g_m, true, q, false, &mut *t1, false)?;
-            // 4. gK = a fused pass over each row
-            let stream = runtime::stream_stores(g_k.len());
-            runtime::row_pass(g_k, d, |row, out, []: [&mut [f64]; 0]| {
-                let r0 = &mut out[..d];
-                let t1 = runtime::row(&*t1, row, d);
-                runtime::fused_streamed(stream, d, [t1], [&mut *r0], |[t1]| { let v0 = (c) * (t1); ([v0], []) });
-            });
-            // 5. t2 = gM · K per head
-            runtime::bmm([h, m, n, d], g_m, false, k, false, &mut *t2, false)?;
-            // 6. gQ = a fused pass over each row
-            let stream = runtime::stream_stores(g_q.len());
-            runtime::row_pass(g_q, d, |row, out, []: [&mut [f64]; 0]| {
-                let r0 = &mut out[..d];
-                let t2 = runtime::row(&*t2, row, d);
-                runtime::fused_streamed(stream, d, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
-            });
-            // 7. gV = Pᵀ · G per head
-            runtime::bmm([h, n, m, e], p, true, g, false, g_v, false)?;
-            Ok(())
-        })
+    runtime::multiversion!((h: usize, m: usize, e: usize, n: usize, d: usize, c: f64, k: &[f64], p: &[f64], q: &[f64], v: &[f64], g: &[f64], g_m: &mut [f64], g_k: &mut [f64], g_q: &mut [f64], g_v: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64]) -> Result<(), KernelError> {
+        // 1. t0 = G · Vᵀ per head
+        runtime::bmm([h, m, e, n], g, false, v, true, &mut *t0, false)?;
+        // 2. gM = a fused pass over each row
+        let stream = runtime::stream_stores(g_m.len());
+        runtime::row_pass(g_m, n, |row, out, []: [&mut [f64]; 0]| {
+            let r2 = &mut out[..n];
+            let p = runtime::row(p, row, n);
+            let t0 = runtime::row(&*t0, row, n);
+            let [s0] = runtime::fused(n, [p, t0], [], |[p, t0]| { let v0 = (p) * (t0); ([], [v0]) });
+            runtime::fused_streamed(stream, n, [p, t0], [&mut *r2], |[p, t0]| { let v1 = (t0) - (s0); let v2 = (p) * (v1); ([v2], []) });
+        });
+        // 3. t1 = gMᵀ · Q per head
+        runtime::bmm([h, n, m, d], g_m, true, q, false, &mut *t1, false)?;
+        // 4. gK = a fused pass over each row
+        let stream = runtime::stream_stores(g_k.len());
+        runtime::row_pass(g_k, d, |row, out, []: [&mut [f64]; 0]| {
+            let r0 = &mut out[..d];
+            let t1 = runtime::row(&*t1, row, d);
+            runtime::fused_streamed(stream, d, [t1], [&mut *r0], |[t1]| { let v0 = (c) * (t1); ([v0], []) });
+        });
+        // 5. t2 = gM · K per head
+        runtime::bmm([h, m, n, d], g_m, false, k, false, &mut *t2, false)?;
+        // 6. gQ = a fused pass over each row
+        let stream = runtime::stream_stores(g_q.len());
+        runtime::row_pass(g_q, d, |row, out, []: [&mut [f64]; 0]| {
+            let r0 = &mut out[..d];
+            let t2 = runtime::row(&*t2, row, d);
+            runtime::fused_streamed(stream, d, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
+        });
+        // 7. gV = Pᵀ · G per head
+        runtime::bmm([h, n, m, e], p, true, g, false, g_v, false)?;
+        Ok(())
     })
 }
 

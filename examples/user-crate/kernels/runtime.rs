@@ -350,40 +350,52 @@ pub fn bmm(
     let (rsb, csb) = if tb { (1, k) } else { (p, 1) };
     // Heads run in parallel; when there are fewer heads than threads (a projection is
     // one head) each head's rows are split into bands too, so every thread has work.
+    // From a thread outside the pool the caller takes part, as in `par_chunks`.
     let bands = rayon::current_num_threads().div_ceil(h).max(1);
     let rows = m.div_ceil(bands).max(GEMM_MIN_BAND);
-    out.par_chunks_mut(m * p).enumerate().for_each(|(head, c)| {
+    let band = |(head, band, c): (usize, usize, &mut [f64])| {
         let a = &a[head * m * k..(head + 1) * m * k];
         let b = &b[head * k * p..(head + 1) * k * p];
-        c.par_chunks_mut(rows * p).enumerate().for_each(|(band, c)| {
-            let first = band * rows;
-            let count = c.len() / p;
-            // SAFETY: `a` holds m·k values, and for every row i < m and l < k the
-            // offset i·rsa + l·csa < m·k for both stride pairs; this band reads rows
-            // first..first + count ≤ m, starting at first·rsa. `b` holds k·p values
-            // reached by l·rsb + j·csb < k·p. `c` is this band's count·p values at
-            // i·p + j. The slices do not overlap (`c` is a distinct `&mut`, read in
-            // place when β = 1).
-            unsafe {
-                matrixmultiply::dgemm(
-                    count,
-                    k,
-                    p,
-                    1.0,
-                    a.as_ptr().add(first * rsa),
-                    rsa as isize,
-                    csa as isize,
-                    b.as_ptr(),
-                    rsb as isize,
-                    csb as isize,
-                    if accumulate { 1.0 } else { 0.0 },
-                    c.as_mut_ptr(),
-                    p as isize,
-                    1,
-                );
-            }
+        let first = band * rows;
+        let count = c.len() / p;
+        // SAFETY: `a` holds m·k values, and for every row i < m and l < k the
+        // offset i·rsa + l·csa < m·k for both stride pairs; this band reads rows
+        // first..first + count ≤ m, starting at first·rsa. `b` holds k·p values
+        // reached by l·rsb + j·csb < k·p. `c` is this band's count·p values at
+        // i·p + j. The slices do not overlap (`c` is a distinct `&mut`, read in
+        // place when β = 1).
+        unsafe {
+            matrixmultiply::dgemm(
+                count,
+                k,
+                p,
+                1.0,
+                a.as_ptr().add(first * rsa),
+                rsa as isize,
+                csa as isize,
+                b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                if accumulate { 1.0 } else { 0.0 },
+                c.as_mut_ptr(),
+                p as isize,
+                1,
+            );
+        }
+    };
+    if rayon::current_thread_index().is_some() {
+        out.par_chunks_mut(m * p).enumerate().for_each(|(head, c)| {
+            c.par_chunks_mut(rows * p)
+                .enumerate()
+                .for_each(|(i, c)| band((head, i, c)))
         });
-    });
+    } else {
+        let heads = out.chunks_mut(m * p).enumerate();
+        let items = heads.flat_map(|(head, c)| {
+            c.chunks_mut(rows * p).enumerate().map(move |(i, c)| (head, i, c))
+        });
+        with_caller(h * m.div_ceil(rows), items, band);
+    }
     Ok(())
 }
 
@@ -506,17 +518,19 @@ pub fn par_chunks(buf: &mut [f64], len: usize, task: impl Fn((usize, &mut [f64])
     if rayon::current_thread_index().is_some() {
         buf.par_chunks_mut(len).enumerate().for_each(task);
     } else {
-        with_caller(buf.chunks_mut(len).enumerate(), task);
+        with_caller(buf.len().div_ceil(len), buf.chunks_mut(len).enumerate(), task);
     }
 }
 
-/// Runs `task` on every item of `items` from a thread outside rayon's pool: the
-/// caller and (pool threads − 1) helpers spawned into the pool each claim the next
-/// item while any is left, and the caller then waits, spinning, for the items still
-/// in a helper's hands. The caller works from the first instant, where handing the
-/// whole job to the pool put it to sleep until a worker woke and again until it was
-/// woken itself (about 17 µs a call on the measured VM: docs/performance.md, stop 24).
-fn with_caller<I, F>(items: I, task: F)
+/// Runs `task` on every item of `items` (`count` of them) from a thread outside
+/// rayon's pool: the caller and up to (pool threads − 1) helpers spawned into the pool,
+/// never more helpers than items beyond the first, each claim the next item while any
+/// is left, and the caller then waits, spinning, for the items still in a helper's
+/// hands; a single item runs on the caller alone, the pool untouched. The caller works
+/// from the first instant, where handing the whole job to the pool put it to sleep
+/// until a worker woke and again until it was woken itself (about 17 µs a call on the
+/// measured VM: docs/performance.md, stop 24).
+fn with_caller<I, F>(count: usize, items: I, task: F)
 where
     I: Iterator + Send,
     I::Item: Send,
@@ -546,8 +560,12 @@ where
         let _done = Done(&busy);
         task(item);
     };
+    let helpers = rayon::current_num_threads().min(count).saturating_sub(1);
+    if helpers == 0 {
+        return items.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).for_each(task);
+    }
     rayon::in_place_scope(|s| {
-        for _ in 1..rayon::current_num_threads() {
+        for _ in 0..helpers {
             s.spawn(|_| work());
         }
         work();
@@ -586,15 +604,6 @@ macro_rules! multiversion {
     }};
 }
 pub(crate) use multiversion;
-
-/// Runs `f` on one of rayon's worker threads (the caller blocks once until it is
-/// done). A kernel with several parallel steps runs them inside it, so that each step
-/// forks from a worker instead of injecting its work into the pool from outside and
-/// putting the caller to sleep on a latch (`perf` put a sixth of a small attention
-/// VJP's samples in those wake-ups). On a worker thread already, `f` runs in place.
-pub fn on_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
-}
 
 static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

@@ -36,14 +36,11 @@ pub fn matmul_jvp_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b: &[f
     runtime::check_len("dA", d_a.len(), [h, m, n])?;
     runtime::check_len("dB", d_b.len(), [h, n, p])?;
     runtime::check_len("out", out.len(), [h, m, p])?;
-    // The 2 parallel steps fork from one rayon worker (the caller waits once).
-    runtime::on_workers(|| {
-        // 1. out = dA · B per head
-        runtime::bmm([h, m, n, p], d_a, false, b, false, out, false)?;
-        // 2. out += A · dB per head
-        runtime::bmm([h, m, n, p], a, false, d_b, false, out, true)?;
-        Ok(())
-    })
+    // 1. out = dA · B per head
+    runtime::bmm([h, m, n, p], d_a, false, b, false, out, false)?;
+    // 2. out += A · dB per head
+    runtime::bmm([h, m, n, p], a, false, d_b, false, out, true)?;
+    Ok(())
 }
 
 /// `matmul_jvp` on tensors: the dims are read from the inputs and must agree (an error

@@ -36,14 +36,11 @@ pub fn matmul_vjp_into(h: usize, m: usize, n: usize, p: usize, a: &[f64], b: &[f
     runtime::check_len("G", g.len(), [h, m, p])?;
     runtime::check_len("gA", g_a.len(), [h, m, n])?;
     runtime::check_len("gB", g_b.len(), [h, n, p])?;
-    // The 2 parallel steps fork from one rayon worker (the caller waits once).
-    runtime::on_workers(|| {
-        // 1. gA = G · Bᵀ per head
-        runtime::bmm([h, m, p, n], g, false, b, true, g_a, false)?;
-        // 2. gB = Aᵀ · G per head
-        runtime::bmm([h, n, m, p], a, true, g, false, g_b, false)?;
-        Ok(())
-    })
+    // 1. gA = G · Bᵀ per head
+    runtime::bmm([h, m, p, n], g, false, b, true, g_a, false)?;
+    // 2. gB = Aᵀ · G per head
+    runtime::bmm([h, n, m, p], a, true, g, false, g_b, false)?;
+    Ok(())
 }
 
 /// `matmul_vjp` on tensors: the dims are read from the inputs and must agree (an error

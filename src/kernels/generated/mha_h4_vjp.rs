@@ -98,66 +98,63 @@ pub fn mha_h4_vjp_into(n: usize, m: usize, d: usize, c: f64, k: &[f64], o: &[f64
     runtime::check_len("gWv", g_wv.len(), [1, m, (4*d)])?;
     runtime::check_len("gx", gx.len(), [1, n, m])?;
     let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11] = ws.buffers([runtime::size("t0", [1, n, (4*d)])?, runtime::size("t1", [4, n, d])?, runtime::size("t2", [4, n, n])?, runtime::size("t3", [4, n, n])?, runtime::size("t4", [4, n, d])?, runtime::size("t5", [4, n, d])?, runtime::size("t6", [1, n, (4*d)])?, runtime::size("t7", [4, n, d])?, runtime::size("t8", [4, n, d])?, runtime::size("t9", [1, n, (4*d)])?, runtime::size("t10", [4, n, d])?, runtime::size("t11", [1, n, (4*d)])?]);
-    // The 15 parallel steps fork from one rayon worker (the caller waits once).
-    runtime::on_workers(|| {
-        runtime::multiversion!((n: usize, m: usize, d: usize, c: f64, k: &[f64], o: &[f64], p: &[f64], q: &[f64], v: &[f64], wk: &[f64], wo: &[f64], wq: &[f64], wv: &[f64], x: &[f64], g: &[f64], g_wk: &mut [f64], g_wo: &mut [f64], g_wq: &mut [f64], g_wv: &mut [f64], gx: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64], t3: &mut [f64], t4: &mut [f64], t5: &mut [f64], t6: &mut [f64], t7: &mut [f64], t8: &mut [f64], t9: &mut [f64], t10: &mut [f64], t11: &mut [f64]) -> Result<(), KernelError> {
-            // 1. t0 = G · Woᵀ per head
-            runtime::bmm([1, n, m, (4*d)], g, false, wo, true, &mut *t0, false)?;
-            // 2. t1 = (split 4 t0) (a copy)
-            runtime::split_heads([4, n, d], &*t0, &mut *t1)?;
-            // 3. t2 = t1 · Vᵀ per head
-            runtime::bmm([4, n, d, n], &*t1, false, v, true, &mut *t2, false)?;
-            // 4. t3 = a fused pass over each row
-            let stream = runtime::stream_stores(t3.len());
-            runtime::row_pass(&mut *t3, n, |row, out, []: [&mut [f64]; 0]| {
-                let r2 = &mut out[..n];
-                let p = runtime::row(p, row, n);
-                let t2 = runtime::row(&*t2, row, n);
-                let [s0] = runtime::fused(n, [p, t2], [], |[p, t2]| { let v0 = (p) * (t2); ([], [v0]) });
-                runtime::fused_streamed(stream, n, [p, t2], [&mut *r2], |[p, t2]| { let v1 = (t2) - (s0); let v2 = (p) * (v1); ([v2], []) });
-            });
-            // 5. t4 = t3ᵀ · Q per head
-            runtime::bmm([4, n, n, d], &*t3, true, q, false, &mut *t4, false)?;
-            // 6. t5 = a fused pass over each row
-            let stream = runtime::stream_stores(t5.len());
-            runtime::row_pass(&mut *t5, d, |row, out, []: [&mut [f64]; 0]| {
-                let r0 = &mut out[..d];
-                let t4 = runtime::row(&*t4, row, d);
-                runtime::fused_streamed(stream, d, [t4], [&mut *r0], |[t4]| { let v0 = (c) * (t4); ([v0], []) });
-            });
-            // 7. t6 = (merge 4 t5) (a copy)
-            runtime::merge_heads([4, n, d], &*t5, &mut *t6)?;
-            // 8. gWk = xᵀ · t6 per head
-            runtime::bmm([1, m, n, (4*d)], x, true, &*t6, false, g_wk, false)?;
-            // 9. gWo = Oᵀ · G per head
-            runtime::bmm([1, (4*d), n, m], o, true, g, false, g_wo, false)?;
-            // 10. t7 = t3 · K per head
-            runtime::bmm([4, n, n, d], &*t3, false, k, false, &mut *t7, false)?;
-            // 11. t8 = a fused pass over each row
-            let stream = runtime::stream_stores(t8.len());
-            runtime::row_pass(&mut *t8, d, |row, out, []: [&mut [f64]; 0]| {
-                let r0 = &mut out[..d];
-                let t7 = runtime::row(&*t7, row, d);
-                runtime::fused_streamed(stream, d, [t7], [&mut *r0], |[t7]| { let v0 = (c) * (t7); ([v0], []) });
-            });
-            // 12. t9 = (merge 4 t8) (a copy)
-            runtime::merge_heads([4, n, d], &*t8, &mut *t9)?;
-            // 13. gWq = xᵀ · t9 per head
-            runtime::bmm([1, m, n, (4*d)], x, true, &*t9, false, g_wq, false)?;
-            // 14. t10 = Pᵀ · t1 per head
-            runtime::bmm([4, n, n, d], p, true, &*t1, false, &mut *t10, false)?;
-            // 15. t11 = (merge 4 t10) (a copy)
-            runtime::merge_heads([4, n, d], &*t10, &mut *t11)?;
-            // 16. gWv = xᵀ · t11 per head
-            runtime::bmm([1, m, n, (4*d)], x, true, &*t11, false, g_wv, false)?;
-            // 17. gx = t11 · Wvᵀ per head
-            runtime::bmm([1, n, (4*d), m], &*t11, false, wv, true, gx, false)?;
-            // 18. gx += t6 · Wkᵀ per head
-            runtime::bmm([1, n, (4*d), m], &*t6, false, wk, true, gx, true)?;
-            // 19. gx += t9 · Wqᵀ per head
-            runtime::bmm([1, n, (4*d), m], &*t9, false, wq, true, gx, true)?;
-            Ok(())
-        })
+    runtime::multiversion!((n: usize, m: usize, d: usize, c: f64, k: &[f64], o: &[f64], p: &[f64], q: &[f64], v: &[f64], wk: &[f64], wo: &[f64], wq: &[f64], wv: &[f64], x: &[f64], g: &[f64], g_wk: &mut [f64], g_wo: &mut [f64], g_wq: &mut [f64], g_wv: &mut [f64], gx: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64], t3: &mut [f64], t4: &mut [f64], t5: &mut [f64], t6: &mut [f64], t7: &mut [f64], t8: &mut [f64], t9: &mut [f64], t10: &mut [f64], t11: &mut [f64]) -> Result<(), KernelError> {
+        // 1. t0 = G · Woᵀ per head
+        runtime::bmm([1, n, m, (4*d)], g, false, wo, true, &mut *t0, false)?;
+        // 2. t1 = (split 4 t0) (a copy)
+        runtime::split_heads([4, n, d], &*t0, &mut *t1)?;
+        // 3. t2 = t1 · Vᵀ per head
+        runtime::bmm([4, n, d, n], &*t1, false, v, true, &mut *t2, false)?;
+        // 4. t3 = a fused pass over each row
+        let stream = runtime::stream_stores(t3.len());
+        runtime::row_pass(&mut *t3, n, |row, out, []: [&mut [f64]; 0]| {
+            let r2 = &mut out[..n];
+            let p = runtime::row(p, row, n);
+            let t2 = runtime::row(&*t2, row, n);
+            let [s0] = runtime::fused(n, [p, t2], [], |[p, t2]| { let v0 = (p) * (t2); ([], [v0]) });
+            runtime::fused_streamed(stream, n, [p, t2], [&mut *r2], |[p, t2]| { let v1 = (t2) - (s0); let v2 = (p) * (v1); ([v2], []) });
+        });
+        // 5. t4 = t3ᵀ · Q per head
+        runtime::bmm([4, n, n, d], &*t3, true, q, false, &mut *t4, false)?;
+        // 6. t5 = a fused pass over each row
+        let stream = runtime::stream_stores(t5.len());
+        runtime::row_pass(&mut *t5, d, |row, out, []: [&mut [f64]; 0]| {
+            let r0 = &mut out[..d];
+            let t4 = runtime::row(&*t4, row, d);
+            runtime::fused_streamed(stream, d, [t4], [&mut *r0], |[t4]| { let v0 = (c) * (t4); ([v0], []) });
+        });
+        // 7. t6 = (merge 4 t5) (a copy)
+        runtime::merge_heads([4, n, d], &*t5, &mut *t6)?;
+        // 8. gWk = xᵀ · t6 per head
+        runtime::bmm([1, m, n, (4*d)], x, true, &*t6, false, g_wk, false)?;
+        // 9. gWo = Oᵀ · G per head
+        runtime::bmm([1, (4*d), n, m], o, true, g, false, g_wo, false)?;
+        // 10. t7 = t3 · K per head
+        runtime::bmm([4, n, n, d], &*t3, false, k, false, &mut *t7, false)?;
+        // 11. t8 = a fused pass over each row
+        let stream = runtime::stream_stores(t8.len());
+        runtime::row_pass(&mut *t8, d, |row, out, []: [&mut [f64]; 0]| {
+            let r0 = &mut out[..d];
+            let t7 = runtime::row(&*t7, row, d);
+            runtime::fused_streamed(stream, d, [t7], [&mut *r0], |[t7]| { let v0 = (c) * (t7); ([v0], []) });
+        });
+        // 12. t9 = (merge 4 t8) (a copy)
+        runtime::merge_heads([4, n, d], &*t8, &mut *t9)?;
+        // 13. gWq = xᵀ · t9 per head
+        runtime::bmm([1, m, n, (4*d)], x, true, &*t9, false, g_wq, false)?;
+        // 14. t10 = Pᵀ · t1 per head
+        runtime::bmm([4, n, n, d], p, true, &*t1, false, &mut *t10, false)?;
+        // 15. t11 = (merge 4 t10) (a copy)
+        runtime::merge_heads([4, n, d], &*t10, &mut *t11)?;
+        // 16. gWv = xᵀ · t11 per head
+        runtime::bmm([1, m, n, (4*d)], x, true, &*t11, false, g_wv, false)?;
+        // 17. gx = t11 · Wvᵀ per head
+        runtime::bmm([1, n, (4*d), m], &*t11, false, wv, true, gx, false)?;
+        // 18. gx += t6 · Wkᵀ per head
+        runtime::bmm([1, n, (4*d), m], &*t6, false, wk, true, gx, true)?;
+        // 19. gx += t9 · Wqᵀ per head
+        runtime::bmm([1, n, (4*d), m], &*t9, false, wq, true, gx, true)?;
+        Ok(())
     })
 }
 

@@ -67,40 +67,37 @@ pub fn mha_h8_forward_into(m: usize, d: usize, n: usize, c: f64, wk: &[f64], wo:
     runtime::check_len("O", o.len(), [1, n, (8*d)])?;
     runtime::check_len("out", out.len(), [1, n, m])?;
     let [t0, t1, t2, t3, t4] = ws.buffers([runtime::size("t0", [1, n, (8*d)])?, runtime::size("t1", [1, n, (8*d)])?, runtime::size("t2", [8, n, n])?, runtime::size("t3", [1, n, (8*d)])?, runtime::size("t4", [8, n, d])?]);
-    // The 7 parallel steps fork from one rayon worker (the caller waits once).
-    runtime::on_workers(|| {
-        runtime::multiversion!((m: usize, d: usize, n: usize, c: f64, wk: &[f64], wo: &[f64], wq: &[f64], wv: &[f64], x: &[f64], q: &mut [f64], k: &mut [f64], p: &mut [f64], v: &mut [f64], o: &mut [f64], out: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64], t3: &mut [f64], t4: &mut [f64]) -> Result<(), KernelError> {
-            // 1. t0 = x · Wq per head
-            runtime::bmm([1, n, m, (8*d)], x, false, wq, false, &mut *t0, false)?;
-            // 2. Q = (split 8 t0) (a copy)
-            runtime::split_heads([8, n, d], &*t0, q)?;
-            // 3. t1 = x · Wk per head
-            runtime::bmm([1, n, m, (8*d)], x, false, wk, false, &mut *t1, false)?;
-            // 4. K = (split 8 t1) (a copy)
-            runtime::split_heads([8, n, d], &*t1, k)?;
-            // 5. t2 = Q · Kᵀ per head
-            runtime::bmm([8, n, d, n], q, false, k, true, &mut *t2, false)?;
-            // 6. P = a fused pass over each row
-            runtime::row_pass(p, n, |row, out, [r0]: [&mut [f64]; 1]| {
-                let r0 = &mut r0[..n];
-                let r1 = &mut out[..n];
-                let ahead: [&[f64]; 1] = [runtime::row_after(&*t2, row, n)];
-                let t2 = runtime::row(&*t2, row, n);
-                runtime::fused(n, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
-                runtime::softmax_out_row(&*r0, r1, &ahead);
-            });
-            // 7. t3 = x · Wv per head
-            runtime::bmm([1, n, m, (8*d)], x, false, wv, false, &mut *t3, false)?;
-            // 8. V = (split 8 t3) (a copy)
-            runtime::split_heads([8, n, d], &*t3, v)?;
-            // 9. t4 = P · V per head
-            runtime::bmm([8, n, n, d], p, false, v, false, &mut *t4, false)?;
-            // 10. O = (merge 8 t4) (a copy)
-            runtime::merge_heads([8, n, d], &*t4, o)?;
-            // 11. out = O · Wo per head
-            runtime::bmm([1, n, (8*d), m], o, false, wo, false, out, false)?;
-            Ok(())
-        })
+    runtime::multiversion!((m: usize, d: usize, n: usize, c: f64, wk: &[f64], wo: &[f64], wq: &[f64], wv: &[f64], x: &[f64], q: &mut [f64], k: &mut [f64], p: &mut [f64], v: &mut [f64], o: &mut [f64], out: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64], t3: &mut [f64], t4: &mut [f64]) -> Result<(), KernelError> {
+        // 1. t0 = x · Wq per head
+        runtime::bmm([1, n, m, (8*d)], x, false, wq, false, &mut *t0, false)?;
+        // 2. Q = (split 8 t0) (a copy)
+        runtime::split_heads([8, n, d], &*t0, q)?;
+        // 3. t1 = x · Wk per head
+        runtime::bmm([1, n, m, (8*d)], x, false, wk, false, &mut *t1, false)?;
+        // 4. K = (split 8 t1) (a copy)
+        runtime::split_heads([8, n, d], &*t1, k)?;
+        // 5. t2 = Q · Kᵀ per head
+        runtime::bmm([8, n, d, n], q, false, k, true, &mut *t2, false)?;
+        // 6. P = a fused pass over each row
+        runtime::row_pass(p, n, |row, out, [r0]: [&mut [f64]; 1]| {
+            let r0 = &mut r0[..n];
+            let r1 = &mut out[..n];
+            let ahead: [&[f64]; 1] = [runtime::row_after(&*t2, row, n)];
+            let t2 = runtime::row(&*t2, row, n);
+            runtime::fused(n, [t2], [&mut *r0], |[t2]| { let v0 = (c) * (t2); ([v0], []) });
+            runtime::softmax_out_row(&*r0, r1, &ahead);
+        });
+        // 7. t3 = x · Wv per head
+        runtime::bmm([1, n, m, (8*d)], x, false, wv, false, &mut *t3, false)?;
+        // 8. V = (split 8 t3) (a copy)
+        runtime::split_heads([8, n, d], &*t3, v)?;
+        // 9. t4 = P · V per head
+        runtime::bmm([8, n, n, d], p, false, v, false, &mut *t4, false)?;
+        // 10. O = (merge 8 t4) (a copy)
+        runtime::merge_heads([8, n, d], &*t4, o)?;
+        // 11. out = O · Wo per head
+        runtime::bmm([1, n, (8*d), m], o, false, wo, false, out, false)?;
+        Ok(())
     })
 }
 

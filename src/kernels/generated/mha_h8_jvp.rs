@@ -94,53 +94,50 @@ pub fn mha_h8_jvp_into(n: usize, d: usize, m: usize, c: f64, k: &[f64], o: &[f64
     runtime::check_len("dx", dx.len(), [1, n, m])?;
     runtime::check_len("out", out.len(), [1, n, m])?;
     let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10] = ws.buffers([runtime::size("t0", [1, n, (8*d)])?, runtime::size("t1", [8, n, d])?, runtime::size("t2", [8, n, n])?, runtime::size("t3", [1, n, (8*d)])?, runtime::size("t4", [8, n, d])?, runtime::size("t5", [8, n, n])?, runtime::size("t6", [8, n, n])?, runtime::size("t7", [1, n, (8*d)])?, runtime::size("t8", [8, n, d])?, runtime::size("t9", [8, n, d])?, runtime::size("t10", [1, n, (8*d)])?]);
-    // The 13 parallel steps fork from one rayon worker (the caller waits once).
-    runtime::on_workers(|| {
-        runtime::multiversion!((n: usize, d: usize, m: usize, c: f64, k: &[f64], o: &[f64], p: &[f64], q: &[f64], v: &[f64], wk: &[f64], wo: &[f64], wq: &[f64], wv: &[f64], x: &[f64], d_wk: &[f64], d_wo: &[f64], d_wq: &[f64], d_wv: &[f64], dx: &[f64], out: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64], t3: &mut [f64], t4: &mut [f64], t5: &mut [f64], t6: &mut [f64], t7: &mut [f64], t8: &mut [f64], t9: &mut [f64], t10: &mut [f64]) -> Result<(), KernelError> {
-            // 1. t0 = x · dWq per head
-            runtime::bmm([1, n, m, (8*d)], x, false, d_wq, false, &mut *t0, false)?;
-            // 2. t0 += dx · Wq per head
-            runtime::bmm([1, n, m, (8*d)], dx, false, wq, false, &mut *t0, true)?;
-            // 3. t1 = (split 8 t0) (a copy)
-            runtime::split_heads([8, n, d], &*t0, &mut *t1)?;
-            // 4. t2 = t1 · Kᵀ per head
-            runtime::bmm([8, n, d, n], &*t1, false, k, true, &mut *t2, false)?;
-            // 5. t3 = x · dWk per head
-            runtime::bmm([1, n, m, (8*d)], x, false, d_wk, false, &mut *t3, false)?;
-            // 6. t3 += dx · Wk per head
-            runtime::bmm([1, n, m, (8*d)], dx, false, wk, false, &mut *t3, true)?;
-            // 7. t4 = (split 8 t3) (a copy)
-            runtime::split_heads([8, n, d], &*t3, &mut *t4)?;
-            // 8. t5 = Q · t4ᵀ per head
-            runtime::bmm([8, n, d, n], q, false, &*t4, true, &mut *t5, false)?;
-            // 9. t6 = a fused pass over each row
-            let stream = runtime::stream_stores(t6.len());
-            runtime::row_pass(&mut *t6, n, |row, out, []: [&mut [f64]; 0]| {
-                let r5 = &mut out[..n];
-                let p = runtime::row(p, row, n);
-                let t2 = runtime::row(&*t2, row, n);
-                let t5 = runtime::row(&*t5, row, n);
-                let [s0] = runtime::fused(n, [p, t2, t5], [], |[p, t2, t5]| { let v0 = (t5) + (t2); let v1 = (p) * (v0); ([], [v1]) });
-                runtime::fused_streamed(stream, n, [p, t2, t5], [&mut *r5], |[p, t2, t5]| { let v2 = (t2) - (s0); let v3 = (t5) + (v2); let v4 = (p) * (v3); let v5 = (c) * (v4); ([v5], []) });
-            });
-            // 10. t7 = x · dWv per head
-            runtime::bmm([1, n, m, (8*d)], x, false, d_wv, false, &mut *t7, false)?;
-            // 11. t7 += dx · Wv per head
-            runtime::bmm([1, n, m, (8*d)], dx, false, wv, false, &mut *t7, true)?;
-            // 12. t8 = (split 8 t7) (a copy)
-            runtime::split_heads([8, n, d], &*t7, &mut *t8)?;
-            // 13. t9 = P · t8 per head
-            runtime::bmm([8, n, n, d], p, false, &*t8, false, &mut *t9, false)?;
-            // 14. t9 += t6 · V per head
-            runtime::bmm([8, n, n, d], &*t6, false, v, false, &mut *t9, true)?;
-            // 15. t10 = (merge 8 t9) (a copy)
-            runtime::merge_heads([8, n, d], &*t9, &mut *t10)?;
-            // 16. out = O · dWo per head
-            runtime::bmm([1, n, (8*d), m], o, false, d_wo, false, out, false)?;
-            // 17. out += t10 · Wo per head
-            runtime::bmm([1, n, (8*d), m], &*t10, false, wo, false, out, true)?;
-            Ok(())
-        })
+    runtime::multiversion!((n: usize, d: usize, m: usize, c: f64, k: &[f64], o: &[f64], p: &[f64], q: &[f64], v: &[f64], wk: &[f64], wo: &[f64], wq: &[f64], wv: &[f64], x: &[f64], d_wk: &[f64], d_wo: &[f64], d_wq: &[f64], d_wv: &[f64], dx: &[f64], out: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64], t3: &mut [f64], t4: &mut [f64], t5: &mut [f64], t6: &mut [f64], t7: &mut [f64], t8: &mut [f64], t9: &mut [f64], t10: &mut [f64]) -> Result<(), KernelError> {
+        // 1. t0 = x · dWq per head
+        runtime::bmm([1, n, m, (8*d)], x, false, d_wq, false, &mut *t0, false)?;
+        // 2. t0 += dx · Wq per head
+        runtime::bmm([1, n, m, (8*d)], dx, false, wq, false, &mut *t0, true)?;
+        // 3. t1 = (split 8 t0) (a copy)
+        runtime::split_heads([8, n, d], &*t0, &mut *t1)?;
+        // 4. t2 = t1 · Kᵀ per head
+        runtime::bmm([8, n, d, n], &*t1, false, k, true, &mut *t2, false)?;
+        // 5. t3 = x · dWk per head
+        runtime::bmm([1, n, m, (8*d)], x, false, d_wk, false, &mut *t3, false)?;
+        // 6. t3 += dx · Wk per head
+        runtime::bmm([1, n, m, (8*d)], dx, false, wk, false, &mut *t3, true)?;
+        // 7. t4 = (split 8 t3) (a copy)
+        runtime::split_heads([8, n, d], &*t3, &mut *t4)?;
+        // 8. t5 = Q · t4ᵀ per head
+        runtime::bmm([8, n, d, n], q, false, &*t4, true, &mut *t5, false)?;
+        // 9. t6 = a fused pass over each row
+        let stream = runtime::stream_stores(t6.len());
+        runtime::row_pass(&mut *t6, n, |row, out, []: [&mut [f64]; 0]| {
+            let r5 = &mut out[..n];
+            let p = runtime::row(p, row, n);
+            let t2 = runtime::row(&*t2, row, n);
+            let t5 = runtime::row(&*t5, row, n);
+            let [s0] = runtime::fused(n, [p, t2, t5], [], |[p, t2, t5]| { let v0 = (t5) + (t2); let v1 = (p) * (v0); ([], [v1]) });
+            runtime::fused_streamed(stream, n, [p, t2, t5], [&mut *r5], |[p, t2, t5]| { let v2 = (t2) - (s0); let v3 = (t5) + (v2); let v4 = (p) * (v3); let v5 = (c) * (v4); ([v5], []) });
+        });
+        // 10. t7 = x · dWv per head
+        runtime::bmm([1, n, m, (8*d)], x, false, d_wv, false, &mut *t7, false)?;
+        // 11. t7 += dx · Wv per head
+        runtime::bmm([1, n, m, (8*d)], dx, false, wv, false, &mut *t7, true)?;
+        // 12. t8 = (split 8 t7) (a copy)
+        runtime::split_heads([8, n, d], &*t7, &mut *t8)?;
+        // 13. t9 = P · t8 per head
+        runtime::bmm([8, n, n, d], p, false, &*t8, false, &mut *t9, false)?;
+        // 14. t9 += t6 · V per head
+        runtime::bmm([8, n, n, d], &*t6, false, v, false, &mut *t9, true)?;
+        // 15. t10 = (merge 8 t9) (a copy)
+        runtime::merge_heads([8, n, d], &*t9, &mut *t10)?;
+        // 16. out = O · dWo per head
+        runtime::bmm([1, n, (8*d), m], o, false, d_wo, false, out, false)?;
+        // 17. out += t10 · Wo per head
+        runtime::bmm([1, n, (8*d), m], &*t10, false, wo, false, out, true)?;
+        Ok(())
     })
 }
 

@@ -101,63 +101,60 @@ pub fn mha_lean_h4_jvp_into(n: usize, d: usize, m: usize, c: f64, k: &[f64], o: 
     runtime::check_len("dx", dx.len(), [1, n, m])?;
     runtime::check_len("out", out.len(), [1, n, m])?;
     let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13] = ws.buffers([runtime::size("t0", [1, n, (4*d)])?, runtime::size("t1", [4, n, d])?, runtime::size("t2", [4, n, n])?, runtime::size("t3", [1, n, (4*d)])?, runtime::size("t4", [4, n, d])?, runtime::size("t5", [4, n, n])?, runtime::size("t6", [4, n, n])?, runtime::size("t7", [4, n, d])?, runtime::size("t8", [1, n, (4*d)])?, runtime::size("t9", [4, n, d])?, runtime::size("t10", [4, n, d])?, runtime::size("t11", [4, n, d])?, runtime::size("t12", [n, 4, d])?, runtime::size("t13", [1, n, (4*d)])?]);
-    // The 14 parallel steps fork from one rayon worker (the caller waits once).
-    runtime::on_workers(|| {
-        runtime::multiversion!((n: usize, d: usize, m: usize, c: f64, k: &[f64], o: &[f64], p: &[f64], q: &[f64], v: &[f64], wk: &[f64], wo: &[f64], wq: &[f64], wv: &[f64], x: &[f64], d_wk: &[f64], d_wo: &[f64], d_wq: &[f64], d_wv: &[f64], dx: &[f64], out: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64], t3: &mut [f64], t4: &mut [f64], t5: &mut [f64], t6: &mut [f64], t7: &mut [f64], t8: &mut [f64], t9: &mut [f64], t10: &mut [f64], t11: &mut [f64], t12: &mut [f64], t13: &mut [f64]) -> Result<(), KernelError> {
-            // 1. t0 = x · dWq per head
-            runtime::bmm([1, n, m, (4*d)], x, false, d_wq, false, &mut *t0, false)?;
-            // 2. t0 += dx · Wq per head
-            runtime::bmm([1, n, m, (4*d)], dx, false, wq, false, &mut *t0, true)?;
-            // 3. t1 = (reshape 4 t0) (a copy)
-            runtime::cast([1, n, (4*d)], &*t0, &mut *t1)?;
-            // 4. t2 = t1 · Kᵀ per head
-            runtime::bmm([4, n, d, n], &*t1, false, k, true, &mut *t2, false)?;
-            // 5. t3 = x · dWk per head
-            runtime::bmm([1, n, m, (4*d)], x, false, d_wk, false, &mut *t3, false)?;
-            // 6. t3 += dx · Wk per head
-            runtime::bmm([1, n, m, (4*d)], dx, false, wk, false, &mut *t3, true)?;
-            // 7. t4 = (reshape 4 t3) (a copy)
-            runtime::cast([1, n, (4*d)], &*t3, &mut *t4)?;
-            // 8. t5 = Q · t4ᵀ per head
-            runtime::bmm([4, n, d, n], q, false, &*t4, true, &mut *t5, false)?;
-            // 9. t6 = a fused pass over each row
-            let stream = runtime::stream_stores(t6.len());
-            runtime::row_pass(&mut *t6, n, |row, out, []: [&mut [f64]; 0]| {
-                let r4 = &mut out[..n];
-                let p = runtime::row(p, row, n);
-                let t2 = runtime::row(&*t2, row, n);
-                let t5 = runtime::row(&*t5, row, n);
-                let [s0] = runtime::fused(n, [p, t2, t5], [], |[p, t2, t5]| { let v0 = (t5) + (t2); let v1 = (p) * (v0); ([], [v1]) });
-                runtime::fused_streamed(stream, n, [p, t2, t5], [&mut *r4], |[p, t2, t5]| { let v2 = (t2) - (s0); let v3 = (t5) + (v2); let v4 = (p) * (v3); ([v4], []) });
-            });
-            // 10. t7 = t6 · V per head
-            runtime::bmm([4, n, n, d], &*t6, false, v, false, &mut *t7, false)?;
-            // 11. t8 = x · dWv per head
-            runtime::bmm([1, n, m, (4*d)], x, false, d_wv, false, &mut *t8, false)?;
-            // 12. t8 += dx · Wv per head
-            runtime::bmm([1, n, m, (4*d)], dx, false, wv, false, &mut *t8, true)?;
-            // 13. t9 = (reshape 4 t8) (a copy)
-            runtime::cast([1, n, (4*d)], &*t8, &mut *t9)?;
-            // 14. t10 = P · t9 per head
-            runtime::bmm([4, n, n, d], p, false, &*t9, false, &mut *t10, false)?;
-            // 15. t11 = a fused pass over each row
-            let stream = runtime::stream_stores(t11.len());
-            runtime::row_pass(&mut *t11, d, |row, out, []: [&mut [f64]; 0]| {
-                let r1 = &mut out[..d];
-                let t7 = runtime::row(&*t7, row, d);
-                let t10 = runtime::row(&*t10, row, d);
-                runtime::fused_streamed(stream, d, [t10, t7], [&mut *r1], |[t10, t7]| { let v0 = (c) * (t7); let v1 = (t10) + (v0); ([v1], []) });
-            });
-            // 16. t12 = (swap 0 t11) (a copy)
-            runtime::swap([4, n, d], &*t11, &mut *t12)?;
-            // 17. t13 = (flat 4 t12) (a copy)
-            runtime::cast([n, 4, d], &*t12, &mut *t13)?;
-            // 18. out = O · dWo per head
-            runtime::bmm([1, n, (4*d), m], o, false, d_wo, false, out, false)?;
-            // 19. out += t13 · Wo per head
-            runtime::bmm([1, n, (4*d), m], &*t13, false, wo, false, out, true)?;
-            Ok(())
-        })
+    runtime::multiversion!((n: usize, d: usize, m: usize, c: f64, k: &[f64], o: &[f64], p: &[f64], q: &[f64], v: &[f64], wk: &[f64], wo: &[f64], wq: &[f64], wv: &[f64], x: &[f64], d_wk: &[f64], d_wo: &[f64], d_wq: &[f64], d_wv: &[f64], dx: &[f64], out: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64], t3: &mut [f64], t4: &mut [f64], t5: &mut [f64], t6: &mut [f64], t7: &mut [f64], t8: &mut [f64], t9: &mut [f64], t10: &mut [f64], t11: &mut [f64], t12: &mut [f64], t13: &mut [f64]) -> Result<(), KernelError> {
+        // 1. t0 = x · dWq per head
+        runtime::bmm([1, n, m, (4*d)], x, false, d_wq, false, &mut *t0, false)?;
+        // 2. t0 += dx · Wq per head
+        runtime::bmm([1, n, m, (4*d)], dx, false, wq, false, &mut *t0, true)?;
+        // 3. t1 = (reshape 4 t0) (a copy)
+        runtime::cast([1, n, (4*d)], &*t0, &mut *t1)?;
+        // 4. t2 = t1 · Kᵀ per head
+        runtime::bmm([4, n, d, n], &*t1, false, k, true, &mut *t2, false)?;
+        // 5. t3 = x · dWk per head
+        runtime::bmm([1, n, m, (4*d)], x, false, d_wk, false, &mut *t3, false)?;
+        // 6. t3 += dx · Wk per head
+        runtime::bmm([1, n, m, (4*d)], dx, false, wk, false, &mut *t3, true)?;
+        // 7. t4 = (reshape 4 t3) (a copy)
+        runtime::cast([1, n, (4*d)], &*t3, &mut *t4)?;
+        // 8. t5 = Q · t4ᵀ per head
+        runtime::bmm([4, n, d, n], q, false, &*t4, true, &mut *t5, false)?;
+        // 9. t6 = a fused pass over each row
+        let stream = runtime::stream_stores(t6.len());
+        runtime::row_pass(&mut *t6, n, |row, out, []: [&mut [f64]; 0]| {
+            let r4 = &mut out[..n];
+            let p = runtime::row(p, row, n);
+            let t2 = runtime::row(&*t2, row, n);
+            let t5 = runtime::row(&*t5, row, n);
+            let [s0] = runtime::fused(n, [p, t2, t5], [], |[p, t2, t5]| { let v0 = (t5) + (t2); let v1 = (p) * (v0); ([], [v1]) });
+            runtime::fused_streamed(stream, n, [p, t2, t5], [&mut *r4], |[p, t2, t5]| { let v2 = (t2) - (s0); let v3 = (t5) + (v2); let v4 = (p) * (v3); ([v4], []) });
+        });
+        // 10. t7 = t6 · V per head
+        runtime::bmm([4, n, n, d], &*t6, false, v, false, &mut *t7, false)?;
+        // 11. t8 = x · dWv per head
+        runtime::bmm([1, n, m, (4*d)], x, false, d_wv, false, &mut *t8, false)?;
+        // 12. t8 += dx · Wv per head
+        runtime::bmm([1, n, m, (4*d)], dx, false, wv, false, &mut *t8, true)?;
+        // 13. t9 = (reshape 4 t8) (a copy)
+        runtime::cast([1, n, (4*d)], &*t8, &mut *t9)?;
+        // 14. t10 = P · t9 per head
+        runtime::bmm([4, n, n, d], p, false, &*t9, false, &mut *t10, false)?;
+        // 15. t11 = a fused pass over each row
+        let stream = runtime::stream_stores(t11.len());
+        runtime::row_pass(&mut *t11, d, |row, out, []: [&mut [f64]; 0]| {
+            let r1 = &mut out[..d];
+            let t7 = runtime::row(&*t7, row, d);
+            let t10 = runtime::row(&*t10, row, d);
+            runtime::fused_streamed(stream, d, [t10, t7], [&mut *r1], |[t10, t7]| { let v0 = (c) * (t7); let v1 = (t10) + (v0); ([v1], []) });
+        });
+        // 16. t12 = (swap 0 t11) (a copy)
+        runtime::swap([4, n, d], &*t11, &mut *t12)?;
+        // 17. t13 = (flat 4 t12) (a copy)
+        runtime::cast([n, 4, d], &*t12, &mut *t13)?;
+        // 18. out = O · dWo per head
+        runtime::bmm([1, n, (4*d), m], o, false, d_wo, false, out, false)?;
+        // 19. out += t13 · Wo per head
+        runtime::bmm([1, n, (4*d), m], &*t13, false, wo, false, out, true)?;
+        Ok(())
     })
 }
 

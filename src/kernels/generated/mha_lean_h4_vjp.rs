@@ -100,68 +100,65 @@ pub fn mha_lean_h4_vjp_into(n: usize, m: usize, d: usize, c: f64, k: &[f64], o: 
     runtime::check_len("gWv", g_wv.len(), [1, m, (4*d)])?;
     runtime::check_len("gx", gx.len(), [1, n, m])?;
     let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12] = ws.buffers([runtime::size("t0", [1, n, (4*d)])?, runtime::size("t1", [n, 4, d])?, runtime::size("t2", [4, n, d])?, runtime::size("t3", [4, n, n])?, runtime::size("t4", [4, n, n])?, runtime::size("t5", [4, n, d])?, runtime::size("t6", [4, n, d])?, runtime::size("t7", [1, n, (4*d)])?, runtime::size("t8", [4, n, d])?, runtime::size("t9", [4, n, d])?, runtime::size("t10", [1, n, (4*d)])?, runtime::size("t11", [4, n, d])?, runtime::size("t12", [1, n, (4*d)])?]);
-    // The 15 parallel steps fork from one rayon worker (the caller waits once).
-    runtime::on_workers(|| {
-        runtime::multiversion!((n: usize, m: usize, d: usize, c: f64, k: &[f64], o: &[f64], p: &[f64], q: &[f64], v: &[f64], wk: &[f64], wo: &[f64], wq: &[f64], wv: &[f64], x: &[f64], g: &[f64], g_wk: &mut [f64], g_wo: &mut [f64], g_wq: &mut [f64], g_wv: &mut [f64], gx: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64], t3: &mut [f64], t4: &mut [f64], t5: &mut [f64], t6: &mut [f64], t7: &mut [f64], t8: &mut [f64], t9: &mut [f64], t10: &mut [f64], t11: &mut [f64], t12: &mut [f64]) -> Result<(), KernelError> {
-            // 1. t0 = G · Woᵀ per head
-            runtime::bmm([1, n, m, (4*d)], g, false, wo, true, &mut *t0, false)?;
-            // 2. t1 = (unflat 4 t0) (a copy)
-            runtime::cast([1, n, (4*d)], &*t0, &mut *t1)?;
-            // 3. t2 = (swap 0 t1) (a copy)
-            runtime::swap([n, 4, d], &*t1, &mut *t2)?;
-            // 4. t3 = t2 · Vᵀ per head
-            runtime::bmm([4, n, d, n], &*t2, false, v, true, &mut *t3, false)?;
-            // 5. t4 = a fused pass over each row
-            let stream = runtime::stream_stores(t4.len());
-            runtime::row_pass(&mut *t4, n, |row, out, []: [&mut [f64]; 0]| {
-                let r2 = &mut out[..n];
-                let p = runtime::row(p, row, n);
-                let t3 = runtime::row(&*t3, row, n);
-                let [s0] = runtime::fused(n, [p, t3], [], |[p, t3]| { let v0 = (p) * (t3); ([], [v0]) });
-                runtime::fused_streamed(stream, n, [p, t3], [&mut *r2], |[p, t3]| { let v1 = (t3) - (s0); let v2 = (p) * (v1); ([v2], []) });
-            });
-            // 6. t5 = t4ᵀ · Q per head
-            runtime::bmm([4, n, n, d], &*t4, true, q, false, &mut *t5, false)?;
-            // 7. t6 = a fused pass over each row
-            let stream = runtime::stream_stores(t6.len());
-            runtime::row_pass(&mut *t6, d, |row, out, []: [&mut [f64]; 0]| {
-                let r0 = &mut out[..d];
-                let t5 = runtime::row(&*t5, row, d);
-                runtime::fused_streamed(stream, d, [t5], [&mut *r0], |[t5]| { let v0 = (c) * (t5); ([v0], []) });
-            });
-            // 8. t7 = (unreshape 4 t6) (a copy)
-            runtime::cast([4, n, d], &*t6, &mut *t7)?;
-            // 9. gWk = xᵀ · t7 per head
-            runtime::bmm([1, m, n, (4*d)], x, true, &*t7, false, g_wk, false)?;
-            // 10. gWo = Oᵀ · G per head
-            runtime::bmm([1, (4*d), n, m], o, true, g, false, g_wo, false)?;
-            // 11. t8 = t4 · K per head
-            runtime::bmm([4, n, n, d], &*t4, false, k, false, &mut *t8, false)?;
-            // 12. t9 = a fused pass over each row
-            let stream = runtime::stream_stores(t9.len());
-            runtime::row_pass(&mut *t9, d, |row, out, []: [&mut [f64]; 0]| {
-                let r0 = &mut out[..d];
-                let t8 = runtime::row(&*t8, row, d);
-                runtime::fused_streamed(stream, d, [t8], [&mut *r0], |[t8]| { let v0 = (c) * (t8); ([v0], []) });
-            });
-            // 13. t10 = (unreshape 4 t9) (a copy)
-            runtime::cast([4, n, d], &*t9, &mut *t10)?;
-            // 14. gWq = xᵀ · t10 per head
-            runtime::bmm([1, m, n, (4*d)], x, true, &*t10, false, g_wq, false)?;
-            // 15. t11 = Pᵀ · t2 per head
-            runtime::bmm([4, n, n, d], p, true, &*t2, false, &mut *t11, false)?;
-            // 16. t12 = (unreshape 4 t11) (a copy)
-            runtime::cast([4, n, d], &*t11, &mut *t12)?;
-            // 17. gWv = xᵀ · t12 per head
-            runtime::bmm([1, m, n, (4*d)], x, true, &*t12, false, g_wv, false)?;
-            // 18. gx = t12 · Wvᵀ per head
-            runtime::bmm([1, n, (4*d), m], &*t12, false, wv, true, gx, false)?;
-            // 19. gx += t7 · Wkᵀ per head
-            runtime::bmm([1, n, (4*d), m], &*t7, false, wk, true, gx, true)?;
-            // 20. gx += t10 · Wqᵀ per head
-            runtime::bmm([1, n, (4*d), m], &*t10, false, wq, true, gx, true)?;
-            Ok(())
-        })
+    runtime::multiversion!((n: usize, m: usize, d: usize, c: f64, k: &[f64], o: &[f64], p: &[f64], q: &[f64], v: &[f64], wk: &[f64], wo: &[f64], wq: &[f64], wv: &[f64], x: &[f64], g: &[f64], g_wk: &mut [f64], g_wo: &mut [f64], g_wq: &mut [f64], g_wv: &mut [f64], gx: &mut [f64], t0: &mut [f64], t1: &mut [f64], t2: &mut [f64], t3: &mut [f64], t4: &mut [f64], t5: &mut [f64], t6: &mut [f64], t7: &mut [f64], t8: &mut [f64], t9: &mut [f64], t10: &mut [f64], t11: &mut [f64], t12: &mut [f64]) -> Result<(), KernelError> {
+        // 1. t0 = G · Woᵀ per head
+        runtime::bmm([1, n, m, (4*d)], g, false, wo, true, &mut *t0, false)?;
+        // 2. t1 = (unflat 4 t0) (a copy)
+        runtime::cast([1, n, (4*d)], &*t0, &mut *t1)?;
+        // 3. t2 = (swap 0 t1) (a copy)
+        runtime::swap([n, 4, d], &*t1, &mut *t2)?;
+        // 4. t3 = t2 · Vᵀ per head
+        runtime::bmm([4, n, d, n], &*t2, false, v, true, &mut *t3, false)?;
+        // 5. t4 = a fused pass over each row
+        let stream = runtime::stream_stores(t4.len());
+        runtime::row_pass(&mut *t4, n, |row, out, []: [&mut [f64]; 0]| {
+            let r2 = &mut out[..n];
+            let p = runtime::row(p, row, n);
+            let t3 = runtime::row(&*t3, row, n);
+            let [s0] = runtime::fused(n, [p, t3], [], |[p, t3]| { let v0 = (p) * (t3); ([], [v0]) });
+            runtime::fused_streamed(stream, n, [p, t3], [&mut *r2], |[p, t3]| { let v1 = (t3) - (s0); let v2 = (p) * (v1); ([v2], []) });
+        });
+        // 6. t5 = t4ᵀ · Q per head
+        runtime::bmm([4, n, n, d], &*t4, true, q, false, &mut *t5, false)?;
+        // 7. t6 = a fused pass over each row
+        let stream = runtime::stream_stores(t6.len());
+        runtime::row_pass(&mut *t6, d, |row, out, []: [&mut [f64]; 0]| {
+            let r0 = &mut out[..d];
+            let t5 = runtime::row(&*t5, row, d);
+            runtime::fused_streamed(stream, d, [t5], [&mut *r0], |[t5]| { let v0 = (c) * (t5); ([v0], []) });
+        });
+        // 8. t7 = (unreshape 4 t6) (a copy)
+        runtime::cast([4, n, d], &*t6, &mut *t7)?;
+        // 9. gWk = xᵀ · t7 per head
+        runtime::bmm([1, m, n, (4*d)], x, true, &*t7, false, g_wk, false)?;
+        // 10. gWo = Oᵀ · G per head
+        runtime::bmm([1, (4*d), n, m], o, true, g, false, g_wo, false)?;
+        // 11. t8 = t4 · K per head
+        runtime::bmm([4, n, n, d], &*t4, false, k, false, &mut *t8, false)?;
+        // 12. t9 = a fused pass over each row
+        let stream = runtime::stream_stores(t9.len());
+        runtime::row_pass(&mut *t9, d, |row, out, []: [&mut [f64]; 0]| {
+            let r0 = &mut out[..d];
+            let t8 = runtime::row(&*t8, row, d);
+            runtime::fused_streamed(stream, d, [t8], [&mut *r0], |[t8]| { let v0 = (c) * (t8); ([v0], []) });
+        });
+        // 13. t10 = (unreshape 4 t9) (a copy)
+        runtime::cast([4, n, d], &*t9, &mut *t10)?;
+        // 14. gWq = xᵀ · t10 per head
+        runtime::bmm([1, m, n, (4*d)], x, true, &*t10, false, g_wq, false)?;
+        // 15. t11 = Pᵀ · t2 per head
+        runtime::bmm([4, n, n, d], p, true, &*t2, false, &mut *t11, false)?;
+        // 16. t12 = (unreshape 4 t11) (a copy)
+        runtime::cast([4, n, d], &*t11, &mut *t12)?;
+        // 17. gWv = xᵀ · t12 per head
+        runtime::bmm([1, m, n, (4*d)], x, true, &*t12, false, g_wv, false)?;
+        // 18. gx = t12 · Wvᵀ per head
+        runtime::bmm([1, n, (4*d), m], &*t12, false, wv, true, gx, false)?;
+        // 19. gx += t7 · Wkᵀ per head
+        runtime::bmm([1, n, (4*d), m], &*t7, false, wk, true, gx, true)?;
+        // 20. gx += t10 · Wqᵀ per head
+        runtime::bmm([1, n, (4*d), m], &*t10, false, wq, true, gx, true)?;
+        Ok(())
     })
 }
 
