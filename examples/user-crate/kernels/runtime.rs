@@ -353,7 +353,7 @@ pub fn bmm(
     // From a thread outside the pool the caller takes part, as in `par_chunks`.
     let bands = rayon::current_num_threads().div_ceil(h).max(1);
     let rows = m.div_ceil(bands).max(GEMM_MIN_BAND);
-    let band = |(head, band, c): (usize, usize, &mut [f64])| {
+    let run_band = |(head, band, c): (usize, usize, &mut [f64])| {
         let a = &a[head * m * k..(head + 1) * m * k];
         let b = &b[head * k * p..(head + 1) * k * p];
         let first = band * rows;
@@ -387,14 +387,14 @@ pub fn bmm(
         out.par_chunks_mut(m * p).enumerate().for_each(|(head, c)| {
             c.par_chunks_mut(rows * p)
                 .enumerate()
-                .for_each(|(i, c)| band((head, i, c)))
+                .for_each(|(i, c)| run_band((head, i, c)))
         });
     } else {
         let heads = out.chunks_mut(m * p).enumerate();
         let items = heads.flat_map(|(head, c)| {
             c.chunks_mut(rows * p).enumerate().map(move |(i, c)| (head, i, c))
         });
-        with_caller(h * m.div_ceil(rows), items, band);
+        with_caller(h * m.div_ceil(rows), items, run_band);
     }
     Ok(())
 }
