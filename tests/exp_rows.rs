@@ -79,31 +79,6 @@ fn an_understated_spread_is_told_apart() {
     assert_ne!(exps(&beyond, 0.0, 0.0), exps(&beyond, 0.0, 709.0));
 }
 
-/// `exp_shift_sum_out_row` only adds a hint (the lines after its row fetched for
-/// writing): row by row through a buffer, the last row's claim reaching past its end,
-/// it gives `exp_shift_sum`'s bits, and the comparison rejects a row shifted wrongly.
-#[test]
-fn the_output_row_form_gives_the_plain_forms_bits_on_every_row() {
-    let mut rng = ChaCha8Rng::seed_from_u64(21);
-    for n in [1, 7, 8, 33, 64, 100, 512] {
-        let rows = 9;
-        let x: Vec<f64> = (0..rows * n).map(|_| rng.gen_range(-30.0..30.0)).collect();
-        let (mut claimed, mut plain) = (vec![0.0; rows * n], vec![0.0; rows * n]);
-        for (row, (c, p)) in claimed.chunks_mut(n).zip(plain.chunks_mut(n)).enumerate() {
-            let ahead = [runtime::row_after(&x, row, n)];
-            let x = &x[row * n..(row + 1) * n];
-            let (top, low) = runtime::max_min(x);
-            let a = runtime::exp_shift_sum_out_row(x, top, top - low, c, &ahead);
-            let b = runtime::exp_shift_sum(x, top, top - low, p, &[]);
-            assert_eq!(a.to_bits(), b.to_bits(), "n {n}, row {row}");
-            let wrong =
-                runtime::exp_shift_sum_out_row(x, top + 1.0, top - low, &mut vec![0.0; n], &[]);
-            assert_ne!(wrong.to_bits(), b.to_bits(), "n {n}, row {row}");
-        }
-        assert_eq!(bits(&claimed), bits(&plain), "n {n}");
-    }
-}
-
 /// `softmax_out_row` (the whole row in one call, a later output row claimed) gives the
 /// three calls' bits row by row through a buffer, rows long enough to claim and the
 /// last claims reaching past the end; the comparison rejects an input one ulp off.

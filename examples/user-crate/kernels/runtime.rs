@@ -892,8 +892,6 @@ pub fn stream_softmax(len: usize) -> bool {
 pub fn softmax_row_streamed(x: &[f64], out: &mut [f64], ahead: &[&[f64]]) {
     let n = x.len().min(out.len());
     let (x, out) = (&x[..n], &mut out[..n]);
-    let (top, low) = max_min(x);
-    let spread = top - low;
     let streamed = SOFTMAX_SCRATCH.with(|cell| {
         // A nested call (none in a row pass) finds the scratch taken: unstreamed.
         let Ok(mut scratch) = cell.try_borrow_mut() else {
@@ -903,14 +901,14 @@ pub fn softmax_row_streamed(x: &[f64], out: &mut [f64], ahead: &[&[f64]]) {
             scratch.resize(n, 0.0);
         }
         let e = &mut scratch[..n];
-        let total = exp_shift_sum(x, top, spread, e, ahead);
+        let (top, low) = max_min(x);
+        let total = exp_shift_sum(x, top, top - low, e, ahead);
         // SAFETY: `e` and `out` hold n values each and do not overlap.
-        unsafe { divide_with(e.as_ptr(), out.as_mut_ptr(), n, total, spread, true) };
+        unsafe { divide_with(e.as_ptr(), out.as_mut_ptr(), n, total, top - low, true) };
         true
     });
     if !streamed {
-        let total = exp_shift_sum(x, top, spread, out, ahead);
-        divide_exps(out, total, spread);
+        softmax_row(x, out, ahead);
     }
 }
 
@@ -923,8 +921,10 @@ pub fn softmax_row(x: &[f64], out: &mut [f64], ahead: &[&[f64]]) {
     softmax_row_claiming(x, out, ahead, false)
 }
 
-/// [`softmax_row`] into a row of a row pass's output, claiming a later output row for
-/// writing meanwhile, as [`exp_shift_sum_out_row`] does.
+/// [`softmax_row`] into a row of a row pass's output (`out`), whose following rows the
+/// pass writes next: meanwhile the lines of the row [`AHEAD_VALUES`] on (whole rows;
+/// rows of at least [`FETCH_MIN_ROW`]) are fetched for writing (a hint only; the same
+/// bits). Beyond the caches this spares each store of the row a wait for its line.
 pub fn softmax_out_row(x: &[f64], out: &mut [f64], ahead: &[&[f64]]) {
     softmax_row_claiming(x, out, ahead, true)
 }
@@ -1814,14 +1814,6 @@ pub fn exp_shift_sum(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &
     exp_shift_sum_claiming(x, top, spread, out, ahead, false)
 }
 
-/// [`exp_shift_sum`] into a row of a row pass's output (`out`), whose following rows
-/// the pass writes next: meanwhile the lines of the row [`AHEAD_VALUES`] on (whole
-/// rows; rows of at least [`FETCH_MIN_ROW`]) are fetched for writing (a hint only; the
-/// same bits). Beyond the caches this spares each store of the row a wait for its line.
-pub fn exp_shift_sum_out_row(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &[&[f64]]) -> f64 {
-    exp_shift_sum_claiming(x, top, spread, out, ahead, true)
-}
-
 /// [`exp_shift_sum`], claiming the output row [`AHEAD_VALUES`] on for writing when
 /// `claim_next`.
 fn exp_shift_sum_claiming(x: &[f64], top: f64, spread: f64, out: &mut [f64], ahead: &[&[f64]], claim_next: bool) -> f64 {
@@ -1861,7 +1853,7 @@ fn exp_shift_sum_into(src: Option<&[f64]>, dst: &mut [f64], top: f64, near: bool
 pub const AHEAD_VALUES: usize = 1024;
 
 /// The shortest row for which a softmax row pass fetches ahead ([`row_after`], and the
-/// output rows [`exp_shift_sum_out_row`] claims). Measured at 2²¹ values (docs/
+/// output rows [`softmax_out_row`] claims). Measured at 2²¹ values (docs/
 /// performance.md, stop 24): fetching ahead made rows of 256 and more 17–35 % faster,
 /// rows of 64 and 128 5–10 % slower. A short row's successor already lies within the
 /// out-of-order window, whose loads then overlap this row's work, and the prefetches
