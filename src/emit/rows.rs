@@ -408,16 +408,17 @@ fn single(
             }
             // In place: the row itself, or a scalar operand (its own maximum and
             // minimum; NaN or ±∞ still give a NaN row) filling it first.
-            let extrema = match x {
-                Arg::Reg(Reg::Row(_)) => format!("runtime::max_min(&*r{dst})"),
+            match x {
+                Arg::Reg(Reg::Row(_)) => {
+                    let _ = writeln!(s, "        let (top, low) = runtime::max_min(&*r{dst});");
+                }
                 other => {
                     let v = value(other, names, None, &[]);
-                    format!("({v}, {v})")
+                    let _ = writeln!(
+                        s,
+                        "        let (top, low) = ({v}, {v});\n        for j in 0..{len} {{ r{dst}[j] = top; }}"
+                    );
                 }
-            };
-            let _ = writeln!(s, "        let (top, low) = {extrema};");
-            if !matches!(x, Arg::Reg(Reg::Row(_))) {
-                let _ = writeln!(s, "        for j in 0..{len} {{ r{dst}[j] = top; }}");
             }
             let _ = writeln!(
                 s,
