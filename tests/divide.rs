@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bits, NANS};
+use common::{bits, three_call_softmax_row, NANS};
 use fderiv::kernels::runtime;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -61,11 +61,10 @@ fn divide_exps_gives_the_divisions_bits_on_every_row() {
     assert!(fast >= 80 && slow >= 400, "{fast} {slow}");
 }
 
-/// A softmax row as the three calls the generator emitted before `softmax_row`:
-/// extrema, exps, division.
+/// The bits of [`three_call_softmax_row`] on `x`.
 fn three_calls(x: &[f64]) -> Vec<u64> {
-    let (mut e, total, spread) = terms(x);
-    runtime::divide_exps(&mut e, total, spread);
+    let mut e = vec![0.0; x.len()];
+    three_call_softmax_row(x, &mut e);
     bits(&e)
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::bits;
+use common::{bits, three_call_softmax_row};
 use fderiv::kernels::{self, runtime, runtime::Tensor3};
 
 fn value(i: usize, seed: usize) -> f64 {
@@ -76,13 +76,6 @@ fn a_streamed_kernel_output_equals_the_same_rows_computed_unstreamed() {
     }
 }
 
-/// The unstreamed softmax row of the generated forward: exp into `out`, then divided.
-fn plain_softmax_row(x: &[f64], out: &mut [f64]) {
-    let (top, low) = runtime::max_min(x);
-    let total = runtime::exp_shift_sum(x, top, top - low, out, &[]);
-    runtime::divide_exps(out, total, top - low);
-}
-
 #[test]
 fn the_streamed_softmax_row_gives_the_plain_rows_bits() {
     // Rows of every length to 80 and longer ones, every offset of a 64-byte line (so
@@ -92,7 +85,7 @@ fn the_streamed_softmax_row_gives_the_plain_rows_bits() {
         for n in (0..=80).chain([127, 512, 1000]) {
             let x: Vec<f64> = (0..n).map(|i| value(i, 5) * scale).collect();
             let mut plain = vec![0.0; n];
-            plain_softmax_row(&x, &mut plain);
+            three_call_softmax_row(&x, &mut plain);
             for offset in 0..8 {
                 let mut out = vec![7.0; n + 8];
                 runtime::softmax_row_streamed(&x, &mut out[offset..], &[&x]);
@@ -115,7 +108,7 @@ fn the_streamed_softmax_row_gives_the_plain_rows_bits() {
     let mut off = x.clone();
     off[17] = f64::from_bits(off[17].to_bits() + 1);
     let (mut plain, mut out) = (vec![0.0; 40], vec![0.0; 40]);
-    plain_softmax_row(&x, &mut plain);
+    three_call_softmax_row(&x, &mut plain);
     runtime::softmax_row_streamed(&off, &mut out, &[]);
     assert_ne!(bits(&out), bits(&plain));
 }

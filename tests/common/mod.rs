@@ -88,6 +88,16 @@ pub fn bits(xs: &[f64]) -> Vec<u64> {
     xs.iter().map(|v| v.to_bits()).collect()
 }
 
+/// A softmax row as the generator emitted it before the one-call `runtime::softmax_row`
+/// (and as the unstreamed forward's rows are): the row's extrema, the shifted exps and
+/// their sum into `out`, then the division. The reference the one-call and streamed
+/// forms are held to, bit for bit.
+pub fn three_call_softmax_row(x: &[f64], out: &mut [f64]) {
+    let (top, low) = fderiv::kernels::runtime::max_min(x);
+    let total = fderiv::kernels::runtime::exp_shift_sum(x, top, top - low, out, &[]);
+    fderiv::kernels::runtime::divide_exps(out, total, top - low);
+}
+
 /// NaNs whose payloads reach the exp's table and scale bits differently.
 pub const NANS: [u64; 4] = [
     0x7FF8_0000_0000_0000,
